@@ -1,0 +1,5 @@
+import sys
+
+from verification.cli import main
+
+sys.exit(main())

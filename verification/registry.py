@@ -1,0 +1,150 @@
+"""The check registry: one :class:`Check` per statement of THEOREMS.md.
+
+A check module subclasses :class:`Check`, fills in the class attributes and
+``run``, and decorates the class with :func:`register`. ``run`` receives a
+:class:`RunContext` (profile, seed, an explicit PRNG key, and possibly the name
+of a mutant to inject) and returns a :class:`CheckResult`.
+
+Mutants: each check lists in ``mutants`` the deliberate bugs it must catch (a
+dropped term, eta off by 2, a wrong kernel, ...). ``run`` applies the named
+mutation to the quantity under test (never to the reference it is compared
+with). A mutant is caught when the mutated run's status is not ``holds`` (for a
+theorem or lemma) or differs from the unmutated status (for a conjecture).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from typing import Any, ClassVar
+
+import jax
+
+KINDS = ("theorem", "lemma", "conjecture")
+STATUSES = ("holds", "violated", "refuted", "survives", "inconclusive")
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """How hard to look. ``scale`` multiplies case counts; ``examples`` is Hypothesis' ``max_examples``."""
+
+    name: str
+    scale: int
+    examples: int
+    draws: int  # independent draws for probabilistic statements (Theorem 3.2)
+
+
+PROFILES = {
+    # "smoke" is for the test suite's mutant runs: enough cases to catch a bug, few compilations
+    "smoke": Profile("smoke", scale=1, examples=4, draws=100),
+    "quick": Profile("quick", scale=1, examples=12, draws=200),
+    "default": Profile("default", scale=4, examples=40, draws=1000),
+    "thorough": Profile("thorough", scale=16, examples=200, draws=4000),
+}
+
+
+@dataclasses.dataclass
+class RunContext:
+    profile: Profile
+    seed: int
+    check_id: str
+    mutant: str | None = None
+    #: shrink counterexamples to a minimal case (the self-test only needs detection and skips it)
+    shrink: bool = True
+
+    @property
+    def key(self) -> jax.Array:
+        """A key that depends on the seed and the check id only (stable across runs and orders)."""
+        return jax.random.fold_in(jax.random.key(self.seed), zlib.crc32(self.check_id.encode()))
+
+    @property
+    def hypothesis_seed(self) -> int:
+        return (self.seed * 1_000_003 + zlib.crc32(self.check_id.encode())) % (2**32)
+
+
+@dataclasses.dataclass
+class CheckResult:
+    """What one check measured.
+
+    Attributes:
+      id, kind: the check's.
+      status: one of ``holds | violated | refuted | survives | inconclusive``.
+      cases: how many cases (or draws) were evaluated.
+      worst: the worst measured figure: a relative error against the tolerance, or a
+        ratio (observed / bound) that must stay <= 1; see ``worst_label``.
+      worst_label: what ``worst`` is (e.g. ``"max rel error"``, ``"max observed/bound"``).
+      tolerance: the threshold ``worst`` is judged against, with ``tolerance_reason``.
+      tightness: bound / observed where the statement is a bound (>= 1; 1 = tight), else None.
+      figures: every other measured number (JSON-serialisable).
+      counterexample: the smallest failing case found, where there is one.
+      summary: one sentence for the table.
+    """
+
+    id: str
+    kind: str
+    status: str
+    cases: int
+    worst: float | None
+    worst_label: str
+    tolerance: float | None = None
+    tolerance_reason: str = ""
+    tightness: float | None = None
+    figures: dict[str, Any] = dataclasses.field(default_factory=dict)
+    counterexample: dict[str, Any] | None = None
+    summary: str = ""
+    seed: int = 0
+    mutant: str | None = None
+    elapsed_s: float = 0.0
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+
+class Check:
+    """Base class of a check; see the module docstring.
+
+    Class attributes:
+      id: the registry id (``thm-3.1a``, ...).
+      kind: ``theorem``, ``lemma`` or ``conjecture``.
+      title: one line.
+      mutants: ``{name: description}`` of the bugs this check must catch.
+    """
+
+    id: ClassVar[str]
+    kind: ClassVar[str]
+    title: ClassVar[str]
+    mutants: ClassVar[dict[str, str]] = {}
+
+    def run(self, ctx: RunContext) -> CheckResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def result(self, ctx: RunContext, **fields: Any) -> CheckResult:
+        """A :class:`CheckResult` with this check's id, kind, seed and mutant filled in."""
+        return CheckResult(id=self.id, kind=self.kind, seed=ctx.seed, mutant=ctx.mutant, **fields)
+
+
+REGISTRY: dict[str, type[Check]] = {}
+
+#: the order of the report (THEOREMS.md order); ids not listed here follow, sorted.
+CANONICAL_ORDER = ("thm-3.1a", "thm-3.1b", "lemma-eta", "lemma-features", "thm-linear",
+                   "thm-3.2", "conj-3.2", "thm-4.1", "thm-4.2", "conj-4.1")
+
+
+def register(cls: type[Check]) -> type[Check]:
+    if cls.kind not in KINDS:
+        raise ValueError(f"{cls.__name__}.kind must be one of {KINDS}")
+    if cls.id in REGISTRY and REGISTRY[cls.id] is not cls:
+        raise ValueError(f"check id {cls.id!r} registered twice")
+    REGISTRY[cls.id] = cls
+    return cls
+
+
+def all_checks() -> dict[str, type[Check]]:
+    """Imports every check module and returns the registry in report order."""
+    import verification.checks  # noqa: F401  (registers the checks)
+
+    order = {cid: i for i, cid in enumerate(CANONICAL_ORDER)}
+    return dict(sorted(REGISTRY.items(), key=lambda item: (order.get(item[0], len(order)), item[0])))

@@ -1,0 +1,99 @@
+"""Reports of a verification run: JSON (machine-readable), Markdown and a console table."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import platform
+from typing import Any
+
+import jax
+import numpy as np
+
+from verification.registry import CheckResult
+
+TIMING_FIELDS = ("elapsed_s", "total_elapsed_s")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.generic, jax.Array, np.ndarray)):
+        arr = np.asarray(value)
+        return _jsonable(arr.tolist()) if arr.ndim else _jsonable(arr.item())
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+    return value
+
+
+def environment() -> dict[str, Any]:
+    import jaxlib
+
+    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "x64": bool(jax.config.jax_enable_x64),
+            "backend": jax.default_backend()}
+
+
+def to_json(results: list[CheckResult], *, profile: str, seed: int, extra: dict[str, Any] | None = None) -> dict:
+    report = {
+        "profile": profile,
+        "seed": seed,
+        "versions": environment(),
+        "checks": [_jsonable(dataclasses.asdict(r)) for r in results],
+        "total_elapsed_s": sum(r.elapsed_s for r in results),
+    }
+    report["versions"]["x64"] = bool(jax.config.jax_enable_x64)
+    if extra:
+        report.update(_jsonable(extra))
+    return report
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if value == 0 or (1e-3 <= abs(value) < 1e4):
+        return f"{value:.4g}"
+    return f"{value:.2e}"
+
+
+HEADER = ("id", "kind", "status", "cases", "worst", "measure", "tightness")
+
+
+def rows(results: list[CheckResult]) -> list[tuple[str, ...]]:
+    return [(r.id, r.kind, r.status, str(r.cases), _fmt(r.worst), r.worst_label, _fmt(r.tightness)) for r in results]
+
+
+def table(results: list[CheckResult]) -> str:
+    """A fixed-width console table, one line per check, and each check's summary underneath."""
+    body = rows(results)
+    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(HEADER)]
+    line = "  ".join(h.ljust(w) for h, w in zip(HEADER, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in body]
+    out.append("")
+    out += [f"{r.id}: {r.summary}" for r in results if r.summary]
+    return "\n".join(out)
+
+
+def markdown(results: list[CheckResult], *, profile: str, seed: int) -> str:
+    env = environment()
+    out = [f"# iclkd verify — profile `{profile}`, seed {seed}", "",
+           f"jax {env['jax']}, jaxlib {env['jaxlib']}, numpy {env['numpy']}, x64 {env['x64']}", "",
+           "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    out += ["| " + " | ".join(row) + " |" for row in rows(results)]
+    out.append("")
+    for r in results:
+        out.append(f"- **{r.id}** ({r.status}): {r.summary}")
+        if r.tolerance is not None:
+            out.append(f"  tolerance {_fmt(r.tolerance)}: {r.tolerance_reason}")
+        if r.counterexample:
+            out.append(f"  counterexample: `{json.dumps(_jsonable(r.counterexample))}`")
+    return "\n".join(out) + "\n"
