@@ -26,7 +26,8 @@ def _enable_compilation_cache() -> None:
 
 def _verify_parser(sub) -> None:
     p = sub.add_parser("verify", help="check every statement of THEOREMS.md")
-    p.add_argument("--profile", choices=("quick", "default", "thorough"), default="default")
+    p.add_argument("--profile", choices=("smoke", "quick", "default", "thorough"), default="default",
+                   help="smoke: fewest cases (self-test speed); quick: < 60 s; default: < 5 min; thorough: long search")
     p.add_argument("--only", nargs="+", metavar="ID", help="run only these check ids")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, metavar="PATH", help="write the JSON report here")
