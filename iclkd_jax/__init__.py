@@ -31,6 +31,17 @@ from iclkd_jax.kernels import (
     rbf_kernel,
     squared_distances,
 )
+from iclkd_jax.linear import (
+    LSAWeights,
+    gd_step_prediction,
+    linear_attention,
+    linear_dual_weights,
+    lsa_layer,
+    lsa_prediction,
+    lsa_query_tokens,
+    lsa_tokens,
+    von_oswald_weights,
+)
 from iclkd_jax.mmd import mmd, mmd2, mmd2_from_features
 from iclkd_jax.operators import (
     HSNorm,
@@ -46,14 +57,18 @@ from iclkd_jax.operators import (
     to_matrix,
 )
 from iclkd_jax.random import random_attention_weights
+from iclkd_jax.shift import distilled_weight_difference, kd_risk
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AttentionWeights", "FeatureMap", "HSNorm", "KDDecomposition", "Kernel", "RepresenterOperator",
-    "add_operators", "apply_operator", "attention_operators", "distilled_weights", "exp_kernel", "hs_norm",
-    "identity_features", "kd_decomposition", "kd_loss", "laplace_kernel", "linear_kernel", "log_partition",
+    "add_operators", "apply_operator", "attention_operators", "distilled_weight_difference", "distilled_weights",
+    "exp_kernel", "hs_norm",
+    "identity_features", "kd_decomposition", "kd_loss", "kd_risk", "laplace_kernel", "linear_kernel", "log_partition",
     "median_bandwidth", "mmd", "mmd2", "mmd2_from_features", "positive_random_features", "product_kernel",
     "random_attention_weights", "rbf_kernel", "softmax_attention", "squared_distances", "student",
     "taylor_features", "teacher", "to_matrix", "trace_counts", "trig_random_features", "validate_weights",
+    "LSAWeights", "gd_step_prediction", "linear_attention", "linear_dual_weights", "lsa_layer", "lsa_prediction",
+    "lsa_query_tokens", "lsa_tokens", "von_oswald_weights",
 ]
