@@ -56,6 +56,8 @@ from iclkd_jax.operators import (
     teacher,
     to_matrix,
 )
+from iclkd_jax.quadratic import BallMaximum, EigenbasisMaximum, max_quadratic_in_eigenbasis, max_quadratic_on_ball
+from iclkd_jax.rademacher import RademacherEstimate, rademacher_closed_form, rademacher_complexity, rademacher_exact
 from iclkd_jax.random import random_attention_weights
 from iclkd_jax.shift import distilled_weight_difference, kd_risk
 
@@ -71,4 +73,6 @@ __all__ = [
     "taylor_features", "teacher", "to_matrix", "trace_counts", "trig_random_features", "validate_weights",
     "LSAWeights", "gd_step_prediction", "linear_attention", "linear_dual_weights", "lsa_layer", "lsa_prediction",
     "lsa_query_tokens", "lsa_tokens", "von_oswald_weights",
+    "BallMaximum", "EigenbasisMaximum", "max_quadratic_in_eigenbasis", "max_quadratic_on_ball",
+    "RademacherEstimate", "rademacher_closed_form", "rademacher_complexity", "rademacher_exact",
 ]
