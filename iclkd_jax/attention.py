@@ -71,9 +71,10 @@ def validate_weights(weights: AttentionWeights, *, name: str = "weights") -> Att
             weights = AttentionWeights(*weights)
         else:
             raise ValueError(f"{name} must be AttentionWeights(wq, wk, wv), got {type(weights).__name__}")
-    wq = V.as_float_array(weights.wq, f"{name}.wq", ndim=2)
-    wk = V.as_float_array(weights.wk, f"{name}.wk", ndim=2)
-    wv = V.as_float_array(weights.wv, f"{name}.wv", ndim=2)
+    # min_rows=1: d_k = 0 or d_v = 0 is an empty map (the logits would silently be all 0)
+    wq = V.as_float_array(weights.wq, f"{name}.wq", ndim=2, min_rows=1)
+    wk = V.as_float_array(weights.wk, f"{name}.wk", ndim=2, min_rows=1)
+    wv = V.as_float_array(weights.wv, f"{name}.wv", ndim=2, min_rows=1)
     if wq.shape != wk.shape:
         raise ValueError(f"{name}.wq and {name}.wk must both be (d_k, d), got {tuple(wq.shape)} and {tuple(wk.shape)}")
     if wv.shape[1] != wk.shape[1]:
