@@ -12,6 +12,10 @@ Unbounded families (Gaussian, Student-t) have ``bounded = False``; asking them f
 bound raises :class:`UnboundedSupportError` with the reason (C = ∞), never a sample
 maximum in disguise.
 
+Shift families (``Q_t`` with ``Q_0 = base`` and an MMD growing from 0): :func:`shift_family`
+(translation), :func:`scale_family` (same mean, covariance scaled: the linear-kernel
+counterexample of Conjecture 4.1'), :func:`mixture_weight_family` (exactly linear).
+
 Every draw takes an explicit ``jax.random`` key; ``sample(key, n)`` is deterministic in
 ``(key, n)``.
 """
@@ -19,6 +23,7 @@ Every draw takes an explicit ``jax.random`` key; ``sample(key, n)`` is determini
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Sequence
 
@@ -118,25 +123,66 @@ class Distribution:
         return dataclasses.replace(self, name=f"{self.name}+shift",
                                    center=tuple(float(c) for c in np.asarray(self.center) + shift))
 
+    @property
+    def mean(self) -> np.ndarray:
+        """``E[x]`` (float64 NumPy ``(dim,)``): every single family is symmetric about ``center``.
+
+        Raises:
+          ValueError: for a Student-t with ``df <= 1`` (no mean).
+        """
+        if self.kind == "mixture":
+            return sum(w * c.mean for w, c in zip(self.weights, self.components))
+        if self.kind == "student_t" and self.df <= 1:
+            raise ValueError(f"{self.name} has no mean (df = {self.df:g} <= 1)")
+        return np.asarray(self.center, dtype=np.float64)
+
+    def scaled(self, factor: float, about=None) -> "Distribution":
+        """The law of ``about + factor (x - about)`` (default ``about = mean``): same mean, covariance × factor².
+
+        Every component of a mixture is scaled alike (centre and spread), so the
+        mixture's mean is unchanged when ``about`` is its mean. Sampling the result with
+        the key used for ``self`` gives the coupled draws ``about + factor (x - about)``.
+        """
+        V.positive_scalar(factor, "factor")
+        about = self.mean if about is None else np.asarray(about, dtype=np.float64)
+        if about.shape != (self.dim,):
+            raise ValueError(f"about must have shape ({self.dim},), got {about.shape}")
+        name = f"{self.name}*{float(factor):g}"
+        if self.kind == "mixture":
+            return dataclasses.replace(self, name=name,
+                                       components=tuple(c.scaled(factor, about) for c in self.components))
+        center = about + float(factor) * (np.asarray(self.center, dtype=np.float64) - about)
+        truncation = None if self.truncation is None else self.truncation * float(factor)
+        return dataclasses.replace(self, name=name, center=tuple(float(c) for c in center),
+                                   scale=self.scale * float(factor), truncation=truncation)
+
 
 def _unit_directions(key, n, dim, dtype):
     g = jax.random.normal(key, (n, dim), dtype)
     return g / jnp.linalg.norm(g, axis=-1, keepdims=True)
 
 
+@functools.partial(jax.jit, static_argnames=("kind", "n", "dim", "dtype"))
+def _sample_simple(key, center, scale, df, *, kind, n, dim, dtype):
+    """One compiled sampler per (kind, n, dim, dtype): the parameters are traced, not baked in."""
+    if kind == "sphere":
+        return center + scale * _unit_directions(key, n, dim, dtype)
+    if kind == "ball":
+        dir_key, rad_key = jax.random.split(key)
+        radii = scale * jax.random.uniform(rad_key, (n, 1), dtype) ** (1.0 / dim)
+        return center + radii * _unit_directions(dir_key, n, dim, dtype)
+    if kind == "gaussian":
+        return center + scale * jax.random.normal(key, (n, dim), dtype)
+    return center + scale * jax.random.t(key, df, (n, dim), dtype)
+
+
 def _sample(dist: Distribution, key, n, dtype):
     center = jnp.asarray(dist.center, dtype)
     kind = dist.kind
-    if kind == "sphere":
-        return center + dist.scale * _unit_directions(key, n, dist.dim, dtype)
-    if kind == "ball":
-        dir_key, rad_key = jax.random.split(key)
-        radii = dist.scale * jax.random.uniform(rad_key, (n, 1), dtype) ** (1.0 / dist.dim)
-        return center + radii * _unit_directions(dir_key, n, dist.dim, dtype)
-    if kind == "gaussian":
-        return center + dist.scale * jax.random.normal(key, (n, dist.dim), dtype)
-    if kind == "student_t":
-        return center + dist.scale * jax.random.t(key, dist.df, (n, dist.dim), dtype)
+    if kind in ("sphere", "ball", "gaussian", "student_t"):
+        df = jnp.asarray(dist.df if dist.df is not None else 1.0, dtype)
+        return _sample_simple(key, center, jnp.asarray(dist.scale, dtype), df, kind=kind, n=n, dim=dist.dim,
+                              dtype=jnp.dtype(dtype))
     if kind == "truncated_gaussian":
         # rejection sampling in fixed-size rounds; the acceptance rate is reported by the error
         rows, accepted = [], 0
@@ -231,3 +277,36 @@ def shift_family(base: Distribution, direction, t: float) -> Distribution:
         raise ValueError(f"direction must be a non-zero vector of shape ({base.dim},), got {direction.shape}")
     shifted = base.shifted(t * direction / norm)
     return dataclasses.replace(shifted, name=f"{base.name} shifted by t={t:g}")
+
+
+def scale_family(base: Distribution, t: float) -> Distribution:
+    """``Q_t``: ``base`` scaled by ``1 + t`` about its mean (THEOREMS.md, Theorem 4.1, Conjecture 4.1').
+
+    Same mean for every ``t > -1``, covariance ``(1 + t)^2 Cov(base)``: the linear
+    kernel's MMD is 0 along the whole family while the distilled weights move, the
+    counterexample to Conjecture 4.1' with a linear kernel. ``Q_0 = base``; for a
+    characteristic kernel the MMD grows from 0, linearly in small ``t``. Bounds stay
+    exact: the radius becomes ``||mean + (1+t)(center - mean)|| + (1+t) r`` per component.
+    """
+    if not np.isfinite(t) or t <= -1:
+        raise ValueError(f"t must be a finite number > -1 (the scale factor 1 + t must be positive), got {t!r}")
+    scaled = base.scaled(1.0 + float(t))
+    return dataclasses.replace(scaled, name=f"{base.name} scaled by 1+t, t={t:g}")
+
+
+def mixture_weight_family(components: Sequence[Distribution], start: Sequence[float], end: Sequence[float],
+                          t: float) -> Distribution:
+    """``Q_t = mixture(components, (1 - t) start + t end)`` for ``t`` in [0, 1].
+
+    The mean embedding of every kernel is affine in the weights, so
+    ``MMD_k(Q_0, Q_t) = t MMD_k(Q_0, Q_1)`` and ``W̄(Q_t) - W̄(Q_0) = t (W̄(Q_1) - W̄(Q_0))``
+    exactly: the linear growth of Theorem 4.1 with slope ratio independent of ``t``.
+    """
+    if not np.isfinite(t) or not 0.0 <= t <= 1.0:
+        raise ValueError(f"t must be in [0, 1], got {t!r}")
+    start, end = np.asarray(start, dtype=np.float64), np.asarray(end, dtype=np.float64)
+    if start.shape != end.shape:
+        raise ValueError(f"start and end weights must have one shape, got {start.shape} and {end.shape}")
+    weights = (1.0 - float(t)) * start + float(t) * end
+    mixed = mixture(components, weights)
+    return dataclasses.replace(mixed, name=f"{mixed.name} weights at t={t:g}")
