@@ -50,7 +50,8 @@ class HSNorm(NamedTuple):
       value: ``||W||_HS^2`` (never negative: a negative sum from cancellation is clipped to 0).
       log_value: ``log ||W||_HS^2`` (finite where ``value`` overflows; ``-inf`` if clipped).
       condition: ``sum_ij |t_ij| / |sum_ij t_ij|`` for the terms ``t_ij`` of the double sum:
-        the relative error is about ``condition * eps``; ``inf`` when the sum cancels to 0.
+        the relative error is about ``condition * eps``; ``inf`` when the sum cancels to 0
+        (1 for the zero operator, whose terms are all exactly 0).
       clipped: True when round-off made the raw sum negative and it was clipped.
     """
 
@@ -101,7 +102,9 @@ def _hs_norm(op):
     terms = jnp.outer(op.coef, op.coef) * (op.values @ op.values.T) * jnp.exp(log_kernel - shift)
     raw = jnp.sum(terms)
     absolute = jnp.sum(jnp.abs(terms))
-    condition = jnp.where(raw != 0, absolute / jnp.abs(raw), jnp.inf)
+    # all terms exactly 0 (the zero operator): nothing cancelled, condition 1
+    condition = jnp.where(raw != 0, absolute / jnp.where(raw != 0, jnp.abs(raw), 1.0),
+                          jnp.where(absolute == 0, 1.0, jnp.inf))
     clipped = raw < 0
     positive = jnp.maximum(raw, 0.0)
     log_value = jnp.where(positive > 0, jnp.log(jnp.where(positive > 0, positive, 1.0)), -jnp.inf) \
@@ -171,6 +174,15 @@ def kd_loss(w: ArrayLike, feature_map: FeatureMap, weights: AttentionWeights, to
     """
     weights = validate_weights(weights)
     tokens = _validate_tokens(weights, tokens, "tokens", min_rows=1)
+    if not isinstance(feature_map, FeatureMap):
+        raise ValueError(f"feature_map must be a FeatureMap, got {type(feature_map).__name__}")
+    if feature_map.key_dim != weights.wk.shape[0]:
+        raise ValueError(f"feature_map has key_dim {feature_map.key_dim} but weights.wk has shape {tuple(weights.wk.shape)}")
+    # shape-only on tracers (jax.grad passes one), so the check never blocks differentiation
+    w = V.as_float_array(w, "w", ndim=2)
+    expected = (weights.wv.shape[0], feature_map.num_features)
+    if tuple(w.shape) != expected:
+        raise ValueError(f"w must be (d_v, m) = {expected} for {feature_map!r}, got shape {tuple(w.shape)}")
     return _kd_loss(w, feature_map, weights, tokens)
 
 
