@@ -60,7 +60,6 @@ from iclkd_jax.quadratic import BallMaximum, EigenbasisMaximum, max_quadratic_in
 from iclkd_jax.rademacher import RademacherEstimate, rademacher_closed_form, rademacher_complexity, rademacher_exact
 from iclkd_jax.random import random_attention_weights
 from iclkd_jax.shift import distilled_weight_difference, kd_risk
-from iclkd_jax.shift import distilled_weight_difference, kd_risk
 
 __version__ = "0.1.0"
 
@@ -68,7 +67,7 @@ __all__ = [
     "AttentionWeights", "FeatureMap", "HSNorm", "KDDecomposition", "Kernel", "RepresenterOperator",
     "add_operators", "apply_operator", "attention_operators", "distilled_weight_difference", "distilled_weights",
     "exp_kernel", "hs_norm",
-    "identity_features", "kd_decomposition", "kd_loss", "kd_risk", "kd_risk", "laplace_kernel", "linear_kernel", "log_partition",
+    "identity_features", "kd_decomposition", "kd_loss", "kd_risk", "laplace_kernel", "linear_kernel", "log_partition",
     "median_bandwidth", "mmd", "mmd2", "mmd2_from_features", "positive_random_features", "product_kernel",
     "random_attention_weights", "rbf_kernel", "softmax_attention", "squared_distances", "student",
     "taylor_features", "teacher", "to_matrix", "trace_counts", "trig_random_features", "validate_weights",
