@@ -70,7 +70,11 @@ def _verify(args) -> int:
     results = runner.run_checks(args.only, profile=args.profile, seed=args.seed, progress=progress)
     if args.real_model:
         real = importlib.import_module("verification.real_model")
-        results += real.run(args.real_model, seed=args.seed, profile=args.profile)
+        try:
+            results += real.run(args.real_model, seed=args.seed, profile=args.profile)
+        except real.minilm.ModelUnavailable as err:
+            print(f"iclkd verify --real-model {args.real_model}: {err}", file=sys.stderr)
+            return 2
     print(report.table(results))
     if args.json:
         args.json.write_text(json.dumps(report.to_json(results, profile=args.profile, seed=args.seed), indent=2))
