@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from iclkd_jax import _validation as V
@@ -137,9 +138,19 @@ def von_oswald_weights(x_dim: int, y_dim: int, *, learning_rate: float, n_demos:
         dtype = dtype or w_init.dtype
         w_init = w_init.astype(dtype)
     d = x_dim + y_dim
-    select_x = jnp.zeros((d, d), dtype).at[:x_dim, :x_dim].set(jnp.eye(x_dim, dtype=dtype))
-    wv = jnp.zeros((d, d), dtype).at[x_dim:, :x_dim].set(w_init).at[x_dim:, x_dim:].set(-jnp.eye(y_dim, dtype=dtype))
-    projection = jnp.asarray(learning_rate / n_demos, dtype) * jnp.eye(d, dtype=dtype)
+    # the constant blocks are built in NumPy (no per-shape dispatch); only w_init may be a JAX value
+    select_x = np.zeros((d, d))
+    select_x[:x_dim, :x_dim] = np.eye(x_dim)
+    value_map = np.zeros((d, d))
+    value_map[x_dim:, x_dim:] = -np.eye(y_dim)
+    if V.is_tracer(w_init):
+        wv = jnp.asarray(value_map, dtype).at[x_dim:, :x_dim].set(w_init)
+    else:
+        value_map[x_dim:, :x_dim] = np.asarray(w_init, np.float64)
+        wv = jax.device_put(value_map.astype(dtype))
+    # device_put, not jnp.asarray: jnp.asarray of a NumPy array compiles a staging program per shape
+    select_x = jax.device_put(select_x.astype(dtype))
+    projection = jax.device_put((np.eye(d) * (learning_rate / n_demos)).astype(dtype))
     return LSAWeights(select_x, select_x, wv, projection)
 
 
@@ -196,10 +207,20 @@ def _validate_w_init(w_init, xs, ys):
     return w_init
 
 
+@counted_jit
+def _concat(first, second):
+    return jnp.concatenate([first, second], axis=-1)
+
+
+@counted_jit
+def _query_tokens(x_query, w_init):
+    return jnp.concatenate([x_query, -x_query @ w_init.T], axis=-1)
+
+
 def lsa_tokens(xs: ArrayLike, ys: ArrayLike) -> jax.Array:
     """Demonstration tokens ``e_i = (x_i, y_i)``: ``(N, x_dim + y_dim)``."""
     xs, ys = _validate_regression(xs, ys)
-    return jnp.concatenate([xs, ys], axis=-1)
+    return _concat(xs, ys)
 
 
 def lsa_query_tokens(x_query: ArrayLike, *, y_dim: int, w_init: ArrayLike | None = None) -> jax.Array:
@@ -207,7 +228,12 @@ def lsa_query_tokens(x_query: ArrayLike, *, y_dim: int, w_init: ArrayLike | None
     x_query = V.as_float_array(x_query, "x_query", ndim=2, min_rows=1)
     y_dim = V.positive_int(y_dim, "y_dim")
     w_init = _validate_w_init(w_init, x_query, jnp.zeros((1, y_dim), x_query.dtype))
-    return jnp.concatenate([x_query, -x_query @ w_init.T], axis=-1)
+    return _query_tokens(x_query, w_init)
+
+
+@counted_jit(static_argnums=1)
+def _read_prediction(updated_queries, y_dim):
+    return -updated_queries[:, -y_dim:]
 
 
 def lsa_prediction(updated_queries: ArrayLike, *, y_dim: int) -> jax.Array:
@@ -217,7 +243,7 @@ def lsa_prediction(updated_queries: ArrayLike, *, y_dim: int) -> jax.Array:
     if y_dim >= updated_queries.shape[1]:
         raise ValueError(f"y_dim {y_dim} must be smaller than the token dimension of updated_queries "
                          f"{tuple(updated_queries.shape)}")
-    return -updated_queries[:, -y_dim:]
+    return _read_prediction(updated_queries, y_dim)
 
 
 @counted_jit
