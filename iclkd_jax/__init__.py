@@ -42,7 +42,7 @@ from iclkd_jax.linear import (
     lsa_tokens,
     von_oswald_weights,
 )
-from iclkd_jax.mmd import mmd, mmd2, mmd2_from_features
+from iclkd_jax.mmd import PermutationTestResult, mmd, mmd2, mmd2_from_features, mmd_permutation_test
 from iclkd_jax.operators import (
     HSNorm,
     RepresenterOperator,
@@ -68,7 +68,8 @@ __all__ = [
     "add_operators", "apply_operator", "attention_operators", "distilled_weight_difference", "distilled_weights",
     "exp_kernel", "hs_norm",
     "identity_features", "kd_decomposition", "kd_loss", "kd_risk", "laplace_kernel", "linear_kernel", "log_partition",
-    "median_bandwidth", "mmd", "mmd2", "mmd2_from_features", "positive_random_features", "product_kernel",
+    "median_bandwidth", "mmd", "mmd2", "mmd2_from_features", "mmd_permutation_test", "PermutationTestResult",
+    "positive_random_features", "product_kernel",
     "random_attention_weights", "rbf_kernel", "softmax_attention", "squared_distances", "student",
     "taylor_features", "teacher", "to_matrix", "trace_counts", "trig_random_features", "validate_weights",
     "LSAWeights", "gd_step_prediction", "linear_attention", "linear_dual_weights", "lsa_layer", "lsa_prediction",
