@@ -118,13 +118,26 @@ def taylor_features(order: int, *, key_dim: int) -> FeatureMap:
     return FeatureMap("taylor", key_dim=key_dim, order=order)
 
 
+def _haar_orthogonal(g: jax.Array) -> jax.Array:
+    """A Haar-distributed orthogonal matrix from a Gaussian one (Mezzadri 2007).
+
+    The raw ``Q`` of a QR decomposition is not Haar: LAPACK fixes the signs of
+    ``diag(R)``, which makes e.g. the first entry of the first column of ``Q`` always
+    negative, so the random features built from it were biased. Multiplying each
+    column of ``Q`` by ``sign(R_ii)`` makes the factorisation unique and ``Q`` Haar.
+    """
+    q, r = jnp.linalg.qr(g)
+    signs = jnp.where(jnp.diagonal(r) < 0, -1.0, 1.0).astype(g.dtype)
+    return (q * signs[None, :]).T
+
+
 def _gaussian_rows(key: jax.Array, num_features: int, key_dim: int, orthogonal: bool, dtype) -> jax.Array:
     if not orthogonal:
         return jax.random.normal(key, (num_features, key_dim), dtype)
     blocks = -(-num_features // key_dim)
     block_key, norm_key = jax.random.split(key)
     gaussians = jax.random.normal(block_key, (blocks, key_dim, key_dim), dtype)
-    orthonormal = jax.vmap(lambda g: jnp.linalg.qr(g)[0].T)(gaussians).reshape(-1, key_dim)[:num_features]
+    orthonormal = jax.vmap(_haar_orthogonal)(gaussians).reshape(-1, key_dim)[:num_features]
     # rows rescaled by chi(d_k) norms so each row is marginally N(0, I) (Choromanski et al. 2021)
     norms = jnp.linalg.norm(jax.random.normal(norm_key, (num_features, key_dim), dtype), axis=-1)
     return orthonormal * norms[:, None]
