@@ -13,6 +13,18 @@ from hypothesis import HealthCheck, settings
 
 jax.config.update("jax_enable_x64", True)
 
+# JAX's persistent compilation cache under the repo's .jax_cache/ (gitignored), so a second test run skips
+# XLA compilation; ICLKD_CACHE_DIR overrides the directory, ICLKD_CACHE_DIR=off disables it. Never fatal.
+_cache = os.environ.get("ICLKD_CACHE_DIR", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                        ".jax_cache"))
+if _cache.lower() not in ("", "0", "off", "none"):
+    try:
+        os.makedirs(_cache, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", _cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+    except Exception:  # a read-only checkout or an old JAX: run uncached
+        pass
+
 settings.register_profile("quick", derandomize=True, deadline=None, max_examples=10, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("thorough", derandomize=True, deadline=None, max_examples=300, database=None,
