@@ -100,10 +100,10 @@ class Kernel:
     def __call__(self, x: jax.Array, y: jax.Array) -> jax.Array:
         kind = self.kind
         if kind == "rbf":
-            (bandwidth,) = self.params
+            bandwidth = jnp.asarray(self.params[0]).astype(x.dtype)  # a float64 bandwidth keeps float32 in float32
             return jnp.exp(-squared_distances(x, y) / (2.0 * bandwidth**2))
         if kind == "laplace":
-            (bandwidth,) = self.params
+            bandwidth = jnp.asarray(self.params[0]).astype(x.dtype)  # a float64 bandwidth keeps float32 in float32
             return jnp.exp(-jnp.sqrt(squared_distances(x, y)) / bandwidth)
         if kind == "linear":
             return x @ y.T
@@ -114,11 +114,11 @@ class Kernel:
         """``(sign, log|k(x_i, y_j)|)``, finite where ``k`` itself would overflow."""
         kind = self.kind
         if kind == "rbf":
-            (bandwidth,) = self.params
+            bandwidth = jnp.asarray(self.params[0]).astype(x.dtype)  # a float64 bandwidth keeps float32 in float32
             log_abs = -squared_distances(x, y) / (2.0 * bandwidth**2)
             return jnp.ones_like(log_abs), log_abs
         if kind == "laplace":
-            (bandwidth,) = self.params
+            bandwidth = jnp.asarray(self.params[0]).astype(x.dtype)  # a float64 bandwidth keeps float32 in float32
             log_abs = -jnp.sqrt(squared_distances(x, y)) / bandwidth
             return jnp.ones_like(log_abs), log_abs
         if kind == "exp":
