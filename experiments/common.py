@@ -67,13 +67,21 @@ def base_model(opts: Options, **model_overrides) -> Trained:
 _predict_jit = jax.jit(predict, static_argnums=0)
 
 
-def predictions(trained: Trained, prompts: Prompts, batch: int = 4096) -> np.ndarray:
-    """Query predictions ``(P, Q)`` of a trained model."""
+def predictions(trained: Trained, prompts: Prompts, batch: int = 1024) -> np.ndarray:
+    """Query predictions ``(P, Q)`` of a trained model.
+
+    Rows are padded to a multiple of ``batch`` so that one compiled shape serves every call.
+    """
     cfg = trained.config.model
     xd, yd, xq, _ = flatten_queries(prompts)
-    out = [np.asarray(_predict_jit(cfg, trained.params, make_tokens(cfg, xd[i:i + batch], yd[i:i + batch], xq[i:i + batch])))
+    total = xd.shape[0]
+    pad = -total % batch
+    if pad:
+        xd, yd, xq = (jnp.concatenate([a, jnp.zeros((pad,) + a.shape[1:], a.dtype)]) for a in (xd, yd, xq))
+    out = [np.asarray(_predict_jit(cfg, trained.params, make_tokens(cfg, xd[i:i + batch], yd[i:i + batch],
+                                                                     xq[i:i + batch])))
            for i in range(0, xd.shape[0], batch)]
-    return np.concatenate(out).reshape(prompts.y_query.shape)
+    return np.concatenate(out)[:total].reshape(prompts.y_query.shape)
 
 
 def prompt_errors(trained: Trained, prompts: Prompts) -> np.ndarray:
@@ -118,7 +126,7 @@ def spearman_ci(key: jax.Array, x, y, n_boot: int = N_BOOT, level: float = 0.95)
 
 
 # -- Theorem 3.1(a) on trained weights ---------------------------------------------------------
-def thm31_trained(trained: Trained, prompts: Prompts, max_prompts: int = 16) -> dict[str, Any]:
+def thm31_trained(trained: Trained, prompts: Prompts, max_prompts: int = 8) -> dict[str, Any]:
     """Theorem 3.1(a) on the trained weights of a one-layer model (THEOREMS.md).
 
     For each head, ``iclkd_jax.kd_decomposition`` with ``X_D`` = the demonstration

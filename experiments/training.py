@@ -8,6 +8,7 @@ same configuration from ``<out>/cache/`` and retrains otherwise.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -89,6 +90,22 @@ def _optimizer(cfg: TrainConfig, params):
                        optax.adamw(schedule, weight_decay=cfg.weight_decay_wv, mask=mask))
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _run_chunk(cfg: TrainConfig, chunk: int, params, opt_state, pool, data_key, start):
+    """``chunk`` Optax steps in one ``lax.scan``; compiled once per (config, chunk)."""
+    opt = _optimizer(cfg, params)
+
+    def step(carry, i):
+        params, opt_state = carry
+        prompts = sample_prompts(jax.random.fold_in(data_key, i), cfg.task, cfg.batch_size, task_pool=pool)
+        loss, grads = jax.value_and_grad(loss_fn)(params, cfg, prompts)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), start + jnp.arange(chunk))
+    return params, opt_state, jnp.mean(losses)
+
+
 def train(cfg: TrainConfig, *, chunk: int = 100, log=None) -> Trained:
     """Trains from ``jax.random.key(cfg.seed)``; deterministic in ``cfg``.
 
@@ -103,23 +120,11 @@ def train(cfg: TrainConfig, *, chunk: int = 100, log=None) -> Trained:
     pool = task_pool(cfg)
     data_key = jax.random.fold_in(root, 1)
 
-    def step(carry, i):
-        params, opt_state = carry
-        prompts = sample_prompts(jax.random.fold_in(data_key, i), cfg.task, cfg.batch_size, task_pool=pool)
-        loss, grads = jax.value_and_grad(loss_fn)(params, cfg, prompts)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
-
-    @jax.jit
-    def run_chunk(params, opt_state, start):
-        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), start + jnp.arange(chunk))
-        return params, opt_state, jnp.mean(losses)
-
     history = []
     t0 = time.perf_counter()
     n_chunks = -(-cfg.steps // chunk)
     for c in range(n_chunks):
-        params, opt_state, loss = run_chunk(params, opt_state, c * chunk)
+        params, opt_state, loss = _run_chunk(cfg, chunk, params, opt_state, pool, data_key, c * chunk)
         history.append((int(min((c + 1) * chunk, cfg.steps)), float(loss)))
         if log is not None and (c % 5 == 4 or c == n_chunks - 1):
             log(f"  step {history[-1][0]:6d}  train loss {history[-1][1]:.4f}")
