@@ -44,8 +44,11 @@ def test_exponential_kernels_and_log_gram(xy):
     assert np.all(np.isfinite(np.asarray(log_abs))) and np.max(np.asarray(log_abs)) > 709
 
 
-def test_squared_distances_far_from_origin_float32(key):
-    """Offset 1e3, spread 1e-2, float32: the naive expansion loses everything; ours stays accurate."""
+@pytest.mark.parametrize("path", ["direct", "centred-expansion"])
+def test_squared_distances_far_from_origin_float32(key, path, monkeypatch):
+    """Offset 1e3, spread 1e-2, float32: the naive expansion loses everything; ours stays accurate (both code paths)."""
+    if path == "centred-expansion":
+        monkeypatch.setattr("iclkd_jax.kernels._DIRECT_MAX", 0)
     kx, ky = jax.random.split(key)
     x = (1e3 + 1e-2 * jax.random.normal(kx, (8, 3))).astype(jnp.float32)
     y = (1e3 + 1e-2 * jax.random.normal(ky, (7, 3))).astype(jnp.float32)
@@ -70,6 +73,12 @@ def test_float32_preserved_even_with_float64_parameters(xy):
                    ik.linear_kernel(), ik.exp_kernel(), ik.product_kernel(jnp.ones((2, 3)))):
         assert kernel(x, y).dtype == jnp.float32, kernel
         assert kernel.log_gram(x, y)[1].dtype == jnp.float32, kernel
+
+
+def test_laplace_diagonal_is_exactly_one_in_float32(key):
+    """Regression: the expansion left ~eps|x|^2 on the diagonal, which sqrt made ~3e-4 in the Laplace kernel."""
+    x = (3.0 + jax.random.normal(key, (20, 3))).astype(jnp.float32)
+    np.testing.assert_array_equal(np.diag(np.asarray(ik.laplace_kernel(bandwidth=0.5)(x, x))), 1.0)
 
 
 def test_median_bandwidth(xy):

@@ -1,0 +1,162 @@
+"""MMD^2: dense vs NumPy, blocked vs dense, features vs linear kernel, bad inputs, jit/vmap, memory bound."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import iclkd_jax as ik
+import np_reference as ref
+
+EPS64 = float(np.finfo(np.float64).eps)
+WK = jax.random.normal(jax.random.key(11), (2, 3)) * 0.5
+KERNELS = {
+    "rbf": (lambda: ik.rbf_kernel(bandwidth=1.3), {"bandwidth": 1.3}),
+    "laplace": (lambda: ik.laplace_kernel(bandwidth=0.9), {"bandwidth": 0.9}),
+    "linear": (lambda: ik.linear_kernel(), {}),
+    "exp": (lambda: ik.exp_kernel(), {}),
+    "product": (lambda: ik.product_kernel(WK), {"wk": WK}),
+}
+
+
+def samples(key, n=10, m=13, *, scale=0.6, dtype=jnp.float64):
+    kx, ky = jax.random.split(key)
+    return scale * jax.random.normal(kx, (n, 3), dtype), scale * (0.3 + jax.random.normal(ky, (m, 3), dtype))
+
+
+def reference(kind, x, y, estimator):
+    params = KERNELS[kind][1]
+    return ref.mmd2(ref.gram(kind, x, x, **params), ref.gram(kind, y, y, **params), ref.gram(kind, x, y, **params), estimator)
+
+
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+@pytest.mark.parametrize("kind", KERNELS)
+def test_dense_and_blocked_match_numpy(key, kind, estimator):
+    x, y = samples(key)
+    want, scale = reference(kind, x, y, estimator)
+    kernel = KERNELS[kind][0]()
+    dense = float(ik.mmd2(x, y, kernel, estimator=estimator))
+    # a signed sum of (n+m)^2 terms: error <= (n + m)^2 eps * sum|terms| (+ exp's eps |logit|)
+    tol = (23**2 + 8) * EPS64 * scale
+    assert abs(dense - want) <= tol
+    for block in (1, 4, 7, 16):                        # none divides both n = 10 and m = 13
+        blocked = float(ik.mmd2(x, y, kernel, estimator=estimator, block_size=block))
+        assert abs(blocked - dense) <= 2 * tol, (block, blocked, dense)
+
+
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+def test_blocked_exp_kernel_large_logits(key, estimator):
+    """exp kernel with logits ~ 3e2 (float64): every sum is max-shifted; blocked equals dense."""
+    x, y = samples(key, scale=7.0)
+    kernel = ik.exp_kernel()
+    dense = float(ik.mmd2(x, y, kernel, estimator=estimator))
+    want, scale = reference("exp", x, y, estimator)
+    assert np.isfinite(dense) and scale > 1e100
+    assert abs(dense - want) <= (23**2 + 8 * 400) * EPS64 * scale
+    for block in (3, 8):
+        assert abs(float(ik.mmd2(x, y, kernel, estimator=estimator, block_size=block)) - dense) <= (23**2 + 8 * 400) * EPS64 * scale
+
+
+def test_float32_dtype_and_tolerance(key):
+    x, y = samples(key, dtype=jnp.float32)
+    for kind in KERNELS:
+        kernel = KERNELS[kind][0]()
+        want, scale = reference(kind, x, y, "biased")
+        for block in (None, 4):
+            got = ik.mmd2(x, y, kernel, block_size=block)
+            assert got.dtype == jnp.float32
+            # float32 Gram entries (relative error ~ (d + 4) eps32 |logit|) summed over (n+m)^2 terms
+            assert abs(float(got) - want) <= (23**2 + 64) * float(np.finfo(np.float32).eps) * scale, kind
+    assert ik.mmd(x, y, ik.rbf_kernel(bandwidth=1.0)).dtype == jnp.float32
+    fx, fy = (ik.taylor_features(2, key_dim=3)(a) for a in (x, y))
+    assert ik.mmd2_from_features(fx, fy).dtype == jnp.float32
+
+
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+def test_from_features_equals_linear_kernel_on_features(key, estimator):
+    x, y = samples(key)
+    fm = ik.taylor_features(2, key_dim=3)
+    fx, fy = fm(x), fm(y)
+    got = float(ik.mmd2_from_features(fx, fy, estimator=estimator))
+    want = float(ik.mmd2(fx, fy, ik.linear_kernel(), estimator=estimator))
+    _, scale = ref.mmd2(*(ref.f64(a) @ ref.f64(b).T for a, b in ((fx, fx), (fy, fy), (fx, fy))), estimator)
+    assert abs(got - want) <= 4 * 23**2 * EPS64 * scale
+
+
+def test_unbiased_can_be_negative_and_is_returned_as_is(key):
+    """Two samples of one law: the U-statistic is negative about half of the time; no clipping."""
+    kernel = KERNELS["rbf"][0]()
+    values = []
+    for i in range(8):
+        kx, ky = jax.random.split(jax.random.fold_in(key, i))
+        x, y = jax.random.normal(kx, (6, 3)), jax.random.normal(ky, (6, 3))
+        got = float(ik.mmd2(x, y, kernel, estimator="unbiased"))
+        want, scale = reference("rbf", x, y, "unbiased")
+        assert abs(got - want) <= 200 * EPS64 * scale
+        assert float(ik.mmd2(x, y, kernel)) >= 0.0                   # the V-statistic is a squared norm
+        values.append(got)
+    assert min(values) < 0 < max(values)
+
+
+def test_blocked_memory_is_bounded_by_block_size(key):
+    """No intermediate of the blocked computation is as large as an n x m Gram matrix."""
+    from iclkd_jax.mmd import _mmd2_blocked
+    n = m = 64
+    x, y = samples(key, n, m)
+    block = 8
+    jaxpr = jax.make_jaxpr(lambda a, b: _mmd2_blocked(a, b, ik.rbf_kernel(bandwidth=1.0), True, block))(x, y)
+
+    def sizes(jx):
+        for eqn in jx.eqns:
+            for v in eqn.outvars:
+                yield int(np.prod(v.aval.shape)) if hasattr(v.aval, "shape") else 0
+            for p in eqn.params.values():
+                for sub in (p if isinstance(p, (list, tuple)) else [p]):
+                    inner = getattr(sub, "jaxpr", None)
+                    if inner is not None:
+                        yield from sizes(getattr(inner, "jaxpr", inner))
+
+    biggest = max(sizes(jaxpr.jaxpr))
+    assert biggest <= max(block * block * 3, 2 * (n + m) * 3, (n // block) ** 2), biggest
+    assert biggest < n * m // 4
+    dense = jax.make_jaxpr(lambda a, b: ik.mmd2(a, b, ik.rbf_kernel(bandwidth=1.0)))(x, y)
+    assert max(sizes(dense.jaxpr)) >= n * m                            # the check can see a Gram matrix
+
+
+BAD = [
+    (lambda x, y, k: ik.mmd2(x[:1], y, k, estimator="unbiased"), "x", "(1, 3)"),
+    (lambda x, y, k: ik.mmd2(x, y[:1], k, estimator="unbiased"), "y", "(1, 3)"),
+    (lambda x, y, k: ik.mmd2(x[:0], y, k), "x", "(0, 3)"),
+    (lambda x, y, k: ik.mmd2(x, y[:, :2], k), "y", "(13, 2)"),
+    (lambda x, y, k: ik.mmd2(x, y.astype(jnp.float32), k), "y", "float32"),
+    (lambda x, y, k: ik.mmd2(x.at[0, 0].set(jnp.nan), y, k), "x", "non-finite"),
+    (lambda x, y, k: ik.mmd2(x, y, k, estimator="bogus"), "estimator", "bogus"),
+    (lambda x, y, k: ik.mmd2(x, y, k, block_size=0), "block_size", "0"),
+    (lambda x, y, k: ik.mmd2(x, y, "rbf"), "kernel", "str"),
+    (lambda x, y, k: ik.mmd2(x[:, :2], y[:, :2], ik.product_kernel(WK)), "x", "(10, 2)"),
+    (lambda x, y, k: ik.mmd2_from_features(x, y[:1], estimator="unbiased"), "features_y", "(1, 3)"),
+    (lambda x, y, k: ik.mmd2_from_features(x, y[:, :1]), "features_y", "(13, 1)"),
+]
+
+
+@pytest.mark.parametrize("call,name,detail", BAD, ids=[str(i) for i in range(len(BAD))])
+def test_bad_inputs_name_argument_and_shape(key, call, name, detail):
+    x, y = samples(key)
+    with pytest.raises(ValueError) as err:
+        call(x, y, ik.rbf_kernel(bandwidth=1.0))
+    assert name in str(err.value) and detail in str(err.value), str(err.value)
+
+
+def test_jit_vmap_and_no_retrace_across_bandwidths(key):
+    x, y = samples(key, 9, 11)                      # shapes used by no other test
+    eager = ik.mmd2(x, y, ik.rbf_kernel(bandwidth=1.0), estimator="unbiased")
+    np.testing.assert_allclose(jax.jit(lambda a, b: ik.mmd2(a, b, ik.rbf_kernel(bandwidth=1.0), estimator="unbiased"))(x, y),
+                               eager, rtol=1e-13)
+    ys = jnp.stack([y, y + 1.0])
+    batched = jax.vmap(lambda b: ik.mmd2(x, b, ik.rbf_kernel(bandwidth=1.0), block_size=4))(ys)
+    np.testing.assert_allclose(batched[1], ik.mmd2(x, y + 1.0, ik.rbf_kernel(bandwidth=1.0), block_size=4), rtol=1e-12)
+    name = "iclkd_jax.mmd._mmd2_dense"
+    before = ik.trace_counts()[name]
+    for bw in (0.5, 2.0, 3.0):                      # the bandwidth is a pytree leaf, not a static argument
+        ik.mmd2(x, y, ik.rbf_kernel(bandwidth=bw), estimator="unbiased")
+    assert ik.trace_counts()[name] == before
