@@ -40,6 +40,7 @@ def test_checkpoint_roundtrip(quick):
     assert meta["seed"] == 0 and meta["train_config"]["model"]["x_dim"] == 2
 
 
+@pytest.mark.slow
 def test_training_is_deterministic():
     cfg = training.TrainConfig(model=ModelConfig(x_dim=2, key_dim=2), task=TaskConfig(x_dim=2, n_demos=4),
                                steps=3, batch_size=4, seed=5)
@@ -93,3 +94,11 @@ def test_selection_cli(quick):
     assert {"mmd", "random", "knn"} <= names
     for s in data["strategies"]:
         assert s["ci"][0] <= s["mse"] <= s["ci"][1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["lr-proxy", "weight-norm", "multi-layer", "thm31-trained"])
+def test_other_experiments_run(quick, name):
+    out, _ = quick
+    assert cli.main([name, "--quick", "--out", str(out), "--no-plots", "--quiet"]) == 0
+    assert json.loads((out / f"{name}.json").read_text())["experiment"] == name
