@@ -68,11 +68,13 @@ class AttentionCase:
         sizes = [dk * d, dk * d, dv * d, self.n_demos * d, self.n_context * d, self.n_queries * d]
         pool = standard_normal_pool(self.seed, sum(sizes))
         parts = np.split(pool, np.cumsum(sizes)[:-1])
-        std = float(self.scale / np.sqrt(d))  # a Python float is weakly typed: float32 stays float32
+        std = self.scale / np.sqrt(d)
         dtype = np.dtype(self.dtype)
         shapes = [(dk, d), (dk, d), (dv, d), (self.n_demos, d), (self.n_context, d), (self.n_queries, d)]
-        arrays = [jnp.asarray(p.reshape(s).astype(dtype)) for p, s in zip(parts, shapes)]
-        weights = AttentionWeights(arrays[0] * std, arrays[1] * std, arrays[2] * std)
+        scales = [std, std, std, 1.0, 1.0, 1.0]
+        # device_put, not jnp.asarray: the latter stages (and compiles) a program per new shape
+        arrays = [jax.device_put((p.reshape(s) * c).astype(dtype)) for p, s, c in zip(parts, shapes, scales)]
+        weights = AttentionWeights(*arrays[:3])
         return weights, arrays[3], arrays[4], arrays[5]
 
     def describe(self) -> dict:
