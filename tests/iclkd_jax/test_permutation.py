@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from iclkd_jax import mmd2, mmd_permutation_test, product_kernel, rbf_kernel, trace_counts
+from iclkd_jax.mmd import _random_splits
 
 KERNELS = {"rbf": lambda: rbf_kernel(bandwidth=1.3),
            "product": lambda: product_kernel(0.4 * np.random.default_rng(3).normal(size=(2, 3)))}
@@ -25,11 +26,12 @@ def test_statistics_equal_mmd2_of_each_relabelling(kernel, estimator, x64):
     key = jax.random.key(7)
     result = mmd_permutation_test(x, y, k, key=key, num_permutations=12, estimator=estimator)
     np.testing.assert_allclose(result.statistic, mmd2(x, y, k, estimator=estimator), rtol=1e-12)
-    # the permutations are those of jax.random.permutation on the split keys, applied to the labels
+    # the relabellings are those of _random_splits(key): each must have exactly n ones, and each
+    # permuted statistic must be mmd2 of that split, computed independently
     z = np.concatenate([x, y])
-    base = np.arange(len(z)) < len(x)
-    for b, sub in enumerate(jax.random.split(key, 12)):
-        labels = np.asarray(jax.random.permutation(sub, jnp.asarray(base, jnp.float64))) > 0.5
+    splits = np.asarray(_random_splits(key, 12, len(z), len(x), jnp.float64)) > 0.5
+    assert np.all(splits.sum(axis=1) == len(x))
+    for b, labels in enumerate(splits):
         expected = mmd2(z[labels], z[~labels], k, estimator=estimator)
         np.testing.assert_allclose(result.permutation_statistics[b], expected, rtol=1e-10, atol=1e-14)
     p = (1 + np.sum(np.asarray(result.permutation_statistics) >= float(result.statistic))) / 13
@@ -65,3 +67,16 @@ def test_rejects_bad_arguments(bad, match):
     kwargs = dict(key=jax.random.key(0), num_permutations=5) | bad
     with pytest.raises(ValueError, match=match):
         mmd_permutation_test(x, y, rbf_kernel(bandwidth=1.0), **kwargs)
+
+
+def test_random_splits_are_uniform(x64):
+    """Each of N positions is in the first sample with probability n/N, and pairs with n(n-1)/(N(N-1))."""
+    total, n, draws = 9, 4, 20000
+    splits = np.asarray(_random_splits(jax.random.key(3), draws, total, n, jnp.float64))
+    assert np.all(splits.sum(axis=1) == n)
+    p = n / total
+    # 5 standard errors of a binomial proportion over `draws` splits
+    np.testing.assert_allclose(splits.mean(axis=0), p, atol=5 * np.sqrt(p * (1 - p) / draws))
+    pair = n * (n - 1) / (total * (total - 1))
+    joint = (splits.T @ splits / draws)[np.triu_indices(total, 1)]
+    np.testing.assert_allclose(joint, pair, atol=5 * np.sqrt(pair * (1 - pair) / draws))
