@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from iclkd_jax import _validation as V
+from iclkd_jax._compile import counted_jit
 
 _KINDS = ("taylor", "positive", "trig", "identity")
 
@@ -81,17 +82,23 @@ class FeatureMap:
             u = V.as_float_array(u, "u", ndim=2, last_dim=self.key_dim)
         if self.kind == "identity":
             return u
-        if self.kind == "taylor":
-            return _taylor(u, self.order)
-        omega = self.omega.astype(u.dtype)
-        m = omega.shape[0]
-        half_sq_norm = 0.5 * jnp.sum(u * u, axis=-1, keepdims=True)
-        projections = u @ omega.T
-        if self.kind == "positive":
-            # m^{-1/2} exp(Ωu − |u|²/2), exponent formed before exp so it is finite whenever the feature is
-            return jnp.exp(projections - half_sq_norm - 0.5 * math.log(m))
-        offset = self.offset.astype(u.dtype)
-        return jnp.exp(half_sq_norm) * math.sqrt(2.0 / m) * jnp.cos(projections + offset)
+        # one compiled program per (map, shape) instead of one per primitive of an eager call
+        return _features(self, u)
+
+
+@counted_jit
+def _features(feature_map: FeatureMap, u: jax.Array) -> jax.Array:
+    if feature_map.kind == "taylor":
+        return _taylor(u, feature_map.order)
+    omega = feature_map.omega.astype(u.dtype)
+    m = omega.shape[0]
+    half_sq_norm = 0.5 * jnp.sum(u * u, axis=-1, keepdims=True)
+    projections = u @ omega.T
+    if feature_map.kind == "positive":
+        # m^{-1/2} exp(Ωu − |u|²/2), exponent formed before exp so it is finite whenever the feature is
+        return jnp.exp(projections - half_sq_norm - 0.5 * math.log(m))
+    offset = feature_map.offset.astype(u.dtype)
+    return jnp.exp(half_sq_norm) * math.sqrt(2.0 / m) * jnp.cos(projections + offset)
 
 
 def _taylor(u: jax.Array, order: int) -> jax.Array:

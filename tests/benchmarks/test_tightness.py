@@ -84,7 +84,9 @@ def test_resume_does_not_recompute_finished_cells(run):
 
 def test_same_results_on_two_forced_host_devices(run, tmp_path):
     out = run[0]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    # keep the session's XLA_FLAGS (conftest's optimisation level): the rows are compared bit for bit
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    env = {**os.environ, "XLA_FLAGS": flags.strip(), "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run([sys.executable, "-m", "benchmarks.tightness", "--tiny", "--out", str(tmp_path),
                            "--only", "lemma-features", "--no-plots", "--no-progress"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

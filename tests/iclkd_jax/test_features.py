@@ -67,6 +67,7 @@ def error_slope(kind, key, ms, draws):
     return np.polyfit(np.log(ms), np.log(rms), 1)[0]
 
 
+@pytest.mark.slow  # the default run checks the rate through the lemma-features check (tests/verification)
 @pytest.mark.parametrize("kind", MAPS)
 def test_random_feature_error_falls_like_inverse_sqrt_m(key, kind):
     # default run: two sizes, 100 draws each (the log-RMS has sd <~ 0.1, the slope sd <~ 0.05)

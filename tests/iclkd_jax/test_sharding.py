@@ -47,8 +47,8 @@ print(json.dumps({"same": same, "mc_same": mc_same, "retraced": retraced, "shard
 
 
 def _run(device_count):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={device_count}",
-               JAX_PLATFORMS="cpu")
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={device_count}"
+    env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", _SCRIPT.replace("== 4", f"== {device_count}")], env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
