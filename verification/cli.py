@@ -67,9 +67,15 @@ def _verify(args) -> int:
             args.json.write_text(json.dumps({"mutants": [o.__dict__ for o in outcomes], "caught": caught,
                                              "total": len(outcomes)}, indent=2, default=str))
         return 0 if outcomes and caught == len(outcomes) else 1
-    results = runner.run_checks(args.only, profile=args.profile, seed=args.seed, progress=progress)
     if args.real_model:
         real = importlib.import_module("verification.real_model")
+        try:  # fail fast, before the registry checks run, when the model or its extra is missing
+            real.minilm.check_available()
+        except real.minilm.ModelUnavailable as err:
+            print(f"iclkd verify --real-model {args.real_model}: {err}", file=sys.stderr)
+            return 2
+    results = runner.run_checks(args.only, profile=args.profile, seed=args.seed, progress=progress)
+    if args.real_model:
         try:
             results += real.run(args.real_model, seed=args.seed, profile=args.profile)
         except real.minilm.ModelUnavailable as err:

