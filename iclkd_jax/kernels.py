@@ -22,7 +22,7 @@ from jax.typing import ArrayLike
 from iclkd_jax import _validation as V
 
 _KINDS = ("rbf", "laplace", "linear", "exp", "product")
-_DIRECT_MAX = 2**22   # n * m * d up to which squared_distances uses explicit differences
+_DIRECT_MAX = 2**18   # n * m * d up to which squared_distances uses explicit differences (memory n*m*d)
 
 
 def squared_distances(x: jax.Array, y: jax.Array) -> jax.Array:
@@ -35,7 +35,7 @@ def squared_distances(x: jax.Array, y: jax.Array) -> jax.Array:
     spread, so the cancellation is bounded by eps * spread^2. Negative round-off is
     clipped at 0.
 
-    When ``n * m * d <= 2**22`` (every Gram tile of a blocked MMD, most test sizes) the
+    When ``n * m * d <= 2**18`` (small Gram matrices and tiles, most test sizes) the
     distances are formed from explicit differences instead, which is exact for equal
     points; the expansion's residue ~eps |x - centre|^2 on coincident points would
     otherwise become ~sqrt(eps) in the Laplace kernel.

@@ -135,6 +135,7 @@ def _blocked_sum(kernel: Kernel, a, b, block_size: int, symmetric: bool, exclude
         length = blocks_a * blocks_b
     local_a, local_b = jnp.arange(tile_a), jnp.arange(tile_b)
     dtype = a.dtype
+    needs_mask = exclude_diagonal or blocks_a * tile_a != n_a or blocks_b * tile_b != n_b
 
     def indices(t):
         if symmetric:
@@ -148,21 +149,25 @@ def _blocked_sum(kernel: Kernel, a, b, block_size: int, symmetric: bool, exclude
         i, j, weight = indices(t)
         a_tile = jax.lax.dynamic_slice_in_dim(a_pad, i * tile_a, tile_a)
         b_tile = jax.lax.dynamic_slice_in_dim(b_pad, j * tile_b, tile_b)
-        row_ids = i * tile_a + local_a
-        col_ids = j * tile_b + local_b
-        valid = (row_ids[:, None] < n_a) & (col_ids[None, :] < n_b)
-        if exclude_diagonal:
-            valid &= row_ids[:, None] != col_ids[None, :]
         values, log_abs = _log_entries(kernel, a_tile, b_tile)
+        if needs_mask:
+            row_ids = i * tile_a + local_a
+            col_ids = j * tile_b + local_b
+            valid = (row_ids[:, None] < n_a) & (col_ids[None, :] < n_b)
+            if exclude_diagonal:
+                valid &= row_ids[:, None] != col_ids[None, :]
+            masked = lambda entries, fill: jnp.where(valid, entries, fill)  # noqa: E731
+        else:  # balanced tiles without padding and no diagonal to drop: every entry counts
+            masked = lambda entries, fill: entries  # noqa: E731
         if log_abs is None:
-            contribution = jnp.sum(jnp.sum(jnp.where(valid, values, 0.0), axis=1))
+            contribution = jnp.sum(jnp.sum(masked(values, 0.0), axis=1))
             new_shift, rescale = shift, jnp.ones((), dtype)
         else:
-            log_abs = jnp.where(valid, log_abs, -jnp.inf)
+            log_abs = masked(log_abs, -jnp.inf)
             new_shift = jnp.maximum(shift, jnp.max(log_abs))
             safe_shift = jnp.where(jnp.isfinite(new_shift), new_shift, 0.0)
             rescale = jnp.where(jnp.isfinite(shift), jnp.exp(shift - safe_shift), 0.0)
-            contribution = jnp.sum(jnp.sum(jnp.where(valid, values * jnp.exp(log_abs - safe_shift), 0.0), axis=1))
+            contribution = jnp.sum(jnp.sum(masked(values * jnp.exp(log_abs - safe_shift), 0.0), axis=1))
         # Kahan summation of weight * contribution into total * rescale.
         total, comp = total * rescale, comp * rescale
         term = weight * contribution - comp
