@@ -272,16 +272,24 @@ class PermutationTestResult(NamedTuple):
 def _random_splits(key, num_splits: int, total_rows: int, n: int, dtype) -> jax.Array:
     """``(num_splits, total_rows)`` 0/1 labels, each row a uniformly random choice of ``n`` ones.
 
-    One batched sort of 64 random bits per entry (two uint32 sort keys; ties have
-    probability ~ total_rows^2 / 2^65), instead of ``num_splits`` calls of
-    ``jax.random.permutation`` (several sorting rounds each): the first ``n`` positions
-    of each sorted row are the first sample.
+    Each row sorts i.i.d. random keys; the first ``n`` positions of the sorted order are
+    the first sample. XLA:CPU sorts a single key array several times faster than keys
+    with a payload, so with 64-bit types available (x64) the row index is packed into
+    the low ``ceil(log2 N)`` bits of one uint64 key (>= 44 random bits above it: ties,
+    which would fall back to index order, have probability ~ N^2 / 2^45). Without x64,
+    two uint32 random keys and the index as payload (ties ~ N^2 / 2^65).
     """
-    high, low = jax.random.bits(key, (2, num_splits, total_rows), jnp.uint32)
-    order = jnp.broadcast_to(jnp.arange(total_rows, dtype=jnp.int32), (num_splits, total_rows))
-    _, _, permutation = jax.lax.sort((high, low, order), dimension=1, num_keys=2)
+    index_bits = max(1, (total_rows - 1).bit_length())
     rows = jnp.arange(num_splits)[:, None]
-    return jnp.zeros((num_splits, total_rows), dtype).at[rows, permutation[:, :n]].set(1.0)
+    if jax.config.jax_enable_x64 and index_bits <= 20:
+        random = jax.random.bits(key, (num_splits, total_rows), jnp.uint64)
+        packed = (random >> index_bits) << index_bits | jnp.arange(total_rows, dtype=jnp.uint64)
+        order = (jax.lax.sort(packed, dimension=1) & ((1 << index_bits) - 1)).astype(jnp.int32)
+    else:
+        high, low = jax.random.bits(key, (2, num_splits, total_rows), jnp.uint32)
+        index = jnp.broadcast_to(jnp.arange(total_rows, dtype=jnp.int32), (num_splits, total_rows))
+        _, _, order = jax.lax.sort((high, low, index), dimension=1, num_keys=2)
+    return jnp.zeros((num_splits, total_rows), dtype).at[rows, order[:, :n]].set(1.0)
 
 
 @counted_jit(static_argnames=("n", "num_permutations", "unbiased"))

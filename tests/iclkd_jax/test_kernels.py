@@ -118,3 +118,12 @@ def test_large_tiles_use_the_matmul_form_not_explicit_differences():
     jaxpr = jax.make_jaxpr(ik.squared_distances)(x, x)
     biggest = max(int(np.prod(v.aval.shape)) for eqn in jaxpr.jaxpr.eqns for v in eqn.outvars)
     assert biggest <= 256 * 256, biggest
+
+
+def test_laplace_keeps_exact_differences_where_rbf_uses_the_matmul(key):
+    """n m d = 320k: above the default direct limit (2^18), below Laplace's (2^22). The Laplace diagonal is
+    exactly 1 (a sqrt would amplify the expansion's residue to ~sqrt(eps)); RBF takes the matmul form."""
+    x = 1e2 + jax.random.normal(key, (100, 32))
+    np.testing.assert_array_equal(np.diag(np.asarray(ik.laplace_kernel(bandwidth=1.0)(x, x))), 1.0)
+    jaxpr = jax.make_jaxpr(lambda a: ik.rbf_kernel(bandwidth=1.0)(a, a))(x)
+    assert max(int(np.prod(v.aval.shape)) for eqn in jaxpr.jaxpr.eqns for v in eqn.outvars) <= 100 * 100

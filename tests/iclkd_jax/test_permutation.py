@@ -69,10 +69,15 @@ def test_rejects_bad_arguments(bad, match):
         mmd_permutation_test(x, y, rbf_kernel(bandwidth=1.0), **kwargs)
 
 
-def test_random_splits_are_uniform(x64):
-    """Each of N positions is in the first sample with probability n/N, and pairs with n(n-1)/(N(N-1))."""
+@pytest.mark.parametrize("use_x64", [True, False], ids=["packed-uint64-key", "two-uint32-keys"])
+def test_random_splits_are_uniform(use_x64):
+    """Each of N positions is in the first sample with probability n/N, and pairs with n(n-1)/(N(N-1)).
+
+    Both sampling paths: one packed uint64 sort key (x64 on) and two uint32 keys (x64 off)."""
     total, n, draws = 9, 4, 20000
-    splits = np.asarray(_random_splits(jax.random.key(3), draws, total, n, jnp.float64))
+    with jax.enable_x64(use_x64):
+        splits = np.asarray(jax.jit(_random_splits, static_argnums=(1, 2, 3, 4))(
+            jax.random.key(3), draws, total, n, jnp.float32))
     assert np.all(splits.sum(axis=1) == n)
     p = n / total
     # 5 standard errors of a binomial proportion over `draws` splits
