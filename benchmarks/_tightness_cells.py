@@ -7,7 +7,7 @@ number of devices) and returns plain JSON: ``rows`` (the table) and ``raw`` (per
 values the slope fits bootstrap over).
 
 The computations are the verification checks' own: ``verification.checks.thm_3_2``
-(Taylor features, ``_sup_gap``: the exact supremum of ``L - L_N`` over the HS ball by the
+(Taylor features, ``sup_gap``: the exact supremum of ``L - L_N`` over the HS ball by the
 trust-region solver, ``theorem_bound``, ``constants``, ``random_weights``) and the
 ``iclkd_jax`` kernel-form operators used by ``thm_4_1.weight_shift`` and
 ``thm_4_2.shift_bounds`` (``distilled_weight_difference`` + ``hs_norm``, ``mmd2`` with
@@ -151,7 +151,7 @@ def _gap_fn(rows: int):
         tokens = centred_ball(key, rows, dim, radius, base.TOKEN_DIM)
         probes = jnp.zeros((1, base.VALUE_DIM * base.NUM_FEATURES), tokens.dtype)
         weights = jnp.where(jnp.arange(rows) < n, 1.0 / n, 0.0)
-        gap, _, _, _ = base._sup_gap(tokens, probes, weights, wk, wv, pop_sigma, pop_m, pop_c, ball, 1.0)
+        gap, _, _, _ = base.sup_gap(tokens, probes, weights, wk, wv, pop_sigma, pop_m, pop_c, ball, 1.0)
         return gap
 
     return one

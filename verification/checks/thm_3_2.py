@@ -201,7 +201,7 @@ def population(setting: Setting, key, wk, wv, chunk: int) -> dict:
             "source": f"reference sample of {REFERENCE_CHUNKS * chunk}"}
 
 
-def _sup_gap(tokens, probes, weights, wk, wv, pop_sigma, pop_m, pop_c, ball, cross_sign):
+def sup_gap(tokens, probes, weights, wk, wv, pop_sigma, pop_m, pop_c, ball, cross_sign):
     """One draw: the exact ``sup_{||W|| <= B} L - L_N``, and the best of the random probes (for the guard)."""
     phi, t = _features_targets(tokens, wk, wv)
     sig, m, c = _moments(phi, t, weights)
@@ -221,7 +221,7 @@ def _sup_gap(tokens, probes, weights, wk, wv, pop_sigma, pop_m, pop_c, ball, cro
 def _sup_gaps(tokens, probe_key, weights, wk, wv, pop_sigma, pop_m, pop_c, ball, cross_sign):
     probes = jax.random.normal(probe_key, (tokens.shape[0], PROBES, VALUE_DIM * NUM_FEATURES), tokens.dtype)
     probes = probes / jnp.linalg.norm(probes, axis=-1, keepdims=True)
-    per_draw = jax.vmap(_sup_gap, in_axes=(0, 0) + (None,) * 8)
+    per_draw = jax.vmap(sup_gap, in_axes=(0, 0) + (None,) * 8)
     return per_draw(tokens, probes, weights, wk, wv, pop_sigma, pop_m, pop_c, ball, cross_sign)
 
 
