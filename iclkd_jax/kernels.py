@@ -101,10 +101,6 @@ class Kernel:
         """True for the translation-invariant kernels with 0 < k <= 1."""
         return self.kind in ("rbf", "laplace")
 
-    @property
-    def name(self) -> str:
-        return self.kind
-
     def validate_inputs(self, x: jax.Array, y: jax.Array, names: tuple[str, str] = ("x", "y")) -> None:
         """Shape checks that depend on the kernel's parameters (the width of W^K)."""
         if self.kind == "product":

@@ -48,7 +48,6 @@ def to_json(results: list[CheckResult], *, profile: str, seed: int, extra: dict[
         "checks": [_jsonable(dataclasses.asdict(r)) for r in results],
         "total_elapsed_s": sum(r.elapsed_s for r in results),
     }
-    report["versions"]["x64"] = bool(jax.config.jax_enable_x64)
     if extra:
         report.update(_jsonable(extra))
     return report

@@ -96,12 +96,19 @@ def attention_cases(*, dtypes=("float64",), max_scale: float = 6.0, shapes=SHAPE
     )
 
 
-def numpy_attention(weights: AttentionWeights, tokens, queries) -> np.ndarray:
-    """An independent float64 NumPy softmax attention (max-shifted), used as a reference."""
+def numpy_attention_split(weights: AttentionWeights, demos, context, queries):
+    """An independent float64 NumPy softmax attention, split as in Theorem 3.1(a).
+
+    Returns ``(demonstration part, context part, max |logit|)``: the two sums
+    ``sum_j v_j exp(l_j - max l) / sum exp(l - max l)`` over the demonstrations and over the
+    query context (max-shifted), the reference the 3.1 checks compare the library with.
+    """
     wq, wk, wv = (np.asarray(w, np.float64) for w in weights)
-    tokens = np.asarray(tokens, np.float64)
-    logits = (np.asarray(queries, np.float64) @ wq.T) @ (tokens @ wk.T).T
-    logits -= logits.max(axis=1, keepdims=True)
-    probs = np.exp(logits)
-    probs /= probs.sum(axis=1, keepdims=True)
-    return probs @ (tokens @ wv.T)
+    demos, context, queries = (np.asarray(a, np.float64) for a in (demos, context, queries))
+    q = queries @ wq.T
+    logits = np.concatenate([q @ (demos @ wk.T).T, q @ (context @ wk.T).T], axis=1)
+    shift = logits.max(axis=1, keepdims=True)
+    w = np.exp(logits - shift)
+    w /= w.sum(axis=1, keepdims=True)
+    n = demos.shape[0]
+    return w[:, :n] @ (demos @ wv.T), w[:, n:] @ (context @ wv.T), np.abs(logits).max()

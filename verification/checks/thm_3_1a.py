@@ -24,21 +24,8 @@ import numpy as np
 import iclkd_jax as ik
 from verification.registry import Check, RunContext, register
 from verification.search import explore
-from verification.strategies import attention_cases
+from verification.strategies import attention_cases, numpy_attention_split
 from verification.tolerances import eps
-
-
-def _split_reference(weights, demos, context, queries):
-    """Float64 NumPy: (demonstration part, context part) of the attention output."""
-    wq, wk, wv = (np.asarray(w, np.float64) for w in weights)
-    demos, context, queries = (np.asarray(a, np.float64) for a in (demos, context, queries))
-    q = queries @ wq.T
-    logits = np.concatenate([q @ (demos @ wk.T).T, q @ (context @ wk.T).T], axis=1)
-    shift = logits.max(axis=1, keepdims=True)
-    w = np.exp(logits - shift)
-    w /= w.sum(axis=1, keepdims=True)
-    n = demos.shape[0]
-    return w[:, :n] @ (demos @ wv.T), w[:, n:] @ (context @ wv.T), np.abs(logits).max()
 
 
 def decomposition_under_test(weights, demos, context, queries, mutant):
@@ -82,7 +69,7 @@ class Theorem31a(Check):
         def measure(case):
             weights, demos, context, queries = case.build()
             w0_out, dw_out, op_out = decomposition_under_test(weights, demos, context, queries, ctx.mutant)
-            ref_w0, ref_dw, max_logit = _split_reference(weights, demos, context, queries)
+            ref_w0, ref_dw, max_logit = numpy_attention_split(weights, demos, context, queries)
             value_scale = max(float(np.abs(np.asarray(demos, np.float64) @ np.asarray(weights.wv, np.float64).T).max()),
                               float(np.abs(np.asarray(context, np.float64) @ np.asarray(weights.wv, np.float64).T).max())
                               if context.shape[0] else 0.0)

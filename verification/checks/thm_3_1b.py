@@ -33,10 +33,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 import iclkd_jax as ik
-from verification.checks.thm_3_1a import _split_reference
 from verification.registry import Check, RunContext, register
 from verification.search import explore
-from verification.strategies import attention_cases
+from verification.strategies import attention_cases, numpy_attention_split
 from verification.tolerances import eps
 
 _TAYLOR_ORDER = {2: 8, 4: 5}
@@ -122,7 +121,7 @@ class Theorem31b(Check):
             # 1. kernel form, any logits, float64 and float32
             weights, demos, context, queries = exact_case.build()
             w0_out, dw_out, _ = kernel_steps_under_test(weights, demos, context, queries, ctx.mutant)
-            ref_w0, ref_dw, max_logit = _split_reference(weights, demos, context, queries)
+            ref_w0, ref_dw, max_logit = numpy_attention_split(weights, demos, context, queries)
             values = np.concatenate([np.asarray(demos, np.float64), np.asarray(context, np.float64)]) \
                 @ np.asarray(weights.wv, np.float64).T
             kernel_error = max(np.abs(w0_out - ref_w0).max(), np.abs(dw_out - ref_dw).max()) / np.abs(values).max()
@@ -136,7 +135,7 @@ class Theorem31b(Check):
             q_features = np.asarray(_features(fm, jax.device_put(q)), np.float64)
             dec = ik.kd_decomposition(weights, demos, context, queries)
             log_eta, log_eta_q = _log_etas(dec, ctx.mutant)
-            ref_w0, ref_dw, max_logit = _split_reference(weights, demos, context, queries)
+            ref_w0, ref_dw, max_logit = numpy_attention_split(weights, demos, context, queries)
             log_partition = np.asarray(dec.log_partition, np.float64)
             grad_ratio, step_ratio, step_error = 0.0, 0.0, 0.0
             parts = [(demos, log_eta, ref_w0)] + ([(context, log_eta_q, ref_dw)] if context.shape[0] else [])
