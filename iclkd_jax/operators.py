@@ -23,7 +23,7 @@ from jax.typing import ArrayLike
 
 from iclkd_jax import _validation as V
 from iclkd_jax._compile import counted_jit
-from iclkd_jax.attention import AttentionWeights, _validate_tokens, validate_weights
+from iclkd_jax.attention import AttentionWeights, _kd_decomposition, _validate_tokens, validate_weights
 from iclkd_jax.features import FeatureMap
 
 
@@ -236,18 +236,18 @@ def attention_operators(weights: AttentionWeights, demos: ArrayLike, context: Ar
     """
     weights = validate_weights(weights)
     query = V.as_float_array(query, "query", ndim=1, last_dim=weights.token_dim)
-    from iclkd_jax.attention import kd_decomposition  # local: attention has no operator dependency
-
-    decomposition = kd_decomposition(weights, demos, context, query[None, :])
+    V.check_same_dtype(query=query, **{"weights.wk": weights.wk})
     demos = _validate_tokens(weights, demos, "demos", min_rows=1)
-    log_scale = -decomposition.log_partition[0]
+    if context is None:
+        context = jnp.zeros((0, weights.token_dim), demos.dtype)
+    context = _validate_tokens(weights, context, "context", min_rows=0)
+    log_scale = -_kd_decomposition(weights, demos, context, query[None, :]).log_partition[0]
     w0 = RepresenterOperator(jnp.ones((demos.shape[0],), demos.dtype), demos @ weights.wv.T,
                              demos @ weights.wk.T, log_scale)
-    if context is None or jnp.shape(context)[0] == 0:
+    if context.shape[0] == 0:
         zero = jnp.zeros((1, weights.wv.shape[0]), demos.dtype)
         return w0, RepresenterOperator(jnp.zeros((1,), demos.dtype), zero,
                                        jnp.zeros((1, weights.wk.shape[0]), demos.dtype), log_scale)
-    context = _validate_tokens(weights, context, "context", min_rows=1)
     dw = RepresenterOperator(jnp.ones((context.shape[0],), demos.dtype), context @ weights.wv.T,
                              context @ weights.wk.T, log_scale)
     return w0, dw
