@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 import jax
 
 KINDS = ("theorem", "lemma", "conjecture")
-STATUSES = ("holds", "violated", "refuted", "survives", "inconclusive")
+#: ``error``: the check raised (its exception summary is in ``summary``); ``iclkd verify`` exits 3.
+STATUSES = ("holds", "violated", "refuted", "survives", "inconclusive", "error")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +79,12 @@ class CheckResult:
       figures: every other measured number (JSON-serialisable).
       counterexample: the smallest failing case found, where there is one.
       summary: one sentence for the table.
+      worst_case: the exact float64 inputs of the worst case (or of the counterexample of a
+        conjecture), as ``{name: nested lists or float}``: enough to recompute both sides of the
+        statement from scratch (``iclkd verify --certify`` re-evaluates them in ball arithmetic).
+        The keys are documented in the check's module docstring. None for probabilistic checks.
+      certificate: filled in by ``--certify``: ``{"status": "proven" | "not proven" | "not applicable"
+        | "violation proven", "lhs": "mid +/- rad", "rhs": ..., "precision_bits": int, "reason": str}``.
     """
 
     id: str
@@ -92,6 +99,8 @@ class CheckResult:
     figures: dict[str, Any] = dataclasses.field(default_factory=dict)
     counterexample: dict[str, Any] | None = None
     summary: str = ""
+    worst_case: dict[str, Any] | None = None
+    certificate: dict[str, Any] | None = None
     seed: int = 0
     mutant: str | None = None
     elapsed_s: float = 0.0
