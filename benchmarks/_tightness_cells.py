@@ -6,7 +6,7 @@ JAX device; the keys are split on the host first, so the output does not depend 
 number of devices) and returns plain JSON: ``rows`` (the table) and ``raw`` (per-draw
 values the slope fits bootstrap over).
 
-The computations are the verification checks' own: ``verification.checks.thm_3_2``
+The computations are the verification suite's own: ``verification.sup_gap``
 (Taylor features, ``sup_gap``: the exact supremum of ``L - L_N`` over the HS ball by the
 trust-region solver, ``theorem_bound``, ``constants``, ``random_weights``) and the
 ``iclkd_jax`` kernel-form operators used by ``thm_4_1.weight_shift`` and
@@ -92,8 +92,8 @@ def ols_slope(x, y) -> float:
 # ------------------------------------------------------------------------------------ thm-3.2
 
 def _base32():
-    from verification.checks import thm_3_2
-    return thm_3_2
+    from verification import sup_gap
+    return sup_gap
 
 
 def ball_population(wk, wv, dim: int, radius: float):
@@ -173,7 +173,7 @@ def thm_3_2(spec: dict, seed: int) -> dict:
     f64 = functools.partial(jnp.asarray, dtype=jnp.float64)
     gaps = draws_of(_gap_fn(padded_rows(n)), key, spec["draws"], f64(n), f64(dim), f64(radius), f64(wk), f64(wv),
                     *pop, f64(b))
-    t, c = consts["T"], consts["C"]
+    t, c = consts.T, consts.C
     s = t + b * c
     rad_term = 4 * b * c * s / math.sqrt(n)
     dev_term = s**2 * math.sqrt(math.log(1 / delta) / (2 * n))
@@ -184,8 +184,8 @@ def thm_3_2(spec: dict, seed: int) -> dict:
     row = {"quantity": f"(1-δ)-quantile of sup gap, δ={delta:g}", "bound": bound, "observed": q,
            "observed_lo": q_lo, "observed_hi": q_hi, "ratio": q / bound,
            "rademacher_term": rad_term, "deviation_term": dev_term,
-           "bound_exact_map_C": float(base.theorem_bound(b, consts["C_exact_map"], t, n, delta=delta)),
-           "T": t, "C": c, "C_exact_map": consts["C_exact_map"], "mean_gap": float(gaps.mean()),
+           "bound_exact_map_C": float(base.theorem_bound(b, consts.C_exact_map, t, n, delta=delta)),
+           "T": t, "C": c, "C_exact_map": consts.C_exact_map, "mean_gap": float(gaps.mean()),
            "max_gap": float(gaps.max()), "violations": k, "violation_rate": k / gaps.size,
            "violation_rate_lo": v_lo, "violation_rate_hi": v_hi, "draws": int(gaps.size),
            "population_error": 0.0, "population": "exact moments of the uniform ball"}
@@ -322,8 +322,8 @@ def predicted_rms(kind: str, u, z, m: int) -> float | None:
     """
     if kind == "orthogonal":
         return None
-    from verification.checks.lemma_features import _per_feature_variance
-    return math.sqrt(float(_per_feature_variance(kind, np.asarray(u), np.asarray(z))) / m)
+    from verification.feature_variance import per_feature_variance
+    return math.sqrt(float(per_feature_variance(kind, np.asarray(u), np.asarray(z))) / m)
 
 
 @functools.lru_cache(maxsize=None)

@@ -29,7 +29,7 @@ import math
 import jax
 import numpy as np
 
-from verification.checks import thm_3_2 as base
+from verification import sup_gap as base
 from verification.registry import Check, RunContext, register
 
 N_GRID = (8, 16, 32, 64, 128)
@@ -79,7 +79,7 @@ class Conjecture32(Check):
             key = jax.random.fold_in(dkey, i)
             tokens = base.sample_tokens(setting.distribution, key, chunk).reshape(draws, base.N_MAX, base.TOKEN_DIM)
             gaps.append(base.sup_gaps(tokens, jax.random.fold_in(key, 1), base.demo_weights(n), wk, wv, pop,
-                                      setting.ball)["gap"])
+                                      setting.ball).gap)
         gaps = np.stack(gaps)  # (len(N), draws)
         log_n = np.log(np.asarray(N_GRID, float))
         q = np.array([_quantile_stat(g, ctx.mutant, n) for g, n in zip(gaps, N_GRID)])
@@ -108,7 +108,7 @@ class Conjecture32(Check):
             status = "inconclusive"
         log_inv_delta = math.log(1 / base.DELTA)
         c_needed = [float(v * n / log_inv_delta) for v, n in zip(q, N_GRID)]
-        s = consts["T"] + setting.ball * consts["C"]
+        s = consts.T + setting.ball * consts.C
         dev_term = [float(s**2 * math.sqrt(log_inv_delta / (2 * n))) for n in N_GRID]
         summary = (f"deviation quantile slope {slope:.2f} (95% CI {ci[0]:.2f}..{ci[1]:.2f}), gap quantile slope "
                    f"{slope_gap:.2f}: the data support N^-1/2" if status == "refuted" else
@@ -124,5 +124,5 @@ class Conjecture32(Check):
                      "N": list(N_GRID), "deviation_quantile": q.tolist(), "gap_quantile": q_gap.tolist(),
                      "constant_needed_for_log(1/δ)/N": c_needed, "theorem_deviation_term": dev_term,
                      "delta": base.DELTA, "setting": setting.name, "draws_per_N": draws,
-                     "population_error": pop["error"]},
+                     "population_error": pop.error},
             summary=summary)

@@ -37,6 +37,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 import iclkd_jax as ik
+from verification.feature_variance import per_feature_variance
 from verification.registry import Check, RunContext, register
 from verification.search import explore
 from verification.strategies import standard_normal_pool
@@ -123,14 +124,6 @@ def estimates_under_test(keys, u, z, kind, mutant):
     return est
 
 
-def _per_feature_variance(kind, u, z):
-    r2 = np.sum((u + z) ** 2, axis=-1)
-    d2 = np.sum((u - z) ** 2, axis=-1)
-    if kind == "trig":
-        return np.exp(d2) - 1 + 0.5 * np.exp(-d2)
-    return np.exp(r2) - 1
-
-
 def _moments(rel):
     """Mean, variance, and the standard errors of both, over the key axis 0."""
     mean = rel.mean(axis=0)
@@ -212,7 +205,7 @@ class LemmaFeatures(Check):
             rel = est / kappa - 1.0                                        # (R, len(M_GRID), P)
             mean, var, mean_se, var_se = _moments(rel)
             stats[kind] = (mean, var, var_se)
-            sigma2 = _per_feature_variance(kind, u, z)
+            sigma2 = per_feature_variance(kind, u, z)
             for j, m in enumerate(M_GRID):
                 for p, r in enumerate(RADII):
                     if abs(mean[j, p]) > Z * mean_se[j, p] + 64 * eps("float64"):
@@ -241,7 +234,7 @@ class LemmaFeatures(Check):
             failures.append({"test": "orthogonal no worse", "m": M_GRID[j], "radius": RADII[p],
                              "mse_orthogonal": float(var_o[j, p]), "mse_iid": float(var_i[j, p])})
         # the limit: features needed for a 10 % relative RMS error, predicted and measured (from m = 256)
-        sigma2 = _per_feature_variance("positive", u, z)
+        sigma2 = per_feature_variance("positive", u, z)
         m_needed = {f"|u+z|={r}": {"predicted": float(sigma2[p] / TARGET_RELATIVE_ERROR ** 2),
                                    "measured": float(M_GRID[-1] * var_i[-1, p] / TARGET_RELATIVE_ERROR ** 2)}
                     for p, r in enumerate(RADII)}
@@ -269,7 +262,7 @@ class LemmaFeatures(Check):
                    "slopes_[value,se]": slopes,
                    "mean_rel_error_max": {k: float(np.abs(stats[k][0]).max()) for k in KINDS},
                    "mse_times_m_over_sigma2_iid": (var_i * np.asarray(M_GRID)[:, None] /
-                                                   _per_feature_variance("positive", u, z)).tolist(),
+                                                   per_feature_variance("positive", u, z)).tolist(),
                    "orthogonal_over_iid_mse": orth_ratio.tolist(),
                    "m_needed_for_10pct": m_needed,
                    "taylor_max_error_over_remainder": taylor_worst, "taylor_cases": exploration.cases}

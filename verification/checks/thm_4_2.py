@@ -39,9 +39,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 import iclkd_jax as ik
-from verification.checks.thm_4_1 import ShiftCase, operator_norm, shift_cases, weight_shift
 from verification.registry import Check, RunContext, register
 from verification.search import explore
+from verification.shift_cases import ShiftCase, operator_norm, shift_cases, weight_shift
 from verification.strategies import standard_normal_pool
 from verification.tolerances import eps
 
@@ -62,7 +62,7 @@ def shift_bounds(weights, target, prompt, queries, reference, log_eta, mutant=No
     """Theorem 4.2 (i) at every query and (ii) on the empirical measure of ``reference``."""
     wk, wv = (np.asarray(w, np.float64) for w in (weights.wk, weights.wv))
     t41 = weight_shift(weights, target, prompt, log_eta)
-    log_dw, log_mmd, tol41 = t41["log_dw"], t41["log_mmd"], t41["tolerance"]
+    log_dw, log_mmd, tol41 = t41.log_dw, t41.log_mmd, t41.tolerance
     log_2eta_mv = math.log(2.0) + log_eta + math.log(operator_norm(wv))
     w_q = ik.distilled_weights(weights, prompt, log_eta=log_eta)
     w_d = ik.distilled_weights(weights, target, log_eta=log_eta)
