@@ -19,6 +19,7 @@ from jax.typing import ArrayLike
 
 from iclkd_jax import _validation as V
 from iclkd_jax._compile import counted_jit
+from iclkd_jax.operators import RepresenterOperator
 
 
 class AttentionWeights(NamedTuple):
@@ -83,7 +84,8 @@ def validate_weights(weights: AttentionWeights, *, name: str = "weights") -> Att
     return AttentionWeights(wq, wk, wv)
 
 
-def _validate_tokens(weights: AttentionWeights, tokens, name: str, *, min_rows: int) -> jax.Array:
+def validate_tokens(weights: AttentionWeights, tokens: ArrayLike, name: str = "tokens", *, min_rows: int = 1) -> jax.Array:
+    """Checks that ``tokens`` is ``(n, d)`` with ``d`` the token width of ``weights``, ``n >= min_rows``, same dtype."""
     tokens = V.as_float_array(tokens, name, ndim=2, min_rows=min_rows)
     if tokens.shape[1] != weights.token_dim:
         raise ValueError(
@@ -117,8 +119,8 @@ def softmax_attention(weights: AttentionWeights, tokens: ArrayLike, queries: Arr
       ``(q, d_v)`` in the inputs' dtype.
     """
     weights = validate_weights(weights)
-    tokens = _validate_tokens(weights, tokens, "tokens", min_rows=1)
-    queries = _validate_tokens(weights, queries, "queries", min_rows=1)
+    tokens = validate_tokens(weights, tokens, "tokens", min_rows=1)
+    queries = validate_tokens(weights, queries, "queries", min_rows=1)
     return _softmax_attention(weights, tokens, queries)
 
 
@@ -166,14 +168,43 @@ def kd_decomposition(weights: AttentionWeights, demos: ArrayLike, context: Array
       :class:`KDDecomposition`.
     """
     weights = validate_weights(weights)
-    demos = _validate_tokens(weights, demos, "demos", min_rows=1)
+    demos = validate_tokens(weights, demos, "demos", min_rows=1)
     if context is None:
         context = jnp.zeros((0, weights.token_dim), demos.dtype)
-    context = _validate_tokens(weights, context, "context", min_rows=0)
-    queries = _validate_tokens(weights, queries, "queries", min_rows=1)
+    context = validate_tokens(weights, context, "context", min_rows=0)
+    queries = validate_tokens(weights, queries, "queries", min_rows=1)
     return _kd_decomposition(weights, demos, context, queries)
 
 
 def log_partition(weights: AttentionWeights, tokens: ArrayLike, queries: ArrayLike) -> jax.Array:
     """``log D' = logsumexp_j (W^K x_j) . (W^Q x')`` for each query row, ``(q,)`` (the lemma)."""
     return kd_decomposition(weights, tokens, None, queries).log_partition
+
+
+def attention_operators(weights: AttentionWeights, demos: ArrayLike, context: ArrayLike | None,
+                        query: ArrayLike) -> tuple[RepresenterOperator, RepresenterOperator]:
+    """``(W_0, ΔW)`` of Theorem 3.1(a) for one query token ``x' (d,)`` as representer operators.
+
+    ``W_0 = (1/D') sum_{i<=N} v_i ⊗ phi(k_i)``, ``ΔW = (1/D') sum_{j<=M} v'_j ⊗ phi(k'_j)``,
+    ``log_scale = −log D'``. When M = 0, ``ΔW`` is the zero operator (one zero term).
+    Applied to ``phi(W^Q x')`` (:func:`~iclkd_jax.operators.apply_operator`) they give
+    :func:`kd_decomposition`'s ``w0_out`` and ``dw_out``.
+    """
+    weights = validate_weights(weights)
+    query = V.as_float_array(query, "query", ndim=1, last_dim=weights.token_dim)
+    V.check_same_dtype(query=query, **{"weights.wk": weights.wk})
+    demos = validate_tokens(weights, demos, "demos", min_rows=1)
+    if context is None:
+        context = jnp.zeros((0, weights.token_dim), demos.dtype)
+    context = validate_tokens(weights, context, "context", min_rows=0)
+    # the compiled decomposition gives log D' (inputs validated once, above)
+    log_scale = -_kd_decomposition(weights, demos, context, query[None, :]).log_partition[0]
+    w0 = RepresenterOperator(jnp.ones((demos.shape[0],), demos.dtype), demos @ weights.wv.T,
+                             demos @ weights.wk.T, log_scale)
+    if context.shape[0] == 0:
+        zero = jnp.zeros((1, weights.wv.shape[0]), demos.dtype)
+        return w0, RepresenterOperator(jnp.zeros((1,), demos.dtype), zero,
+                                       jnp.zeros((1, weights.wk.shape[0]), demos.dtype), log_scale)
+    dw = RepresenterOperator(jnp.ones((context.shape[0],), demos.dtype), context @ weights.wv.T,
+                             context @ weights.wk.T, log_scale)
+    return w0, dw

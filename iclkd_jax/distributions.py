@@ -32,14 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from iclkd_jax import _validation as V
+from iclkd_jax.operators import operator_norm
 
 
 class UnboundedSupportError(ValueError):
     """A check that needs bounded support (T, C < ∞) was given an unbounded distribution."""
-
-
-def _operator_norm(matrix) -> float:
-    return float(np.linalg.norm(np.asarray(matrix, dtype=np.float64), ord=2))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,12 +91,12 @@ class Distribution:
     def value_bound(self, wv) -> float:
         """T = ``||W^V||_op * radius`` >= sup ||W^V x|| (Theorem 3.2)."""
         self.require_bounded("value_bound (T)")
-        return _operator_norm(wv) * self.radius
+        return operator_norm(wv) * self.radius
 
     def log_feature_bound(self, wk) -> float:
         """``log C`` = ``(||W^K||_op radius)^2 / 2`` (C overflows float64 past ~1e308)."""
         self.require_bounded("feature_bound (C)")
-        return 0.5 * (_operator_norm(wk) * self.radius) ** 2
+        return 0.5 * (operator_norm(wk) * self.radius) ** 2
 
     def feature_bound(self, wk) -> float:
         """C = ``exp((||W^K||_op radius)^2 / 2)`` >= sup ||phi(W^K x)|| for the exact map."""

@@ -96,11 +96,6 @@ class Kernel:
         """True when entries can overflow (exp of an unbounded inner product)."""
         return self.kind in ("exp", "product")
 
-    @property
-    def bounded_by_one(self) -> bool:
-        """True for the translation-invariant kernels with 0 < k <= 1."""
-        return self.kind in ("rbf", "laplace")
-
     def validate_inputs(self, x: jax.Array, y: jax.Array, names: tuple[str, str] = ("x", "y")) -> None:
         """Shape checks that depend on the kernel's parameters (the width of W^K)."""
         if self.kind == "product":

@@ -38,7 +38,7 @@ from jax.typing import ArrayLike
 
 from iclkd_jax import _validation as V
 from iclkd_jax._compile import counted_jit
-from iclkd_jax.attention import AttentionWeights, _validate_tokens, validate_weights
+from iclkd_jax.attention import AttentionWeights, validate_tokens, validate_weights
 
 
 class LSAWeights(NamedTuple):
@@ -72,8 +72,8 @@ def linear_attention(weights: AttentionWeights, tokens: ArrayLike, queries: Arra
       ``(q, d_v)`` in the inputs' dtype.
     """
     weights = validate_weights(weights)
-    tokens = _validate_tokens(weights, tokens, "tokens", min_rows=1)
-    queries = _validate_tokens(weights, queries, "queries", min_rows=1)
+    tokens = validate_tokens(weights, tokens, "tokens", min_rows=1)
+    queries = validate_tokens(weights, queries, "queries", min_rows=1)
     return _linear_attention(weights, tokens, queries)
 
 
@@ -97,13 +97,13 @@ def linear_dual_weights(weights: AttentionWeights, demos: ArrayLike,
       ``(W_0, ΔW)``, each ``(d_v, d_k)``.
     """
     weights = validate_weights(weights)
-    demos = _validate_tokens(weights, demos, "demos", min_rows=1)
+    demos = validate_tokens(weights, demos, "demos", min_rows=1)
     w0 = _outer_sum(weights, demos)
     if context is None or jnp.shape(context)[0] == 0:
         if context is not None:
-            _validate_tokens(weights, context, "context", min_rows=0)
+            validate_tokens(weights, context, "context", min_rows=0)
         return w0, jnp.zeros_like(w0)
-    context = _validate_tokens(weights, context, "context", min_rows=1)
+    context = validate_tokens(weights, context, "context", min_rows=1)
     return w0, _outer_sum(weights, context)
 
 
@@ -183,8 +183,8 @@ def lsa_layer(lsa: LSAWeights, tokens: ArrayLike, queries: ArrayLike) -> jax.Arr
     """
     lsa = _validate_lsa(lsa)
     head = AttentionWeights(lsa.wq, lsa.wk, lsa.wv)
-    tokens = _validate_tokens(head, tokens, "tokens", min_rows=1)
-    queries = _validate_tokens(head, queries, "queries", min_rows=1)
+    tokens = validate_tokens(head, tokens, "tokens", min_rows=1)
+    queries = validate_tokens(head, queries, "queries", min_rows=1)
     return _lsa_layer(lsa, tokens, queries)
 
 

@@ -82,7 +82,7 @@ def _combine(sums, coefficients):
     return total * jnp.exp(top)
 
 
-def _coefficients(n: int, m: int, unbiased: bool, dtype):
+def _coefficients(n: int, m: int, unbiased: bool):
     if unbiased:
         return (1.0 / (n * (n - 1)), 1.0 / (m * (m - 1)), -2.0 / (n * m))
     return (1.0 / n**2, 1.0 / m**2, -2.0 / (n * m))
@@ -91,7 +91,7 @@ def _coefficients(n: int, m: int, unbiased: bool, dtype):
 @counted_jit(static_argnames=("unbiased",))
 def _mmd2_dense(x, y, kernel, unbiased):
     sums = [_dense_sum(kernel, x, x, unbiased), _dense_sum(kernel, y, y, unbiased), _dense_sum(kernel, x, y, False)]
-    return _combine(sums, _coefficients(x.shape[0], y.shape[0], unbiased, x.dtype))
+    return _combine(sums, _coefficients(x.shape[0], y.shape[0], unbiased))
 
 
 def _tiling(n: int, block_size: int) -> tuple[int, int]:
@@ -189,7 +189,7 @@ def _mmd2_blocked(x, y, kernel, unbiased, block_size):
         _blocked_sum(kernel, y, y, block_size, True, unbiased),
         _blocked_sum(kernel, x, y, block_size, False, False),
     ]
-    return _combine(sums, _coefficients(x.shape[0], y.shape[0], unbiased, x.dtype))
+    return _combine(sums, _coefficients(x.shape[0], y.shape[0], unbiased))
 
 
 def mmd2(x: ArrayLike, y: ArrayLike, kernel: Kernel, *, estimator: str = "biased",

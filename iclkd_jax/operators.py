@@ -1,4 +1,4 @@
-"""Operators ``W : H -> R^{d_v}`` and the one-step KD of Theorem 3.1(b) (THEOREMS.md, "Weights as operators").
+"""Operators ``W : H -> R^{d_v}`` in representer form and their algebra (THEOREMS.md, "Weights as operators").
 
 A :class:`RepresenterOperator` holds ``W = exp(log_scale) sum_i c_i v_i ⊗ phi(k_i)``
 exactly by ``(coef, values, keys, log_scale)``; ``phi`` is the exact (infinite)
@@ -11,6 +11,9 @@ feature map of ``kappa(u, z) = exp(u . z)``, never materialised:
 their own (``D' = e^{1000}``), so every exponential meets its scale in log space.
 With an explicit finite map ``phi``, :func:`to_matrix` gives the ``(d_v, m)`` matrix and
 both forms agree up to the map's approximation error.
+
+The knowledge distillation built on these operators (teacher, student, KD loss,
+one-step distilled weights) is in :mod:`iclkd_jax.distillation`.
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from iclkd_jax import _validation as V
 from iclkd_jax._compile import counted_jit
-from iclkd_jax.attention import AttentionWeights, _kd_decomposition, _validate_tokens, validate_weights
 from iclkd_jax.features import FeatureMap
 
 
@@ -142,112 +145,11 @@ def add_operators(first: RepresenterOperator, second: RepresenterOperator) -> Re
                                jnp.concatenate([first.keys, second.keys]), top)
 
 
-def teacher(weights: AttentionWeights, tokens: ArrayLike) -> jax.Array:
-    """``f_T(x) = W^V x`` for rows ``tokens (n, d)``, returns ``(n, d_v)``."""
-    weights = validate_weights(weights)
-    tokens = _validate_tokens(weights, tokens, "tokens", min_rows=1)
-    return tokens @ weights.wv.T
+def operator_norm(matrix: ArrayLike) -> float:
+    """The spectral norm ``||A||_op`` (largest singular value) of a matrix, in NumPy float64.
 
-
-def student(w: RepresenterOperator | ArrayLike, weights: AttentionWeights, tokens: ArrayLike,
-            feature_map: FeatureMap | None = None) -> jax.Array:
-    """``f_S(x; W) = W phi(W^K x)`` for rows ``tokens (n, d)``, returns ``(n, d_v)``.
-
-    ``w`` is a :class:`RepresenterOperator` (exact kernel form) or, with ``feature_map``,
-    a ``(d_v, m)`` matrix.
+    A host-side constant of the bounds (``M_V = ||W^V||_op`` in Theorems 4.1 and 4.2,
+    ``T = ||W^V||_op R`` in Theorem 3.2), computed once outside traced code.
     """
-    weights = validate_weights(weights)
-    tokens = _validate_tokens(weights, tokens, "tokens", min_rows=1)
-    keys = tokens @ weights.wk.T
-    if isinstance(w, RepresenterOperator):
-        return apply_operator(w, keys)
-    if feature_map is None:
-        raise ValueError("student: a matrix w needs the feature_map it is expressed in")
-    w = V.as_float_array(w, "w", ndim=2, last_dim=feature_map.num_features)
-    return feature_map(keys) @ w.T
-
-
-def kd_loss(w: ArrayLike, feature_map: FeatureMap, weights: AttentionWeights, tokens: ArrayLike) -> jax.Array:
-    """The KD loss ``L(W) = (1/N) sum_i ||W^V x_i − W phi(W^K x_i)||^2`` for an explicit map.
-
-    Differentiable in ``w`` (THEOREMS.md, Theorem 3.1(b): ``grad L(0) = −(2/N) sum_i v_i ⊗ phi(k_i)``).
-    """
-    weights = validate_weights(weights)
-    tokens = _validate_tokens(weights, tokens, "tokens", min_rows=1)
-    if not isinstance(feature_map, FeatureMap):
-        raise ValueError(f"feature_map must be a FeatureMap, got {type(feature_map).__name__}")
-    if feature_map.key_dim != weights.wk.shape[0]:
-        raise ValueError(f"feature_map has key_dim {feature_map.key_dim} but weights.wk has shape {tuple(weights.wk.shape)}")
-    # shape-only on tracers (jax.grad passes one), so the check never blocks differentiation
-    w = V.as_float_array(w, "w", ndim=2)
-    expected = (weights.wv.shape[0], feature_map.num_features)
-    if tuple(w.shape) != expected:
-        raise ValueError(f"w must be (d_v, m) = {expected} for {feature_map!r}, got shape {tuple(w.shape)}")
-    return _kd_loss(w, feature_map, weights, tokens)
-
-
-def _kd_loss(w, feature_map, weights, tokens):
-    residual = tokens @ weights.wv.T - feature_map(tokens @ weights.wk.T) @ w.T
-    return jnp.mean(jnp.sum(residual * residual, axis=-1))
-
-
-def _resolve_log_eta(eta, log_eta, dtype):
-    if (eta is None) == (log_eta is None):
-        raise ValueError("give exactly one of eta or log_eta")
-    if eta is not None:
-        V.positive_scalar(eta, "eta")
-        return jnp.log(jnp.asarray(eta, dtype))
-    if not V.is_tracer(log_eta):
-        V.as_float_array(jnp.asarray(log_eta, dtype), "log_eta", ndim=0)
-    return jnp.asarray(log_eta, dtype)
-
-
-def distilled_weights(weights: AttentionWeights, tokens: ArrayLike, *, eta: ArrayLike | None = None,
-                      log_eta: ArrayLike | None = None,
-                      feature_map: FeatureMap | None = None) -> RepresenterOperator | jax.Array:
-    """One KD step from ``W = 0`` on ``tokens`` (THEOREMS.md, Theorem 3.1(b)).
-
-    ``W_1 = 0 − eta grad L(0) = (2 eta / N) sum_i v_i ⊗ phi(k_i)``, with
-    ``v_i = W^V x_i`` and ``k_i = W^K x_i``. With ``eta = N / (2 D')`` this is the
-    ``W_0`` of Theorem 3.1(a). Give ``eta`` or, for step sizes that under/overflow,
-    ``log_eta``.
-
-    Returns:
-      A :class:`RepresenterOperator` (exact), or, with ``feature_map``, the
-      ``(d_v, m)`` matrix of the same step in that map's features.
-    """
-    weights = validate_weights(weights)
-    tokens = _validate_tokens(weights, tokens, "tokens", min_rows=1)
-    log_eta = _resolve_log_eta(eta, log_eta, tokens.dtype)
-    n = tokens.shape[0]
-    op = RepresenterOperator(jnp.ones((n,), tokens.dtype), tokens @ weights.wv.T, tokens @ weights.wk.T,
-                             jnp.log(jnp.asarray(2.0 / n, tokens.dtype)) + log_eta)
-    if feature_map is None:
-        return op
-    return to_matrix(op, feature_map)
-
-
-def attention_operators(weights: AttentionWeights, demos: ArrayLike, context: ArrayLike | None,
-                        query: ArrayLike) -> tuple[RepresenterOperator, RepresenterOperator]:
-    """``(W_0, ΔW)`` of Theorem 3.1(a) for one query token ``x' (d,)`` as representer operators.
-
-    ``W_0 = (1/D') sum_{i<=N} v_i ⊗ phi(k_i)``, ``ΔW = (1/D') sum_{j<=M} v'_j ⊗ phi(k'_j)``,
-    ``log_scale = −log D'``. When M = 0, ``ΔW`` is the zero operator (one zero term).
-    """
-    weights = validate_weights(weights)
-    query = V.as_float_array(query, "query", ndim=1, last_dim=weights.token_dim)
-    V.check_same_dtype(query=query, **{"weights.wk": weights.wk})
-    demos = _validate_tokens(weights, demos, "demos", min_rows=1)
-    if context is None:
-        context = jnp.zeros((0, weights.token_dim), demos.dtype)
-    context = _validate_tokens(weights, context, "context", min_rows=0)
-    log_scale = -_kd_decomposition(weights, demos, context, query[None, :]).log_partition[0]
-    w0 = RepresenterOperator(jnp.ones((demos.shape[0],), demos.dtype), demos @ weights.wv.T,
-                             demos @ weights.wk.T, log_scale)
-    if context.shape[0] == 0:
-        zero = jnp.zeros((1, weights.wv.shape[0]), demos.dtype)
-        return w0, RepresenterOperator(jnp.zeros((1,), demos.dtype), zero,
-                                       jnp.zeros((1, weights.wk.shape[0]), demos.dtype), log_scale)
-    dw = RepresenterOperator(jnp.ones((context.shape[0],), demos.dtype), context @ weights.wv.T,
-                             context @ weights.wk.T, log_scale)
-    return w0, dw
+    matrix = V.as_float_array(matrix, "matrix", ndim=2, min_rows=1)
+    return float(np.linalg.norm(np.asarray(matrix, dtype=np.float64), ord=2))

@@ -41,20 +41,40 @@ from iclkd_jax._compile import counted_jit
 AXIS = "draws"
 
 
-def initialize_distributed(**kwargs: Any) -> None:
-    """``jax.distributed.initialize(**kwargs)``, once; call it before any other JAX call.
+def initialize_distributed(*, coordinator_address: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None, **kwargs: Any) -> None:
+    """``jax.distributed.initialize(...)``, once; call it before any other JAX computation.
 
     Without arguments JAX detects SLURM, Open MPI and Cloud TPU environments; otherwise
-    pass ``coordinator_address``, ``num_processes`` and ``process_id``. A second call is
-    a no-op, so library code may call it defensively.
+    pass all three of ``coordinator_address`` (``"host:port"``), ``num_processes``
+    (>= 1) and ``process_id`` (``0 <= process_id < num_processes``); other keyword
+    arguments go to :func:`jax.distributed.initialize` unchanged. The arguments are
+    validated here, before JAX tries to connect (a typo would otherwise surface as a
+    connection timeout). A second call is a no-op, so library code may call it
+    defensively.
+
+    Raises:
+      ValueError: an incomplete or malformed set of the three arguments.
     """
-    if jax.process_count() > 1:  # already initialised
+    explicit = {"coordinator_address": coordinator_address, "num_processes": num_processes, "process_id": process_id}
+    given = {name for name, value in explicit.items() if value is not None}
+    if given and len(given) != 3:
+        missing = sorted(set(explicit) - given)
+        raise ValueError(f"initialize_distributed: give coordinator_address, num_processes and process_id together "
+                         f"(or none, for auto-detection); missing {missing}")
+    if given:
+        host, sep, port = str(coordinator_address).rpartition(":")
+        if not isinstance(coordinator_address, str) or not sep or not host or not port.isdigit() \
+                or not 0 < int(port) < 65536:
+            raise ValueError(f"coordinator_address must be 'host:port' with a port in 1..65535, got {coordinator_address!r}")
+        num_processes = V.positive_int(num_processes, "num_processes")
+        process_id = V.positive_int(process_id, "process_id", minimum=0)
+        if process_id >= num_processes:
+            raise ValueError(f"process_id must be in [0, num_processes) = [0, {num_processes}), got {process_id}")
+        kwargs.update(explicit, num_processes=num_processes, process_id=process_id)
+    if jax.distributed.is_initialized():
         return
-    try:
-        jax.distributed.initialize(**kwargs)
-    except RuntimeError as err:
-        if "already" not in str(err).lower():
-            raise
+    jax.distributed.initialize(**kwargs)
 
 
 def device_mesh(devices: Any = None, *, axis_name: str = AXIS) -> Mesh:

@@ -23,13 +23,3 @@ def relative_tolerance(dtype, *, condition: float = 1.0, operations: float = 64.
     """
     return float(operations * max(condition, 1.0) * eps(dtype))
 
-
-def relative_error(computed, reference, *, floor: float = 0.0) -> float:
-    """``max|computed - reference| / max(max|reference|, floor)`` (a norm-wise relative error)."""
-    computed = np.asarray(computed, dtype=np.float64)
-    reference = np.asarray(reference, dtype=np.float64)
-    scale = max(float(np.max(np.abs(reference))) if reference.size else 0.0, floor)
-    diff = float(np.max(np.abs(computed - reference))) if reference.size else 0.0
-    if scale == 0.0:
-        return 0.0 if diff == 0.0 else float("inf")
-    return diff / scale

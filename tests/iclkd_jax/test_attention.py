@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import iclkd_jax as ik
 import np_reference as ref
+from kd_problems import problem as kd_problem
 
 EPS64 = float(np.finfo(np.float64).eps)
 D, DK, DV = 4, 3, 2          # one small shape pool keeps compilation bounded
@@ -201,3 +202,19 @@ def test_repeated_calls_do_not_retrace(key):
 
     for i in range(3):
         outer(demos * (i + 1))
+
+
+@pytest.mark.parametrize("m", [0, 3])
+def test_attention_operators_reproduce_attention(key, m):
+    """W_0 phi(q) + ΔW phi(q) through the representer operators equals softmax attention (float64, ~1e-12)."""
+    w, demos, context, query = kd_problem(key, m=m)
+    w0, dw = ik.attention_operators(w, demos, context, query)
+    q = (w.wq @ query)[None, :]
+    dec = ik.kd_decomposition(w, demos, context, query[None, :])
+    assert ref.rel_err(ik.apply_operator(w0, q), dec.w0_out) <= 1e-12
+    assert ref.rel_err(ik.apply_operator(w0, q) + ik.apply_operator(dw, q), dec.output) <= 1e-12
+    both = ik.add_operators(w0, dw)
+    attention = ik.softmax_attention(w, jnp.concatenate([demos, context]), query[None])
+    assert ref.rel_err(ik.apply_operator(both, q), attention) <= 1e-12
+    if m == 0:
+        assert float(ik.hs_norm(dw).value) == 0.0 and float(ik.hs_norm(dw).condition) == 1.0

@@ -74,3 +74,46 @@ def test_validation():
     out = sharding.sharded_vmap(lambda k: jax.random.normal(k, (2,)), keys)  # x64 on here: float64
     assert out.shape == (3, 2)
     np.testing.assert_array_equal(out, jax.vmap(lambda k: jax.random.normal(k, (2,)))(keys))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"coordinator_address": "127.0.0.1:1234"}, "together"),
+    ({"coordinator_address": "127.0.0.1:1234", "num_processes": 2}, "process_id"),
+    ({"coordinator_address": "127.0.0.1", "num_processes": 1, "process_id": 0}, "host:port"),
+    ({"coordinator_address": "127.0.0.1:99999", "num_processes": 1, "process_id": 0}, "port"),
+    ({"coordinator_address": 1234, "num_processes": 1, "process_id": 0}, "coordinator_address"),
+    ({"coordinator_address": "127.0.0.1:1234", "num_processes": 0, "process_id": 0}, "num_processes"),
+    ({"coordinator_address": "127.0.0.1:1234", "num_processes": 2, "process_id": 2}, r"\[0, 2\)"),
+    ({"coordinator_address": "127.0.0.1:1234", "num_processes": 2, "process_id": -1}, "process_id"),
+])
+def test_initialize_distributed_validates_before_connecting(kwargs, match):
+    """Malformed arguments fail at once with a ValueError (JAX itself would wait for a coordinator)."""
+    with pytest.raises(ValueError, match=match):
+        sharding.initialize_distributed(**kwargs)
+
+
+_DISTRIBUTED = r"""
+import json, socket, sys
+import jax, jax.numpy as jnp
+from iclkd_jax import sharding
+with socket.socket() as s:  # a free loopback port for the coordinator
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+sharding.initialize_distributed(coordinator_address=f"127.0.0.1:{port}", num_processes=1, process_id=0)
+first = jax.distributed.is_initialized()
+sharding.initialize_distributed(coordinator_address=f"127.0.0.1:{port}", num_processes=1, process_id=0)  # no-op
+out = sharding.monte_carlo(lambda k: jax.random.normal(k, ()), jax.random.key(0), 4)
+print(json.dumps({"initialized": first, "processes": jax.process_count(), "index": jax.process_index(),
+                  "draws": sharding.gather(out).tolist()}))
+"""
+
+
+def test_initialize_distributed_single_process_on_loopback():
+    """A real jax.distributed.initialize with one process on 127.0.0.1 (fresh process), called twice, then a run."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", _DISTRIBUTED], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["initialized"] and result["processes"] == 1 and result["index"] == 0
+    want = jax.vmap(lambda k: jax.random.normal(k, (), jax.numpy.float32))(jax.random.split(jax.random.key(0), 4))
+    np.testing.assert_array_equal(np.asarray(result["draws"], np.float32), np.asarray(want))

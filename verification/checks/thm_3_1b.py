@@ -45,7 +45,7 @@ _TAYLOR_ORDER = {2: 8, 4: 5}
 def _grad_at_zero(feature_map, weights, tokens):
     """``grad L(0)`` of the explicit KD loss ``(1/n) sum ||v_i − W phi(k_i)||^2`` by ``jax.grad``."""
     zero = jnp.zeros((weights.wv.shape[0], feature_map.num_features), tokens.dtype)
-    return jax.grad(lambda w: ik.kd_loss(w, feature_map, weights, tokens))(zero)
+    return jax.grad(lambda w: ik.kd_loss(w, weights, tokens, feature_map=feature_map))(zero)
 
 
 @jax.jit

@@ -75,7 +75,7 @@ def _kd_loss_grad(weights, demos):
     """``grad L_D(0)`` of the explicit KD loss with ``phi`` = identity, by ``jax.grad`` (one compile per shape)."""
     fm = ik.identity_features(key_dim=weights.wk.shape[0])
     zero = jnp.zeros((weights.wv.shape[0], weights.wk.shape[0]), demos.dtype)
-    return jax.grad(lambda w: ik.kd_loss(w, fm, weights, demos))(zero)
+    return jax.grad(lambda w: ik.kd_loss(w, weights, demos, feature_map=fm))(zero)
 
 
 def dual_under_test(weights, demos, context, queries, mutant):
