@@ -341,21 +341,6 @@ def llama_head_attention(x: np.ndarray, wq: np.ndarray, wk: np.ndarray, wv: np.n
     return out
 
 
-def weighted_embedding_norm2(coef: np.ndarray, linear: np.ndarray, keys: np.ndarray) -> tuple[float, float]:
-    """``(sum_ij c_i c_j L_ij exp(k_i . k_j), condition)``: ``||sum_i c_i a_i ⊗ phi(k_i)||^2`` with ``L_ij = a_i . a_j``.
-
-    With ``a = x`` and ``c = (-1/n, .., +1/m, ..)`` it is the biased ``MMD^2`` of Theorem 4.1's
-    product kernel; with ``a = W^V x`` it is ``||ΔW||_HS^2`` over ``(2 eta)^2``. The largest exponent is
-    factored out; ``condition = sum |terms| / |sum terms|`` (THEOREMS.md, numerical hazards).
-    """
-    log_kernel = np.asarray(keys, np.float64) @ np.asarray(keys, np.float64).T
-    shift = log_kernel.max()
-    terms = np.outer(coef, coef) * np.asarray(linear, np.float64) * np.exp(log_kernel - shift)
-    total = terms.sum()
-    condition = float(np.abs(terms).sum() / abs(total)) if total != 0 else np.inf
-    return float(total * np.exp(shift)), condition
-
-
 def position_product_mmd2(x: np.ndarray, p: np.ndarray, y: np.ndarray, q: np.ndarray, wk: np.ndarray,
                           base: float) -> tuple[float, float]:
     """Biased ``MMD^2`` of samples ``(x, p)`` and ``(y, q)`` under ``k((x,p),(x',p')) = (x.x') exp((R(p)W^K x).(R(p')W^K x'))``.
@@ -366,4 +351,6 @@ def position_product_mmd2(x: np.ndarray, p: np.ndarray, y: np.ndarray, q: np.nda
     tokens = np.concatenate([x, y]).astype(np.float64)
     keys = rotary(tokens @ np.asarray(wk, np.float64).T, np.concatenate([p, q]), base)
     coef = np.concatenate([np.full(len(x), -1.0 / len(x)), np.full(len(y), 1.0 / len(y))])
-    return weighted_embedding_norm2(coef, tokens @ tokens.T, keys)
+    # MMD^2 = ||mean embedding difference of x ⊗ phi(k)||^2: the HS double sum with values = the tokens
+    log_value, condition = log_hs_norm2(coef, tokens, keys, 0.0)
+    return float(np.exp(log_value)), float(condition)
