@@ -1,0 +1,78 @@
+"""The source-mutation harness (``iclkd bench mutation``) and its catalogue."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import mutation
+from benchmarks.mutation_catalogue import BY_ID, CATALOGUE, KINDS, Mutant, mirror_tests
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_catalogue_is_large_varied_and_unique():
+    assert len(CATALOGUE) >= 40
+    assert len(BY_ID) == len(CATALOGUE), "mutant ids must be unique"
+    assert {m.kind for m in CATALOGUE} == set(KINDS), "every kind of planted bug is represented"
+    quick = [m for m in CATALOGUE if m.quick]
+    assert {m.file for m in quick} == {m.file for m in CATALOGUE}, "--quick covers every mutated module"
+    assert all(m.equivalent is None or len(m.equivalent) > 40 for m in CATALOGUE), "equivalents give a reason"
+
+
+@pytest.mark.parametrize("mutant", CATALOGUE, ids=lambda m: m.id)
+def test_every_mutant_still_applies_exactly_once(mutant: Mutant):
+    """A refactor that moves or duplicates a snippet must be noticed (rewrite the entry, do not drop it)."""
+    source = (ROOT / "iclkd_jax" / mutant.file).read_text()
+    mutated = mutant.apply(source)
+    assert mutated != source
+    ast.parse(mutated)  # a mutant is a behaviour change, never a syntax error
+    assert all((ROOT / p).exists() for p in mirror_tests(mutant))
+
+
+def test_apply_refuses_a_missing_or_repeated_snippet():
+    with pytest.raises(ValueError, match="occurs 0 times"):
+        Mutant("x", "mmd.py", "no such text", "", "constant", "").apply("abc")
+    with pytest.raises(ValueError, match="occurs 2 times"):
+        Mutant("x", "mmd.py", "a", "b", "constant", "").apply("a a")
+
+
+def test_killing_checks_judges_status_changes():
+    base = mutation.RunOutcome({"t": "holds", "c": "refuted", "l": "holds"},
+                               {"t": "theorem", "c": "conjecture", "l": "lemma"}, 0, 1.0)
+    mutated = mutation.RunOutcome({"t": "violated", "c": "survives", "l": "inconclusive"}, base.kinds, 1, 1.0)
+    assert mutation.killing_checks(base, mutated) == (["t", "c"], ["l"])
+    assert mutation.killing_checks(base, base) == ([], [])
+
+
+def test_parser_and_list(capsys):
+    assert mutation.main(["--list"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == len(CATALOGUE)
+    args = mutation.parser().parse_args(["--quick", "--jobs", "2", "--json", "x.json", "--pytest"])
+    assert args.quick and args.jobs == 2 and args.pytest == "all"
+    with pytest.raises(SystemExit):
+        mutation.main(["--mutants", "no-such-mutant"])
+
+
+@pytest.mark.slow  # three verify subprocesses: ~25 s quiet, ~55 s contended
+def test_end_to_end_on_two_mutants(tmp_path):
+    """Two attention mutants against lemma-eta on the smoke profile: one killed, one not touching it."""
+    out = tmp_path / "report.json"
+    md = tmp_path / "report.md"
+    assert mutation.main(["--mutants", "attention.eta-without-half", "linear.prediction-sign",
+                          "--checks", "lemma-eta", "--profile", "smoke", "--json", str(out),
+                          "--markdown", str(md)]) == 0
+    report = json.loads(out.read_text())
+    rows = {r["id"]: r for r in report["mutants"]}
+    assert report["baseline"] == {"lemma-eta": "holds"}
+    assert rows["attention.eta-without-half"]["killed_by"] == ["lemma-eta"]
+    assert rows["attention.eta-without-half"]["statuses"]["lemma-eta"] == "violated"
+    assert rows["linear.prediction-sign"]["killed_by"] == []  # lemma-eta never calls the linear module
+    assert report["summary"]["verify_kill_rate"] == 0.5
+    assert report["summary"]["survivors"] == ["linear.prediction-sign"]
+    assert "linear.prediction-sign" in md.read_text()
+    # the working tree was never touched
+    assert BY_ID["attention.eta-without-half"].snippet in (ROOT / "iclkd_jax" / "attention.py").read_text()
