@@ -126,11 +126,15 @@ def rows(m: arb_mat) -> list[list[arb]]:
     return [[m[i, j] for j in range(m.ncols())] for i in range(m.nrows())]
 
 
-def to_string(x: arb, digits: int = 17) -> str:
-    """``"midpoint ± radius"`` in decimal, an interval that contains the ball (Arb's rigorous printing)."""
+def to_string(x: arb, digits: int = 20) -> str:
+    """``"midpoint ± radius"`` in decimal, an interval that contains the ball (Arb's rigorous printing).
+
+    ``digits`` significant digits of the midpoint are printed even where they are below the radius
+    (``more=True``), so the printed radius stays close to the ball's own.
+    """
     if not x.is_finite():
         return "nan ± inf"
-    text = x.str(digits, radius=True)
+    text = x.str(digits, radius=True, more=True)
     if not text.startswith("["):
         return f"{text} ± 0"
     body = text[1:-1]
@@ -291,6 +295,43 @@ def linear_mmd2_exact(x, y) -> fmpq:
         diff = sum((xr[i, k] for i in range(n)), fmpq(0)) / n - sum((yr[i, k] for i in range(m)), fmpq(0)) / m
         total += diff * diff
     return total
+
+
+def exp_sum(terms: Iterable[tuple[Fraction, Fraction]]) -> arb:
+    """``sum_t q_t exp(e_t)`` for exact rational coefficients ``q_t`` and exponents ``e_t``.
+
+    Terms with equal exponents are grouped and their coefficients summed exactly before any
+    ball is formed, so a sum that cancels exactly (an attained equality written as a
+    difference) comes out as the exact ball 0 instead of ``[0 ± radius]``.
+    """
+    grouped: dict[Fraction, Fraction] = {}
+    for q, e in terms:
+        if q:
+            grouped[e] = grouped.get(e, Fraction(0)) + q
+    return ball_sum(as_ball(q) * as_ball(e).exp() for e, q in grouped.items() if q)
+
+
+def rayleigh_quotient_exact(w, v) -> Fraction:
+    """``|W v|^2 / |v|^2`` in exact rationals for float64 ``W`` and ``v``: a lower bound of ``||W||_op^2``."""
+    w = np.asarray(w, np.float64)
+    vf = [Fraction(float(x)) for x in np.asarray(v, np.float64)]
+    if not any(vf):
+        raise ValueError("rayleigh_quotient_exact: v must be non-zero")
+    wv = [sum((Fraction(float(a)) * b for a, b in zip(row, vf)), Fraction(0)) for row in w]
+    return sum((x * x for x in wv), Fraction(0)) / sum((x * x for x in vf), Fraction(0))
+
+
+def operator_norm_squared_lower_exact(w) -> Fraction:
+    """The largest exact Rayleigh quotient ``|W v|^2/|v|^2`` over a few float candidates ``v``: the top
+    right-singular vector, the same with entries below ``1e-12`` of its norm set to 0, and the coordinate
+    vectors (exactly ``max_k (W^T W)_kk``). Every candidate gives a rigorous lower bound of ``||W||_op^2``;
+    the cleaned and coordinate vectors make it exact when ``W^T W`` is an exact multiple of the identity on
+    a coordinate block (the attained configurations)."""
+    w = np.asarray(w, np.float64)
+    top = float_top_singular_vector(w)
+    cleaned = np.where(np.abs(top) < 1e-12 * np.linalg.norm(top), 0.0, top)
+    candidates = [top, cleaned] + list(np.eye(w.shape[1]))
+    return max(rayleigh_quotient_exact(w, v) for v in candidates if np.any(v))
 
 
 # ----------------------------------------------------------------------------------------

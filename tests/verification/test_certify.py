@@ -143,7 +143,7 @@ def test_string_form_encloses_the_ball():
     text = C.to_string(third, digits=20)
     mid, rad = text.split(" ± ")
     assert abs(Decimal(mid) - Decimal(1) / Decimal(3)) <= Decimal(rad)
-    assert C.to_string(arb(2)) == "2.0000000000000000 ± 0"
+    assert C.to_string(arb(2)) == "2.0000000000000000000 ± 0"
 
 
 def test_working_precision_restores():

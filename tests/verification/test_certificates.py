@@ -1,0 +1,266 @@
+"""Certificates (verification/certificates.py): proven on true instances, a proven violation on planted bugs.
+
+Instances are built here in NumPy (the checks' worst-case recorders are exercised by the
+CLI test): a random and an attained instance per bound, library outputs computed in
+float64 NumPy (standing in for the library), and single planted errors (a dropped term,
+a missing factor 2) that must give ``violation proven``, never ``not proven``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+C = pytest.importorskip("verification.certify")
+from flint import arb
+
+from verification import certificates as K
+
+
+def L(a):
+    return np.asarray(a, np.float64).tolist()
+
+
+# ---------------------------------------------------------------- instances
+
+
+def attention_instance(seed=0, n=6, m=3, q=2, d=4, dk=3, dv=2, scale=3.0):
+    rng = np.random.default_rng(seed)
+    wq, wk = (rng.normal(size=(dk, d)) * scale / math.sqrt(d) for _ in range(2))
+    wv = rng.normal(size=(dv, d))
+    demos, context, queries = rng.normal(size=(n, d)), rng.normal(size=(m, d)), rng.normal(size=(q, d))
+    tokens = np.concatenate([demos, context])
+    logits = (queries @ wq.T) @ (tokens @ wk.T).T
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    values = tokens @ wv.T
+    return {"wq": L(wq), "wk": L(wk), "wv": L(wv), "demos": L(demos), "context": L(context), "queries": L(queries),
+            "w0_out": L(p[:, :n] @ values[:n]), "dw_out": L(p[:, n:] @ values[n:])}
+
+
+def shift_instance(seed=0, attained=False, d=4, dk=2, dv=4, n=3, m=5, log_eta=0.3):
+    rng = np.random.default_rng(seed)
+    wk = rng.normal(size=(dk, d)) * 0.8
+    if attained:  # a scaled isometry: W^V^T W^V = s^2 I up to the rounding of the QR factor
+        q, _ = np.linalg.qr(rng.normal(size=(dv, d)))
+        wv = 1.7 * q
+    else:
+        wv = rng.normal(size=(dv, d))
+    target, prompt = rng.normal(size=(m, d)), rng.normal(size=(n, d)) + 0.5
+    return {"wk": L(wk), "wv": L(wv), "target": L(target), "prompt": L(prompt), "log_eta": log_eta}
+
+
+def attained_4_2_instance(rows=4, kappa2=2.0, rho=0.2, value_scale=1.3, seed=5):
+    """THEOREMS.md 4.2's attained configuration: W^K = [A, 0], W^V = [0, s O], 𝒟 = {(a, 0)}, 𝒬 = {(a, -rho u)}."""
+    rng = np.random.default_rng(seed)
+    a_mat, a_vec, u = rng.normal(size=(2, 2)), rng.normal(size=2), rng.normal(size=2)
+    a_vec, u = a_vec / np.linalg.norm(a_vec), u / np.linalg.norm(u)
+    a_mat *= math.sqrt(kappa2) / np.linalg.norm(a_mat @ a_vec)
+    o_mat, _ = np.linalg.qr(rng.normal(size=(2, 2)))
+    zeros = np.zeros((2, 2))
+    rep = lambda row: np.tile(row, (rows, 1))
+    query = rep(np.concatenate([a_vec, u]))
+    return {"wk": L(np.hstack([a_mat, zeros])), "wv": L(np.hstack([zeros, value_scale * o_mat])),
+            "target": L(rep(np.concatenate([a_vec, [0.0, 0.0]]))), "prompt": L(rep(np.concatenate([a_vec, -rho * u]))),
+            "queries": L(query[:1]), "reference": L(query), "log_eta": -kappa2 - math.log(2.0)}
+
+
+# ---------------------------------------------------------------- Theorem 4.1 and the planted constant
+
+
+@pytest.mark.parametrize("attained", [False, True])
+def test_thm_4_1_proven(attained):
+    wc = shift_instance(attained=attained)
+    cert = K.certify_instance("thm-4.1", wc)
+    assert cert["status"] == "proven", cert["reason"]
+    main = cert["claims"][0]
+    assert main["margin"] >= 0 or main["via"]["status"] == "proven"
+    json.dumps(cert)  # JSON-serialisable as is
+
+
+def _without_the_2(wc):
+    return K.certify_claims(lambda w: K.thm_4_1_claims(w, rhs=lambda s: s.bound / 2), wc)
+
+
+def test_dropping_the_constant_2_is_a_proven_violation():
+    """The bound ``eta ||W^V||_op MMD_k`` (the 2 dropped) at the attained worst case: a certificate of
+    violation, not 'not proven'."""
+    wc = shift_instance(attained=True, seed=1)
+    assert _exact_ratio(wc) > 0.5  # the instance is one where the planted bug shows (ratio > 1/2)
+    cert = _without_the_2(wc)
+    assert cert["status"] == "violation proven", cert["reason"]
+    assert cert["precision_bits"] == 64
+
+
+def test_the_mutated_bound_is_still_proven_where_it_holds():
+    """Honest both ways: where the exact ratio is below 1/2 the halved bound still holds and is proven."""
+    wc = shift_instance(attained=False, seed=1)
+    assert _exact_ratio(wc) < 0.5
+    assert _without_the_2(wc)["status"] == "proven"
+
+
+def _exact_ratio(wc) -> float:
+    with C.working_precision(128):
+        s = K.ShiftBalls(wc)
+        return float((s.dw / s.bound).mid())
+
+
+def test_attained_4_1_ratio_is_within_round_off_of_1():
+    wc = shift_instance(attained=True, seed=2)
+    assert abs(_exact_ratio(wc) - 1.0) < 1e-14
+
+
+# ---------------------------------------------------------------- Theorem 4.2
+
+
+def test_thm_4_2_attained_equality_is_proven_exactly():
+    cert = K.certify_instance("thm-4.2", attained_4_2_instance())
+    assert cert["status"] == "proven", cert["reason"]
+    # the prediction bound is an equality there: proven through a Cauchy-Schwarz gap that is exactly 0
+    cauchy = cert["claims"][0]
+    assert cauchy["status"] == "proven" and cauchy["rhs"] == "0 ± 0"
+    # and Theorem 4.1's inequality too (W^V^T W^V an exact multiple of I on the value block)
+    assert cert["claims"][1]["via"]["rhs"] == "0 ± 0"
+
+
+def test_thm_4_2_general():
+    wc = shift_instance(seed=3)
+    rng = np.random.default_rng(3)
+    wc.update(queries=L(rng.normal(size=(2, 4))), reference=wc["target"])
+    cert = K.certify_instance("thm-4.2", wc)
+    assert cert["status"] == "proven" and len(cert["claims"]) == 2 * 2 + 2
+
+
+def test_thm_4_2_without_the_feature_norm_is_a_proven_violation():
+    """The mutant 'no-feature-norm' of thm-4.2 at its attained worst case: ``||ΔW phi|| <= 2 eta ||W^V|| MMD``."""
+    wc = attained_4_2_instance(kappa2=2.0)
+    with C.working_precision(64):
+        s = K.ShiftBalls(wc)
+        z = C.matvec(s.wk, C.ball_vector(wc["queries"][0]))
+        prediction_shift = C.norm(C.apply_operator(s.coef, s.values, s.keys, 2 * s.eta, z))
+        assert K.Claim("mutant: no feature norm", prediction_shift, s.bound).status() == "violation proven"
+        assert K.Claim("the bound", prediction_shift, s.bound * C.feature_norm(z),
+                       alternative=None).status() in ("proven", "not proven")  # an equality: see the test above
+
+
+# ---------------------------------------------------------------- Theorem 3.1 and the linear case
+
+
+@pytest.mark.parametrize("check_id", ["thm-3.1a", "thm-3.1b"])
+def test_attention_identities_proven_and_library_checked(check_id):
+    wc = attention_instance()
+    cert = K.certify_instance(check_id, wc)
+    assert cert["status"] == "proven", cert["reason"]
+    assert any("library" in c["claim"] for c in cert["claims"])
+    # a planted bug in the recorded library output (the query context's term dropped)
+    broken = dict(wc, dw_out=L(np.zeros_like(np.asarray(wc["dw_out"]))))
+    assert K.certify_instance(check_id, broken)["status"] == "violation proven"
+
+
+def test_attention_without_library_outputs_certifies_the_identity_only():
+    wc = {k: v for k, v in attention_instance(seed=4, m=0).items() if not k.endswith("_out")}
+    cert = K.certify_instance("thm-3.1a", wc)
+    assert cert["status"] == "proven" and len(cert["claims"]) == 1
+
+
+def _linear_instance(seed=0):
+    rng = np.random.default_rng(seed)
+    wq, wk, wv = rng.normal(size=(3, 4)), rng.normal(size=(3, 4)), rng.normal(size=(2, 4))
+    demos, context, queries = rng.normal(size=(5, 4)), rng.normal(size=(2, 4)), rng.normal(size=(2, 4))
+    tokens = np.concatenate([demos, context])
+    out = ((queries @ wq.T) @ (tokens @ wk.T).T) @ (tokens @ wv.T)
+    xs, ys, xq, w = rng.normal(size=(6, 3)), rng.normal(size=(6, 2)), rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
+    lr = 0.3
+    w1 = w - lr / 6 * (xs @ w.T - ys).T @ xs
+    return {"wq": L(wq), "wk": L(wk), "wv": L(wv), "demos": L(demos), "context": L(context), "queries": L(queries),
+            "attention_out": L(out), "dual_out": L(out), "xs": L(xs), "ys": L(ys), "xq": L(xq), "w_init": L(w),
+            "learning_rate": lr, "prediction": L(xq @ w1.T), "gd": L(xq @ w1.T)}
+
+
+def test_thm_linear_exact_rational():
+    wc = _linear_instance()
+    cert = K.certify_instance("thm-linear", wc)
+    assert cert["status"] == "proven"
+    assert all(c["exact_rational"] for c in cert["claims"])
+    assert cert["claims"][0]["lhs"] == "0 ± 0 (exact)"
+    twice = dict(wc, prediction=L(2 * np.asarray(wc["prediction"])))  # a step size off by 2 shows as a wrong prediction
+    bad = K.certify_instance("thm-linear", twice)
+    assert bad["status"] == "violation proven" and "prediction" in bad["claim"]
+
+
+# ---------------------------------------------------------------- the learning-rate lemma
+
+
+def test_lemma_eta_proven_and_missing_half():
+    logits = np.array([[1000.0, 999.0, 400.0, -3.0, 998.5], [-800.0, -801.0, -802.0, -800.5, -1000.0]])
+    n, m = 3, 2
+    top = logits.max(axis=1)
+    log_d = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+    p = np.exp(logits - log_d[:, None])
+    wc = {"logits": L(logits), "n_demos": n, "n_context": m, "log_partition": L(log_d),
+          "log_eta": L(math.log(n / 2) - log_d), "log_eta_context": L(math.log(m / 2) - log_d),
+          "entropy": L(-(p * (logits - log_d[:, None])).sum(axis=1))}
+    assert K.certify_instance("lemma-eta", wc)["status"] == "proven"
+    bad = dict(wc, log_eta=L(math.log(n) - log_d))  # eta = N/D': the 1/2 dropped
+    assert K.certify_instance("lemma-eta", bad)["status"] == "violation proven"
+    no_context = dict(wc, n_context=0, log_eta_context=["-inf", "-inf"])  # as written by the JSON report
+    assert K.certify_instance("lemma-eta", no_context)["status"] in ("proven", "violation proven")
+
+
+# ---------------------------------------------------------------- Conjecture 4.1'
+
+
+def test_conj_4_1_linear_counterexample_is_exact():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(2, 3))
+    wc = {"kernel": "linear", "wk": L(rng.normal(size=(2, 3))), "wv": L(rng.normal(size=(2, 3))),
+          "target": L(np.concatenate([a, -a])), "prompt": L(np.concatenate([2 * a, -2 * a]))}
+    cert = K.certify_instance("conj-4.1", wc, kind="conjecture")
+    assert cert["status"] == "proven"
+    assert any(c["exact_rational"] and "= 0 exactly" in c["claim"] for c in cert["claims"])
+
+
+def test_conj_4_1_threshold_counterexample_and_false_one():
+    rng = np.random.default_rng(1)
+    target = rng.normal(size=(4, 2))
+    mean = target.mean(axis=0)
+    prompt = mean + 2.0 * (target - mean)  # equal means up to rounding: exact MMD^2 tiny but not 0
+    wc = {"kernel": "linear", "wk": L(rng.normal(size=(2, 2))), "wv": L(rng.normal(size=(2, 2))),
+          "target": L(target), "prompt": L(prompt)}
+    cert = K.certify_instance("conj-4.1", wc, kind="conjecture")
+    assert cert["status"] == "proven" and "threshold" in cert["claim"]
+    # not a counterexample (a plain shift: MMD of the normalised linear kernel is large): a proven violation
+    far = dict(wc, prompt=L(target + 3.0), kernel="rbf-1x", bandwidth=1.0)
+    assert K.certify_instance("conj-4.1", far, kind="conjecture")["status"] == "violation proven"
+
+
+# ---------------------------------------------------------------- dispatch, escalation
+
+
+def test_not_applicable_and_missing_instances():
+    assert K.certify_instance("thm-3.2", {"x": 1.0})["status"] == "not applicable"
+    assert K.certify_instance("thm-4.1", None)["status"] == "not applicable"
+    assert "survived" in K.certify_instance("conj-4.1", None, kind="conjecture")["reason"]
+    cert = K.certify_instance("thm-4.1", {"wk": [[1.0]]})
+    assert cert["status"] == "not applicable" and "lacks" in cert["reason"]
+
+
+def test_precision_escalates_until_decided():
+    def build(_):
+        third = arb(1) / 3
+        return [K.Claim("3 (1/3) <= 1 + 1e-30", 3 * third, 1 + arb(10) ** -30)]
+
+    cert = K.certify_claims(build, {})
+    assert cert["status"] == "proven" and cert["precisions_tried"] == [64, 128]
+
+
+def test_undecidable_equality_stays_not_proven():
+    def build(_):
+        return [K.Claim("exp(1) <= exp(1)", arb(1).exp(), arb(1).exp())]
+
+    cert = K.certify_claims(build, {})
+    assert cert["status"] == "not proven" and cert["precisions_tried"] == list(K.PRECISIONS)
+    assert "radius" in cert["reason"]
