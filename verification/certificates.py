@@ -22,10 +22,12 @@ library's output) and bounds its distance to the exact value.
 worst_case keys (float64 arrays as nested lists; tokens are rows):
 
 * thm-3.1a, thm-3.1b: ``wq, wk (d_k, d)``, ``wv (d_v, d)``, ``demos (N, d)``, ``context (M, d)``,
-  ``queries (Q, d)``; optional library outputs ``w0_out, dw_out (Q, d_v)`` (3.1a: the decomposition;
+  ``queries (Q, d)`` or ``query (d,)``; optional library outputs ``w0_out, dw_out (Q, d_v)`` (3.1a: the decomposition;
   3.1b: the kernel-form KD steps ``-eta grad L(0)`` applied to ``phi(q)``), ``op_out (Q, d_v)`` (3.1a:
   the representer operator ``W_0`` applied), ``tolerance`` (relative to ``max|v_j|``; default
-  ``64 eps (1 + max|logit|)`` with ``eps`` the key ``eps`` or float64's).
+  ``64 eps (1 + max|logit|)``). Every check may give ``eps`` or ``dtype`` (``"float32"``): the unit
+  round-off its tolerance is derived with (float64's by default); inputs of a float32 case are float32
+  values, exact in float64; ``dtype_bits`` (64 or 32) is read as the dtype.
 * thm-linear: the same attention keys; optional ``attention_out, dual_out (Q, d_v)``; regression
   ``xs (N, d_x), ys (N, d_y), xq (Q, d_x), w_init (d_y, d_x), learning_rate``; optional ``prediction,
   gd (Q, d_y)``; optional ``eps``.
@@ -222,7 +224,19 @@ def _context(wc: dict, d: int) -> np.ndarray:
 
 
 def _eps(wc: dict) -> float:
-    return float(wc.get("eps", FLOAT64_EPS))
+    """The unit round-off the check's tolerance was derived with: ``eps``, else that of ``dtype``, else float64's."""
+    if "eps" in wc:
+        return float(wc["eps"])
+    if "dtype_bits" in wc:
+        return float(np.finfo({64: np.float64, 32: np.float32, 16: np.float16}[int(wc["dtype_bits"])]).eps)
+    return float(np.finfo(np.dtype(wc.get("dtype", "float64"))).eps)
+
+
+def _queries(wc: dict) -> np.ndarray:
+    """``queries (Q, d)``, or the single token ``query (d,)``."""
+    if "queries" in wc:
+        return _array(wc, "queries")
+    return _array(wc, "query", ndim=1)[None, :]
 
 
 def _relative_error(library: np.ndarray, exact: Sequence[Sequence[arb]], scale: arb) -> arb:
@@ -239,7 +253,7 @@ def _relative_error(library: np.ndarray, exact: Sequence[Sequence[arb]], scale: 
 
 def _attention_balls(wc: dict):
     wq, wk, wv = (_array(wc, k) for k in ("wq", "wk", "wv"))
-    demos, queries = _array(wc, "demos"), _array(wc, "queries")
+    demos, queries = _array(wc, "demos"), _queries(wc)
     context = _context(wc, demos.shape[1])
     mats = [C.ball_matrix(a, n) for a, n in ((wq, "wq"), (wk, "wk"), (wv, "wv"), (demos, "demos"),
                                              (context, "context"))]
@@ -290,7 +304,7 @@ def thm_3_1b_claims(wc: dict) -> list[Claim]:
     """
     atts, scale, tol, tolerance = _attention_balls(wc)
     wq, wk, wv = (_array(wc, k) for k in ("wq", "wk", "wv"))
-    demos, queries = _array(wc, "demos"), _array(wc, "queries")
+    demos, queries = _array(wc, "demos"), _queries(wc)
     context = _context(wc, demos.shape[1])
     steps_w0, steps_dw, gaps = [], [], []
     for att, q in zip(atts, queries):
@@ -354,7 +368,7 @@ def thm_linear_claims(wc: dict) -> list[Claim]:
     demos_f = _array(wc, "demos")
     context_f = _context(wc, demos_f.shape[1])
     demos, context, queries = _fractions(demos_f), _fractions(context_f) if context_f.size else [], \
-        _fractions(_array(wc, "queries"))
+        _fractions(_queries(wc))
     tokens = demos + context
     keys = [_fmatvec(wk, t) for t in tokens]
     values = [_fmatvec(wv, t) for t in tokens]

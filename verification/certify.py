@@ -17,14 +17,12 @@ the converters take float64 array-likes. Tokens are rows, as in THEOREMS.md (Not
 ``X (n, d)``, ``W^K (d_k, d)``, keys ``K = X W^K^T``.
 
 python-flint is an optional dependency (``pip install 'iclkd-jax[certify]'``): this
-module imports it at import time, :func:`available` tells whether it is installed
-without importing this module's users.
+module imports it at import time and fails with the install command when it is missing.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import math
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
@@ -32,11 +30,6 @@ from fractions import Fraction
 import numpy as np
 
 INSTALL_HINT = "pip install 'iclkd-jax[certify]'"
-
-
-def available() -> bool:
-    """Whether python-flint (the ``certify`` extra) is installed."""
-    return importlib.util.find_spec("flint") is not None
 
 
 try:

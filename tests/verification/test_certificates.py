@@ -264,3 +264,14 @@ def test_undecidable_equality_stays_not_proven():
     cert = K.certify_claims(build, {})
     assert cert["status"] == "not proven" and cert["precisions_tried"] == list(K.PRECISIONS)
     assert "radius" in cert["reason"]
+
+
+def test_single_query_token_and_float32_cases():
+    """checks3's worst_case form: one ``query (d,)`` and ``dtype_bits``; float32 inputs are exact in float64."""
+    wc = {k: v for k, v in attention_instance(seed=6, q=1).items() if not k.endswith("_out")}
+    wc = {k: L(np.asarray(v, np.float32)) for k, v in wc.items()}
+    wc["query"] = wc.pop("queries")[0]
+    wc["dtype_bits"] = 32
+    cert = K.certify_instance("thm-3.1a", wc)
+    assert cert["status"] == "proven"
+    assert float(cert["rhs"].split(" ± ")[0]) >= 64 * float(np.finfo(np.float32).eps)  # float32's tolerance
