@@ -661,7 +661,7 @@ def conj_4_1_claims(wc: dict) -> list[Claim]:
         mmd2 = mmd2 / (m_x * m_phi) ** 2
     denominator = 2 * s.eta * s.op_norm * m_x * m_phi * C.sqrt_nonnegative(mmd2)
     return [positive, Claim(f"threshold {threshold:g} x 2 eta ||W^V||_op M_x M_phi MMD_k0 < ||ΔW||_HS "
-                                      f"(c_hat > {threshold:g})", threshold * denominator, s.dw)]
+                                      f"(c_hat > {threshold:g})", threshold * denominator, s.dw, strict=True)]
 
 
 # ----------------------------------------------------------------------------------------
@@ -695,6 +695,8 @@ def certify_instance(check_id: str, instance: dict | None, *, kind: str = "theor
             cert = certify_claims(CERTIFIERS[check_id], instance, precisions)
         except (KeyError, ValueError) as err:
             cert = {"status": "not applicable", "reason": f"the recorded instance cannot be certified: {err}"}
+        if kind == "conjecture" and cert["status"] == "violation proven":
+            cert["reason"] = f"the recorded counterexample is proven NOT to be one ({cert['reason']})"
     cert.setdefault("lhs", "")
     cert.setdefault("rhs", "")
     cert.setdefault("precision_bits", None)
