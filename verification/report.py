@@ -64,29 +64,55 @@ def _fmt(value: float | None) -> str:
 
 
 HEADER = ("id", "kind", "status", "cases", "worst", "measure", "tightness")
+#: the extra column of a run with ``--certify`` (verification/certificates.py)
+CERTIFICATE_HEADER = "certificate"
+
+
+def certificate_cell(certificate: dict | None) -> str:
+    """``proven (64 bits)``, ``not proven (512 bits)``, ``violation proven (64 bits)``, ``not applicable``."""
+    if not certificate:
+        return "-"
+    bits = certificate.get("precision_bits")
+    return f"{certificate['status']} ({bits} bits)" if bits else certificate["status"]
+
+
+def _header(results: list[CheckResult]) -> tuple[str, ...]:
+    return HEADER + ((CERTIFICATE_HEADER,) if any(r.certificate for r in results) else ())
 
 
 def rows(results: list[CheckResult]) -> list[tuple[str, ...]]:
-    return [(r.id, r.kind, r.status, str(r.cases), _fmt(r.worst), r.worst_label, _fmt(r.tightness)) for r in results]
+    certified = any(r.certificate for r in results)
+    return [(r.id, r.kind, r.status, str(r.cases), _fmt(r.worst), r.worst_label, _fmt(r.tightness))
+            + ((certificate_cell(r.certificate),) if certified else ()) for r in results]
 
 
 def table(results: list[CheckResult]) -> str:
     """A fixed-width console table, one line per check, and each check's summary underneath."""
     body = rows(results)
-    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(HEADER)]
-    line = "  ".join(h.ljust(w) for h, w in zip(HEADER, widths))
+    header = _header(results)
+    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(header)]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
     out = [line, "  ".join("-" * w for w in widths)]
     out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in body]
     out.append("")
     out += [f"{r.id}: {r.summary}" for r in results if r.summary]
+    out += [f"{r.id} certificate: {_certificate_line(r.certificate)}" for r in results if r.certificate]
     return "\n".join(out)
+
+
+def _certificate_line(certificate: dict) -> str:
+    """The certificate's status, headline claim with its enclosures, and the reason."""
+    if certificate.get("claim"):
+        return (f"{certificate['status']}: {certificate['claim']}: lhs {certificate['lhs']}, rhs {certificate['rhs']} "
+                f"({certificate['reason']})")
+    return f"{certificate['status']}: {certificate.get('reason', '')}"
 
 
 def markdown(results: list[CheckResult], *, profile: str, seed: int) -> str:
     env = environment()
     out = [f"# iclkd verify — profile `{profile}`, seed {seed}", "",
            f"jax {env['jax']}, jaxlib {env['jaxlib']}, numpy {env['numpy']}, x64 {env['x64']}", "",
-           "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+           "| " + " | ".join(_header(results)) + " |", "|" + "---|" * len(_header(results))]
     out += ["| " + " | ".join(row) + " |" for row in rows(results)]
     out.append("")
     for r in results:
@@ -95,4 +121,6 @@ def markdown(results: list[CheckResult], *, profile: str, seed: int) -> str:
             out.append(f"  tolerance {_fmt(r.tolerance)}: {r.tolerance_reason}")
         if r.counterexample:
             out.append(f"  counterexample: `{json.dumps(_jsonable(r.counterexample))}`")
+        if r.certificate:
+            out.append(f"  certificate: {_certificate_line(r.certificate)}")
     return "\n".join(out) + "\n"

@@ -275,3 +275,20 @@ def test_single_query_token_and_float32_cases():
     cert = K.certify_instance("thm-3.1a", wc)
     assert cert["status"] == "proven"
     assert float(cert["rhs"].split(" ± ")[0]) >= 64 * float(np.finfo(np.float32).eps)  # float32's tolerance
+
+
+def test_report_certificate_column_and_json():
+    from verification import report
+    from verification.registry import CheckResult
+
+    plain = CheckResult(id="thm-4.1", kind="theorem", status="holds", cases=3, worst=0.5, worst_label="ratio",
+                        worst_case=shift_instance())
+    assert "certificate" not in report.table([plain])  # no column without --certify
+    certified = CheckResult(**{**plain.__dict__, "certificate": K.certify_result(plain)})
+    table = report.table([certified])
+    assert table.splitlines()[0].split()[-1] == "certificate" and "proven (64 bits)" in table
+    md = report.markdown([certified], profile="quick", seed=0)
+    assert "| certificate |" in md and "certificate: proven" in md
+    data = json.loads(json.dumps(report.to_json([certified], profile="quick", seed=0)))
+    cert = data["checks"][0]["certificate"]
+    assert cert["status"] == "proven" and cert["precision_bits"] == 64 and " ± " in cert["lhs"]
