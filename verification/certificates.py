@@ -434,7 +434,10 @@ def lemma_eta_claims(wc: dict) -> list[Claim]:
 
     Proven: for every recorded row of logits, the library's ``log D'``, ``log eta``, ``log eta_Q`` lie within
     ``16 eps (1 + max|l| + log(N+M))`` (absolute) of the exact values, and its entropy within that times
-    ``1 + log(N+M)`` (the check's tolerances); ``log eta_Q = -inf`` exactly when M = 0.
+    ``1 + log(N+M)`` (the check's tolerances); ``log eta_Q = -inf`` exactly when M = 0. And the lemma's
+    sharp-attention bound on every row whose largest logit leads all others by a gap ``g >= 1``:
+    ``H <= (N+M-1)(1+g) e^{-g}`` (with ``w_j = e^{l_j - l_max} <= e^{-g}``: ``log D' - l_max <= sum w_j`` and
+    ``w (-log w) <= g e^{-g}`` for ``w <= e^{-g} <= 1/e``).
     """
     logits = _array(wc, "logits")
     n, m = int(wc["n_demos"]), int(wc["n_context"])
@@ -461,8 +464,15 @@ def lemma_eta_claims(wc: dict) -> list[Claim]:
                 continue
             claims.append(Claim(f"row {r}: |{key} (library) - exact| <= {budget:.3g}", abs(C.ball(lib) - value),
                                 C.ball(budget)))
+        ordered = sorted(row, reverse=True)
+        if len(ordered) > 1 and ordered[0] - ordered[1] >= 1.0:
+            gap = C.ball(ordered[0]) - C.ball(ordered[1])  # the exact difference of two floats
+            claims.append(Claim(f"row {r}: sharp attention, entropy <= (N+M-1)(1+g) e^-g at gap g = "
+                                f"{ordered[0] - ordered[1]:.4g}", C.entropy(lb),
+                                (len(row) - 1) * (1 + gap) * (-gap).exp()))
     if not claims:
-        raise KeyError("lemma-eta worst_case records none of log_partition, log_eta, log_eta_context, entropy")
+        raise KeyError("lemma-eta worst_case records none of log_partition, log_eta, log_eta_context, entropy, "
+                       "and no row has a gap >= 1")
     return claims
 
 

@@ -381,9 +381,22 @@ def softmax(logits: Sequence[arb]) -> list[arb]:
 
 
 def entropy(logits: Sequence[arb]) -> arb:
-    """Attention entropy ``H = -sum_j p_j log p_j = -sum_j p_j (l_j - log D')`` in nats."""
-    log_d = logsumexp(logits)
-    return -ball_sum((l - log_d).exp() * (l - log_d) for l in logits)
+    """Attention entropy ``H = -sum_j p_j log p_j`` in nats, accurate also for very sharp attention.
+
+    With ``u_j = l_j - m`` (``m`` the largest midpoint, one index ``t`` attaining it), ``w_j = exp(u_j)``:
+    ``H = log1p(sum_{j != t} w_j) - sum_{j != t} (w_j / S) u_j``, ``S = 1 + sum_{j != t} w_j``: no difference of
+    nearly equal numbers, so the ball stays relatively tight when ``H`` is as small as ``e^-800``.
+    """
+    if not logits:
+        raise ValueError("entropy of no logits")
+    mids = [float(l.mid()) for l in logits]
+    top = mids.index(max(mids))
+    shift = logits[top]
+    others = [l - shift for j, l in enumerate(logits) if j != top]
+    weights = [u.exp() for u in others]
+    rest = ball_sum(weights)
+    total = 1 + rest
+    return rest.log1p() - ball_sum(w * u for w, u in zip(weights, others)) / total
 
 
 def matvec(m: arb_mat, v: Sequence[arb]) -> list[arb]:

@@ -292,3 +292,14 @@ def test_report_certificate_column_and_json():
     data = json.loads(json.dumps(report.to_json([certified], profile="quick", seed=0)))
     cert = data["checks"][0]["certificate"]
     assert cert["status"] == "proven" and cert["precision_bits"] == 64 and " ± " in cert["lhs"]
+
+
+def test_lemma_eta_sharp_entropy_bound():
+    gaps = [1.0, 5.0, 50.0, 800.0]
+    rows = [[-500.0 + g, -500.0, -500.0 - 3.0, -501.0] for g in gaps]
+    cert = K.certify_instance("lemma-eta", {"logits": rows, "n_demos": 3, "n_context": 1})
+    assert cert["status"] == "proven" and len(cert["claims"]) == len(gaps)
+    # a bound one factor e^-g too small is a proven violation at a moderate gap
+    with C.working_precision(64):
+        lb = [C.ball(v) for v in rows[1]]
+        assert K.Claim("mutant", C.entropy(lb), 3 * (1 + arb(5)) * arb(-10).exp()).status() == "violation proven"
