@@ -726,3 +726,44 @@ def certify_results(results: Sequence) -> float:
     for r in results:
         r.certificate = certify_result(r)
     return time.perf_counter() - start
+
+
+def certify_report(report: dict) -> dict:
+    """Adds a ``certificate`` to every check of a JSON report of ``iclkd verify`` (in place) and returns it."""
+    start = time.perf_counter()
+    for check in report.get("checks", []):
+        check["certificate"] = certify_instance(check["id"], check.get("worst_case"), kind=check.get("kind", "theorem"))
+    report["certify_elapsed_s"] = time.perf_counter() - start
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m verification.certificates REPORT.json [--output PATH]``: certify the worst cases of an
+    existing report without re-running the checks (``iclkd verify --certify`` does both in one run)."""
+    import argparse
+    import json
+    import sys
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m verification.certificates", description=main.__doc__)
+    parser.add_argument("report", type=Path, help="a JSON report written by iclkd verify --json")
+    parser.add_argument("--output", type=Path, help="write the report with its certificates here")
+    args = parser.parse_args(argv)
+    try:
+        report = json.loads(args.report.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        print(f"{parser.prog}: cannot read {args.report}: {err}", file=sys.stderr)
+        return 2
+    certify_report(report)
+    for check in report.get("checks", []):
+        cert = check["certificate"]
+        bits = f" ({cert['precision_bits']} bits)" if cert.get("precision_bits") else ""
+        print(f"{check['id']:16s} {cert['status'] + bits:28s} {cert.get('reason', '')}")
+    print(f"certificates: {report['certify_elapsed_s']:.2f} s")
+    if args.output:
+        args.output.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -303,3 +303,16 @@ def test_lemma_eta_sharp_entropy_bound():
     with C.working_precision(64):
         lb = [C.ball(v) for v in rows[1]]
         assert K.Claim("mutant", C.entropy(lb), 3 * (1 + arb(5)) * arb(-10).exp()).status() == "violation proven"
+
+
+def test_certify_an_existing_json_report(tmp_path, capsys):
+    report = {"checks": [{"id": "thm-4.1", "kind": "theorem", "worst_case": shift_instance()},
+                         {"id": "thm-3.2", "kind": "theorem", "worst_case": None},
+                         {"id": "conj-4.1", "kind": "conjecture", "worst_case": None}]}
+    path, out = tmp_path / "r.json", tmp_path / "c.json"
+    path.write_text(json.dumps(report))
+    assert K.main([str(path), "--output", str(out)]) == 0
+    certified = json.loads(out.read_text())
+    assert [c["certificate"]["status"] for c in certified["checks"]] == ["proven", "not applicable", "not applicable"]
+    assert "thm-4.1" in capsys.readouterr().out
+    assert K.main([str(tmp_path / "missing.json")]) == 2
