@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from verification.outputs import atomic_path
+
 
 def _fmt(v, spec=".4g"):
     if v is None:
@@ -50,7 +52,8 @@ def plots(out: Path, rows: list[dict], slopes: dict) -> list[str]:
 
     def save(fig, name):
         fig.tight_layout()
-        fig.savefig(out / name, dpi=110)
+        with atomic_path(out / name) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
         files.append(name)
 

@@ -29,16 +29,14 @@ import platform
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-jax.config.update("jax_enable_x64", True)  # float32 rows pass explicit float32 arrays
-
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from benchmarks._timing import best_time, jax_time, limit_seconds, machine_rates  # noqa: E402
+from benchmarks._timing import best_time, jax_time, limit_seconds, machine_rates
+from verification.command import Parser, listing, output_file, standalone
+from verification.outputs import DEFAULT_OUTPUT_ROOT, write_atomic, write_json
 
 SCHEMA_KEYS = ("name", "n", "d", "dtype", "ours_s", "compile_s", "numpy_s", "sklearn_s", "limit_fraction")
 BLOCK = 512
@@ -450,16 +448,37 @@ def markdown(report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="iclkd bench perf", description=__doc__.split("\n")[0])
+#: the workloads of ``iclkd bench perf`` (``--only`` choices), one line each for ``--help``
+WORKLOADS = {
+    "attention": "kd_decomposition and softmax attention against NumPy float64",
+    "gram": "RBF and product-kernel Gram matrices against NumPy and scikit-learn",
+    "mmd": "mmd2 (RBF, product kernel), dense and blocked, biased and unbiased, against NumPy and scikit-learn",
+    "features": "mmd2_from_features (linear time), biased and unbiased, against NumPy",
+    "permutation": "mmd_permutation_test (RBF) against NumPy",
+    "ball": "max_quadratic_on_ball (the exact supremum of Theorem 3.2) against a NumPy solver",
+    "rademacher": "rademacher_complexity (Monte Carlo over signs) against NumPy",
+    "memory": "peak memory of the blocked RBF mmd2 at large n (one child process per size)",
+}
+
+
+def add_arguments(parser: Parser) -> None:
+    """The flags of ``iclkd bench perf``."""
+    parser.epilog = listing("workloads (--only)", WORKLOADS)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, under ~2 minutes")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # the test-suite run
-    parser.add_argument("--json", type=Path, metavar="PATH", help="write the JSON report here")
-    parser.add_argument("--markdown", type=Path, metavar="PATH", default=Path("bench-out/perf.md"),
-                        help="write the Markdown table here (default bench-out/perf.md)")
-    parser.add_argument("--only", nargs="+", choices=("attention", "gram", "mmd", "features", "permutation", "ball",
-                                                       "rademacher", "memory"), help="run only these workloads")
-    args = parser.parse_args(argv)
+    parser.add_argument("--json", type=output_file, metavar="PATH", help="write the JSON report here")
+    parser.add_argument("--markdown", type=output_file, metavar="PATH", default=str(DEFAULT_OUTPUT_ROOT / "perf.md"),
+                        help=f"write the Markdown table here (default {DEFAULT_OUTPUT_ROOT / 'perf.md'})")
+    parser.add_argument("--only", nargs="+", choices=tuple(WORKLOADS), metavar="WORKLOAD",
+                        help="run only these workloads (listed below)")
+
+
+def main(argv=None) -> int:
+    return standalone("iclkd bench perf", sys.modules[__name__], argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``iclkd bench perf``: the report of every selected workload."""
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     sizes = SIZES[mode]
     # Compile times must be real compiles, not persistent-cache hits.
@@ -470,7 +489,7 @@ def main(argv=None) -> int:
     key = jax.random.key(0)
     keys = dict(zip(("attention", "gram", "mmd", "features", "permutation", "ball", "rademacher"),
                     jax.random.split(key, 7)))
-    want = set(args.only or ("attention", "gram", "mmd", "features", "permutation", "ball", "rademacher", "memory"))
+    want = set(args.only or WORKLOADS)
     memory = None
     if "attention" in want:
         bench_attention(bench, sizes["attention"], keys["attention"])
@@ -495,11 +514,9 @@ def main(argv=None) -> int:
                        "persistent_compilation_cache": False, "wall_s": time.perf_counter() - started},
               "rows": bench.rows, "memory": memory}
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
+        write_json(args.json, report)
     if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(markdown(report))
+        write_atomic(args.markdown, markdown(report))
     print(f"wall {report['meta']['wall_s']:.1f} s", flush=True)
     return 0
 

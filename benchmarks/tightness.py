@@ -22,22 +22,21 @@ of the cell's parameters and the seed), so a killed sweep restarted with the sam
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-jax.config.update("jax_enable_x64", True)
-
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+from verification.command import Parser, listing, output_dir, seed, standalone
+from verification.outputs import DEFAULT_OUTPUT_ROOT, write_atomic
+from verification.outputs import write_csv as _write_csv_atomic
 
 #: bump when a cell's computation changes: old cells then no longer match and are recomputed
 CELL_VERSION = 1
@@ -132,22 +131,6 @@ def cell_key(cell: dict, seed: int) -> str:
 def cell_path(out: Path, cell: dict, seed: int) -> Path:
     slug = "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in f"{cell['theorem']}_{cell['parameter']}")
     return out / "cells" / f"{slug}_{cell_key(cell, seed)}.json"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, then ``os.replace``: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_cell(path: Path, cell: dict, seed: int) -> dict | None:
@@ -316,29 +299,53 @@ def slopes_of(records: list[dict], mode: str, seed: int) -> dict:
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
+    """The rows as CSV (every key; the ROW_KEYS first), written atomically."""
     keys = list(ROW_KEYS) + sorted({k for r in rows for k in r} - set(ROW_KEYS))
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in keys})
+    _write_csv_atomic(path, rows, keys)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="iclkd bench tightness", description=__doc__.split("\n\n")[0])
+#: what each statement's cells measure (``--only`` choices), one line each for ``--help``
+SWEEPS = {
+    "thm-3.2": "quantile of the exact supremum gap against the bound, across N, d, B and delta",
+    "thm-4.1": "||dW||_HS against 2 eta ||W^V||_op MMD along translation, scale and attained families",
+    "conj-4.1": "sup ||dW|| / MMD_rbf found, across RBF bandwidths (no bound)",
+    "thm-4.2": "prediction and KD-risk shifts against their bounds, across t",
+    "lemma-features": "RMS relative error of random features against m, and the m needed as |k+q| grows",
+}
+assert tuple(SWEEPS) == THEOREMS
+
+
+def add_arguments(p: Parser) -> None:
+    """The flags of ``iclkd bench tightness``."""
+    p.epilog = listing("statements (--only)", SWEEPS)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="< 3 min on 2 CPU cores (default: the full sweep, < 30 min)")
     g.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # the test suite's configuration
-    p.add_argument("--out", type=Path, required=True, help="output folder (cells/ inside it makes reruns resume)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--only", nargs="+", choices=THEOREMS, help="run only these statements' cells")
+    p.add_argument("--out", type=output_dir, default=str(DEFAULT_OUTPUT_ROOT / "tightness"), metavar="DIR",
+                   help=f"output folder (cells/ inside it makes reruns resume; default {DEFAULT_OUTPUT_ROOT}/tightness)")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--only", nargs="+", choices=THEOREMS, metavar="ID", help="run only these statements' cells")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs (and their links in summary.md)")
     p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return standalone("iclkd bench tightness", sys.modules[__name__], argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``iclkd bench tightness``: the sweeps, their JSON, CSV, Markdown summary and plots in ``--out``."""
+    plots = not args.no_plots
+    if plots:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            plots = False
+            print("iclkd bench tightness: matplotlib is not installed, so the plots are skipped (JSON, CSV and "
+                  "summary.md are written); pip install 'iclkd-jax[plots]' to get them", file=sys.stderr)
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     start = time.perf_counter()
     out = args.out
-    out.mkdir(parents=True, exist_ok=True)
     records, log = run_cells(mode, out, args.seed, args.only, progress=not args.no_progress)
     cells_done, cpu_done = time.perf_counter(), time.process_time()
     rows = rows_of(records)
@@ -350,13 +357,13 @@ def main(argv: list[str] | None = None) -> int:
             "elapsed_s": None,
             "jax": jax.__version__, "rows_bound_below_observed": len(violated)}
     from benchmarks import _tightness_report as report
-    figures = [] if args.no_plots else report.plots(out, rows, slopes)
+    figures = report.plots(out, rows, slopes) if plots else []
     meta.update(elapsed_s=time.perf_counter() - start, cpu_s=time.process_time(), slopes_s=slopes_s,
                 plots_s=time.perf_counter() - cells_done - slopes_s, cells_wall_s=cells_done - start,
                 cells_cpu_s=cpu_done, cpu_count=os.cpu_count(),
                 load_average=os.getloadavg() if hasattr(os, "getloadavg") else None)
     doc = {"meta": meta, "rows": rows, "slopes": slopes, "figures": figures, "cells": log}
-    write_atomic(out / "tightness.json", json.dumps(doc, indent=1, allow_nan=False, default=_json_default))
+    write_atomic(out / "tightness.json", json.dumps(doc, indent=1, allow_nan=False, default=_json_default) + "\n")
     write_csv(out / "tightness.csv", rows)
     write_atomic(out / "summary.md", report.summary(meta, rows, slopes, figures))
     print(report.console(meta, rows, slopes))

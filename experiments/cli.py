@@ -1,65 +1,125 @@
 """``iclkd experiment NAME [--quick] [--json PATH] [--out DIR] [--seed S] [--task T] [--no-plots]``.
 
-Each experiment writes ``<out>/<name>.json``, ``<out>/<name>.md`` and PNG plots; trained
-models are cached under ``<out>/cache`` (``.npz`` params + ``.json`` config and seed).
+Each experiment writes ``<out>/<name>.json``, ``<out>/<name>.md`` and PNG plots (atomically); trained
+models are cached under ``<out>/cache`` (``.npz`` params + ``.json`` config and seed). ``--out``
+defaults to ``iclkd-out/experiments`` (covered by .gitignore). Without matplotlib the plots are
+skipped with a note and everything else is written. What each experiment measures and what it says
+about THEOREMS.md: docs/experiments.md.
+
+:data:`EXPERIMENTS` is the registry behind ``iclkd experiment``: add an experiment by adding its line
+(a one-line summary and its module, which provides ``run(opts: Options) -> Result`` and, optionally,
+``add_arguments(parser)`` for flags of its own, read back from ``opts.args``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import sys
 import time
-from pathlib import Path
 
-EXPERIMENTS = {
-    "mmd-shift": "experiments.mmd_shift",
-    "selection": "experiments.selection",
-    "lr-proxy": "experiments.lr_proxy",
-    "weight-norm": "experiments.weight_norm",
-    "multi-layer": "experiments.multi_layer",
-    "thm31-trained": "experiments.thm31_trained",
+from verification.command import Command, Group, Parser, output_dir, output_file, seed
+from verification.outputs import DEFAULT_OUTPUT_ROOT
+
+DEFAULT_OUT = DEFAULT_OUTPUT_ROOT / "experiments"
+PLOTS_HINT = "pip install 'iclkd-jax[plots]'"
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One registered experiment: a one-line ``summary`` and the ``module`` that runs it."""
+
+    summary: str
+    module: str
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "mmd-shift": Experiment("in-context error under shifted demonstrations against Theorems 4.1 and 4.2",
+                            "experiments.mmd_shift"),
+    "selection": Experiment("choosing demonstrations from a mixed-domain pool by MMD (Theorem 4.2)",
+                            "experiments.selection"),
+    "lr-proxy": Experiment("the learning-rate proxy eta = N/(2D') and entropy vs prediction sensitivity (Lemma)",
+                           "experiments.lr_proxy"),
+    "weight-norm": Experiment("weight decay on W^V vs the generalisation gap across tasks (Theorem 3.2)",
+                              "experiments.weight_norm"),
+    "multi-layer": Experiment("are a k-layer model's predictions k KD steps? (Theorem 3.1, open question)",
+                              "experiments.multi_layer"),
+    "thm31-trained": Experiment("Theorem 3.1(a) on trained one- and two-head models", "experiments.thm31_trained"),
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="iclkd experiment", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", choices=sorted(EXPERIMENTS) + ["all"])
-    p.add_argument("--quick", action="store_true", help="small models and samples (trains in < 2 min on 2 cores)")
-    p.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON result here")
-    p.add_argument("--out", type=Path, default=Path("experiment-results"), metavar="DIR",
-                   help="results, plots and the model cache (DIR/cache)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--task", choices=("regression", "classification"), default="regression")
-    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (matplotlib not needed)")
-    p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
+@dataclasses.dataclass(frozen=True)
+class ExperimentCommand:
+    """``iclkd experiment NAME``: the shared flags, the experiment's own, and the run (``name`` ``all``: all)."""
 
-    import jax
+    name: str
 
-    jax.config.update("jax_enable_x64", True)   # float64 for the checks; models and data are explicitly float32
-    from experiments import common as C
+    @property
+    def names(self) -> list[str]:
+        return sorted(EXPERIMENTS) if self.name == "all" else [self.name]
 
-    names = sorted(EXPERIMENTS) if args.name == "all" else [args.name]
-    if len(names) > 1 and args.json:
-        p.error("--json needs a single experiment")
-    for name in names:
-        opts = C.Options(quick=args.quick, seed=args.seed, out=args.out, json_path=args.json,
-                         plots=not args.no_plots, task=args.task, verbose=not args.quiet)
-        if opts.plots:
+    def add_arguments(self, p: Parser) -> None:
+        p.add_argument("--quick", action="store_true",
+                       help="small models and samples (trains in < 2 min on 2 cores)")
+        if self.name != "all":
+            p.add_argument("--json", type=output_file, metavar="PATH", help="also write the JSON result here")
+        p.add_argument("--out", type=output_dir, default=str(DEFAULT_OUT), metavar="DIR",
+                       help=f"results, plots and the model cache (DIR/cache); default {DEFAULT_OUT}")
+        p.add_argument("--seed", type=seed, default=0)
+        p.add_argument("--task", choices=("regression", "classification"), default="regression")
+        p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (matplotlib not needed)")
+        p.add_argument("--quiet", action="store_true", help="no progress lines")
+        for name in self.names:
+            module = importlib.import_module(EXPERIMENTS[name].module)
+            if hasattr(module, "add_arguments"):
+                module.add_arguments(p)
+
+    def run(self, args: argparse.Namespace) -> int:
+        from experiments import common as C
+
+        plots = not args.no_plots
+        if plots:
             try:
                 C.pyplot()
-            except RuntimeError as err:
-                print(f"iclkd experiment: {err}", file=sys.stderr)
-                return 2
-        started = time.perf_counter()
-        module = importlib.import_module(EXPERIMENTS[name])
-        result = module.run(opts)
-        data = C.write_outputs(result, opts, started)
-        print(f"{name}: wrote {Path(args.out) / (name + '.json')} ({data['wall_seconds']:.1f} s)")
-    return 0
+            except RuntimeError:
+                plots = False
+                print(f"iclkd experiment: matplotlib is not installed, so the plots are skipped (JSON and Markdown "
+                      f"are written); {PLOTS_HINT} to get them", file=sys.stderr)
+        for name in self.names:
+            opts = C.Options(quick=args.quick, seed=args.seed, out=args.out, json_path=getattr(args, "json", None),
+                             plots=plots, task=args.task, verbose=not args.quiet)
+            opts.args = args  # flags an experiment adds itself (add_arguments) are read from here
+            started = time.perf_counter()
+            module = importlib.import_module(EXPERIMENTS[name].module)
+            result = module.run(opts)
+            data = C.write_outputs(result, opts, started)
+            print(f"{name}: wrote {args.out / (name + '.json')} ({data['wall_seconds']:.1f} s)")
+            if not plots and result.figures and not args.no_plots:
+                print(f"{name}: plots skipped: {', '.join(result.figures)} ({PLOTS_HINT})", file=sys.stderr)
+        return 0
+
+
+def _group() -> Group:
+    commands = {name: Command(e.summary, ExperimentCommand(name), description=f"{e.summary} (docs/experiments.md)")
+                for name, e in EXPERIMENTS.items()}
+    commands["all"] = Command("every experiment in turn", ExperimentCommand("all"),
+                              description="Every experiment in turn, each writing into --out.")
+    return Group("trained-transformer experiments: " + ", ".join(EXPERIMENTS), commands, metavar="EXPERIMENT",
+                 description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1])
+
+
+#: the ``experiment`` entry of ``iclkd``'s command registry
+EXPERIMENT_GROUP = _group()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``iclkd experiment ...`` on its own (``python -m experiments.cli NAME ...``)."""
+    from verification.command import run_registry
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # float64 for the checks (run_registry's default preparation); models and data are explicitly float32
+    return run_registry("iclkd experiment", EXPERIMENT_GROUP.description, EXPERIMENT_GROUP.commands, argv)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from experiments.data import DTYPE, Prompts, TaskConfig, flatten_queries
 from experiments.training import TrainConfig, Trained, get_or_train
 from iclkd_jax.attention import kd_decomposition
 from iclkd_jax.models import ModelConfig, attention_weights, make_tokens, predict
+from verification.outputs import atomic_path, jsonable, write_atomic
 
 N_BOOT = 1000
 
@@ -32,7 +33,7 @@ class Options:
 
     quick: bool = False
     seed: int = 0
-    out: Path = Path("experiment-results")
+    out: Path = Path("iclkd-out/experiments")
     json_path: Path | None = None
     plots: bool = True
     task: str = "regression"
@@ -191,47 +192,30 @@ class Result:
     figures: dict[str, Callable[[Any], Any]] = dataclasses.field(default_factory=dict)
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer, np.bool_)):
-        return obj.item()
-    if isinstance(obj, (np.ndarray, jax.Array)):
-        return _jsonable(np.asarray(obj).tolist())
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None if np.isnan(obj) else ("inf" if obj > 0 else "-inf")
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def write_outputs(result: Result, opts: Options, started: float) -> dict[str, Any]:
     """Writes ``<out>/<name>.json``, ``<out>/<name>.md``, ``<out>/<name>-*.png`` and the optional ``--json`` copy."""
     out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
     files = []
     if opts.plots and result.figures:
         plt = pyplot()
         for fig_name, build in result.figures.items():
             fig = build(plt)
             path = out / f"{result.name}-{fig_name}.png"
-            fig.savefig(path, dpi=110, bbox_inches="tight")
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
             plt.close(fig)
             files.append(path.name)
     data = dict(result.data)
     data.update(experiment=result.name, quick=opts.quick, seed=opts.seed, task=opts.task, plots=files,
                 wall_seconds=time.perf_counter() - started, jax_version=jax.__version__)
-    data = _jsonable(data)
-    text = json.dumps(data, indent=2)
-    (out / f"{result.name}.json").write_text(text)
+    data = jsonable(data)
+    text = json.dumps(data, indent=2, allow_nan=False)
+    write_atomic(out / f"{result.name}.json", text)
     md = result.markdown + "\n" + "".join(f"\n![{f}]({f})\n" for f in files)
     md += f"\n_wall time {data['wall_seconds']:.1f} s; quick={opts.quick}; seed={opts.seed}_\n"
-    (out / f"{result.name}.md").write_text(md)
+    write_atomic(out / f"{result.name}.md", md)
     if opts.json_path is not None:
-        Path(opts.json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(opts.json_path).write_text(text)
+        write_atomic(opts.json_path, text)
     return data
 
 

@@ -23,6 +23,7 @@ from flax import traverse_util
 
 from experiments.data import DTYPE, TaskConfig, flatten_queries, sample_prompts
 from iclkd_jax.models import ModelConfig, init_params, make_tokens, predict
+from verification.outputs import atomic_path, write_atomic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,13 +135,14 @@ def train(cfg: TrainConfig, *, chunk: int = 100, log=None) -> Trained:
 def save_checkpoint(trained: Trained, stem: Path) -> tuple[Path, Path]:
     """Writes ``stem.npz`` (flattened params, keys ``a/b/c``) and ``stem.json`` (config, seed, history, time)."""
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
     flat = {"/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(trained.params).items()}
-    np.savez(stem.with_suffix(".npz"), **flat)
+    # both files atomically, the .json (read first by load_checkpoint) last: a killed run leaves no half checkpoint
+    with atomic_path(stem.with_suffix(".npz")) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **flat)
     meta = {"train_config": trained.config.to_dict(), "seed": trained.config.seed,
             "fingerprint": trained.config.fingerprint(), "history": trained.history,
             "train_seconds": trained.train_seconds, "jax_version": jax.__version__}
-    stem.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    write_atomic(stem.with_suffix(".json"), json.dumps(meta, indent=2))
     return stem.with_suffix(".npz"), stem.with_suffix(".json")
 
 

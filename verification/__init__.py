@@ -1,10 +1,37 @@
-"""The verification suite: every statement of THEOREMS.md as an executable, self-testing check."""
+"""The verification suite: every statement of THEOREMS.md as an executable, self-testing check.
 
-import jax
+Importing this package changes no global state. Verification runs in float64: the ``iclkd``
+entry point switches it on, and so does :func:`runner.run_check` for the duration of a check;
+library users who compute with the suite's pieces themselves call :func:`enable_x64` (for the whole
+process) or use it as a context manager (restored on exit)::
 
-# Verification runs in float64 (THEOREMS.md: tolerances are derived for float64 unless a check says otherwise).
-jax.config.update("jax_enable_x64", True)
+    import verification
+    verification.enable_x64()            # float64 from now on
+    with verification.enable_x64():      # float64 inside the block only
+        ...
+"""
 
-from verification.registry import PROFILES, Check, CheckResult, RunContext, all_checks, register  # noqa: E402
+from __future__ import annotations
 
-__all__ = ["PROFILES", "Check", "CheckResult", "RunContext", "all_checks", "register"]
+from verification.registry import PROFILES, Check, CheckResult, RunContext, all_checks, register
+
+
+class enable_x64:  # noqa: N801  (used like a function: ``verification.enable_x64()``)
+    """Switches JAX's float64 mode on (or off with ``enabled=False``); as a context manager, restores it on exit."""
+
+    def __init__(self, enabled: bool = True):
+        import jax
+
+        self.previous = bool(jax.config.jax_enable_x64)
+        jax.config.update("jax_enable_x64", bool(enabled))
+
+    def __enter__(self) -> enable_x64:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import jax
+
+        jax.config.update("jax_enable_x64", self.previous)
+
+
+__all__ = ["PROFILES", "Check", "CheckResult", "RunContext", "all_checks", "enable_x64", "register"]

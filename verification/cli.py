@@ -1,16 +1,59 @@
-"""The ``iclkd`` command: ``verify`` (the suite), ``bench`` (benchmarks), ``experiment`` (trained models)."""
+"""The ``iclkd`` command: ``verify`` (the suite), ``bench`` (benchmarks), ``experiment`` (trained models).
+
+Exit statuses, shared by every subcommand: 0 success; 1 a theorem or lemma violated (or a
+self-test mutant escaped); 2 usage, input or output error (reported before anything runs);
+3 a check or computation raised (status ``error``); 130 interrupted. Output paths are checked and
+their folders created before anything is computed; reports are written atomically.
+
+Extending the command line (see :mod:`verification.command` for the machinery):
+
+* a new top-level subcommand (``iclkd search``, ``iclkd launch``): one line in :data:`COMMANDS`,
+  ``"search": Command("one-line summary", "verification.adversary")``, where the module (or
+  ``"module:object"``) provides ``add_arguments(parser)`` and ``run(args) -> int``;
+* a new benchmark (``iclkd bench mutation``): one line in ``benchmarks.BENCHMARKS``, same protocol;
+* a new experiment (``iclkd experiment llm-...``): one line in ``experiments.cli.EXPERIMENTS``
+  (its module provides ``run(opts) -> Result`` and, optionally, ``add_arguments(parser)``);
+* a new flag of ``iclkd verify`` (``--certify``, ``--real-model smollm2``, ``--plugin``): a
+  :class:`VerifyOption` appended to :data:`VERIFY_OPTIONS`: ``add_arguments(parser)``;
+  ``prepare(args)`` runs after parsing and before any check (load plugins, fail fast on a missing
+  model by raising :class:`~verification.command.CommandError`); ``extend(args, results)`` runs after
+  the registry checks and returns the results to report (append real-model results, attach
+  certificates). Choices come from the registries (``PROFILES``, ``real_model.MODELS``, the checks).
+
+Use argument types from :mod:`verification.command` for every path and number: ``output_file`` and
+``output_dir`` check writability while parsing; ``seed``, ``positive_int``, ``non_negative_int`` and
+``positive_float`` reject bad numbers with a one-line message (exit 2).
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
+import dataclasses
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from verification.command import (
+    Command,
+    CommandError,
+    ExitStatus,
+    Group,
+    LazyChoices,
+    Parser,
+    output_file,
+    prepare_entry_point,
+    run_registry,
+    seed,
+    unique_ids,
+)
 
-def _enable_compilation_cache() -> None:
+#: the profile of ``iclkd verify`` when none is given, and that of ``iclkd verify --self-test``
+DEFAULT_PROFILE = "default"
+SELF_TEST_PROFILE = "quick"
+
+
+def enable_compilation_cache() -> None:
     """JAX's persistent compilation cache, so warm runs skip XLA compilation (override with ICLKD_CACHE_DIR)."""
     import jax
 
@@ -24,107 +67,206 @@ def _enable_compilation_cache() -> None:
         pass
 
 
-def _verify_parser(sub) -> None:
-    p = sub.add_parser("verify", help="check every statement of THEOREMS.md")
-    p.add_argument("--profile", choices=("smoke", "quick", "default", "thorough"), default="default",
-                   help="smoke: fewest cases (self-test speed); quick: < 60 s; default: < 5 min; thorough: long search")
-    p.add_argument("--only", nargs="+", metavar="ID", help="run only these check ids")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", type=Path, metavar="PATH", help="write the JSON report here")
-    p.add_argument("--markdown", type=Path, metavar="PATH", help="write a Markdown report here")
-    p.add_argument("--self-test", action="store_true", help="run every check against its mutants")
-    p.add_argument("--real-model", choices=("minilm",), help="add checks on a real pretrained attention layer")
-    p.add_argument("--list", action="store_true", help="list the checks and their mutants, then exit")
-    p.add_argument("--no-progress", action="store_true")
+# --------------------------------------------------------------------------------------- verify options
 
 
-def _verify(args) -> int:
-    import verification  # noqa: F401  (enables x64)
-    from verification import report, runner
-    from verification.registry import all_checks
+@dataclasses.dataclass(frozen=True)
+class VerifyOption:
+    """Flags of ``iclkd verify`` contributed by one feature (module docstring)."""
 
-    checks = all_checks()
-    if args.list:
-        for cid, cls in checks.items():
-            print(f"{cid:16s} {cls.kind:10s} {cls.title}")
-            for name, description in cls.mutants.items():
-                print(f"{'':16s}   mutant {name}: {description}")
-        return 0
-    unknown = [i for i in (args.only or []) if i not in checks]
-    if unknown:
-        print(f"iclkd verify: unknown check id(s) {', '.join(unknown)}; known: {', '.join(checks)}", file=sys.stderr)
-        return 2
-    progress = not args.no_progress and sys.stderr.isatty()
+    add_arguments: Callable[[Parser], None]
+    prepare: Callable[[argparse.Namespace], None] | None = None
+    extend: Callable[[argparse.Namespace, list], list] | None = None
+
+
+def _real_model_models():
+    from verification.real_model import MODELS
+
+    return MODELS
+
+
+def _real_model_arguments(parser: Parser) -> None:
+    parser.add_argument("--real-model", choices=LazyChoices(_real_model_models), metavar="MODEL",
+                        help="add checks on a real pretrained attention layer: %(choices)s")
+
+
+def _real_model_prepare(args: argparse.Namespace) -> None:
+    if not args.real_model:
+        return
+    from verification import real_model
+
     if args.self_test:
-        outcomes = runner.self_test(args.only, profile=args.profile if args.profile != "default" else "quick",
-                                    seed=args.seed, progress=progress)
-        for o in outcomes:
-            mark = "caught" if o.caught else "MISSED"
-            print(f"{mark:7s} {o.check_id:16s} {o.mutant:28s} {o.baseline_status} -> {o.mutant_status}  ({o.description})")
-        caught = sum(o.caught for o in outcomes)
-        print(f"{caught}/{len(outcomes)} mutants caught")
-        if args.json:
-            args.json.write_text(json.dumps({"mutants": [o.__dict__ for o in outcomes], "caught": caught,
-                                             "total": len(outcomes)}, indent=2, default=str))
-        return 0 if outcomes and caught == len(outcomes) else 1
-    if args.real_model:
-        real = importlib.import_module("verification.real_model")
-        try:  # fail fast, before the registry checks run, when the model or its extra is missing
-            real.minilm.check_available()
-        except real.minilm.ModelUnavailable as err:
-            print(f"iclkd verify --real-model {args.real_model}: {err}", file=sys.stderr)
-            return 2
-    results = runner.run_checks(args.only, profile=args.profile, seed=args.seed, progress=progress)
-    if args.real_model:
-        try:
-            results += real.run(args.real_model, seed=args.seed, profile=args.profile)
-        except real.minilm.ModelUnavailable as err:
-            print(f"iclkd verify --real-model {args.real_model}: {err}", file=sys.stderr)
-            return 2
+        raise CommandError("--real-model is not part of --self-test (its mutants are tested by pytest)")
+    try:  # fail fast, before the registry checks run, when the model or its extra is missing
+        real_model.minilm.check_available()
+    except real_model.minilm.ModelUnavailable as err:
+        raise CommandError(f"--real-model {args.real_model}: {err}") from None
+
+
+def _real_model_extend(args: argparse.Namespace, results: list) -> list:
+    if not args.real_model:
+        return results
+    from verification import real_model
+
+    try:
+        return results + real_model.run(args.real_model, seed=args.seed, profile=args.profile or DEFAULT_PROFILE)
+    except real_model.minilm.ModelUnavailable as err:
+        raise CommandError(f"--real-model {args.real_model}: {err}") from None
+
+
+#: flags of ``iclkd verify`` added by features; append a :class:`VerifyOption` to add one
+VERIFY_OPTIONS: list[VerifyOption] = [
+    VerifyOption(_real_model_arguments, _real_model_prepare, _real_model_extend),
+]
+
+
+# ------------------------------------------------------------------------------------------------ verify
+
+
+class Verify:
+    """Check every statement of THEOREMS.md (theorems and lemmas hold or are violated; conjectures
+    survive or are refuted), or run the checks against their mutants (``--self-test``).
+
+    Exit status: 0 every theorem and lemma holds (self-test: every mutant caught); 1 one is violated
+    (a mutant escaped); 2 a usage or output error, before anything runs; 3 a check raised (status
+    ``error``); 130 interrupted (the checks finished so far are printed, no report is written).
+    """
+
+    @staticmethod
+    def add_arguments(parser: Parser) -> None:
+        from verification.registry import PROFILES
+
+        parser.add_argument("--profile", choices=tuple(PROFILES), default=None,
+                            help=f"how hard to look: smoke (fewest cases), quick (< 60 s), default (a few minutes), "
+                                 f"thorough (a long search). Default: {DEFAULT_PROFILE}; with --self-test: "
+                                 f"{SELF_TEST_PROFILE}")
+        parser.add_argument("--only", nargs="+", metavar="ID",
+                            help="run only these check ids (see --list); repeats run once")
+        parser.add_argument("--seed", type=seed, default=0, help="the PRNG seed; the same seed gives the same report")
+        parser.add_argument("--json", type=output_file, metavar="PATH", help="write the JSON report here")
+        parser.add_argument("--markdown", type=output_file, metavar="PATH", help="write a Markdown report here")
+        parser.add_argument("--self-test", action="store_true",
+                            help=f"run every check against its mutants (profile {SELF_TEST_PROFILE} unless --profile)")
+        parser.add_argument("--list", action="store_true", help="list the checks and their mutants, then exit")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar (off anyway when not a TTY)")
+        for option in VERIFY_OPTIONS:
+            option.add_arguments(parser)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        from verification.registry import all_checks
+
+        for option in VERIFY_OPTIONS:
+            if option.prepare is not None:
+                option.prepare(args)
+        checks = all_checks()
+        if args.list:
+            for cid, cls in checks.items():
+                print(f"{cid:16s} {cls.kind:10s} {cls.title}")
+                for name, description in cls.mutants.items():
+                    print(f"{'':16s}   mutant {name}: {description}")
+            return ExitStatus.OK
+        ids = unique_ids(args.only, list(checks), "check id")
+        progress = not args.no_progress and sys.stderr.isatty()
+        if args.self_test:
+            return _self_test(args, ids, progress)
+        return _verify(args, ids, progress)
+
+
+def _verify(args: argparse.Namespace, ids: list[str] | None, progress: bool) -> int:
+    from verification import report, runner
+    from verification.outputs import write_atomic, write_json
+
+    profile = args.profile or DEFAULT_PROFILE
+    results = []
+    try:
+        for result in runner.iter_checks(ids, profile=profile, seed=args.seed, progress=progress):
+            results.append(result)
+        for option in VERIFY_OPTIONS:
+            if option.extend is not None:
+                results = option.extend(args, results)
+    except KeyboardInterrupt:
+        if results:
+            print(report.table(results))
+        print(f"iclkd verify: interrupted after {len(results)} finished check(s); no report written",
+              file=sys.stderr)
+        return ExitStatus.INTERRUPTED
     print(report.table(results))
     if args.json:
-        args.json.write_text(json.dumps(report.to_json(results, profile=args.profile, seed=args.seed), indent=2))
+        write_json(args.json, report.to_json(results, profile=profile, seed=args.seed))
     if args.markdown:
-        args.markdown.write_text(report.markdown(results, profile=args.profile, seed=args.seed))
-    failed = [r.id for r in results if r.kind in ("theorem", "lemma") and r.status == "violated"]
-    if failed:
-        print(f"violated: {', '.join(failed)}", file=sys.stderr)
-    return 1 if failed else 0
+        write_atomic(args.markdown, report.markdown(results, profile=profile, seed=args.seed))
+    return verdict_status(results)
 
 
-# `iclkd bench NAME ...` and `iclkd experiment NAME ...` hand their remaining arguments to a module's main(argv).
-BENCHES = {"tightness": "benchmarks.tightness", "perf": "benchmarks.perf"}
+def verdict_status(results: list) -> int:
+    """1 if a theorem or lemma is violated, else 3 if a check raised, else 0 (both are printed)."""
+    violated = [r.id for r in results if r.kind in ("theorem", "lemma") and r.status == "violated"]
+    errors = [r.id for r in results if r.status == "error"]
+    if violated:
+        print(f"violated: {', '.join(violated)}", file=sys.stderr)
+    if errors:
+        print(f"error (the check raised): {', '.join(errors)}", file=sys.stderr)
+    return ExitStatus.VIOLATED if violated else ExitStatus.ERROR if errors else ExitStatus.OK
 
 
-def _delegate(module_name: str, argv: list[str], what: str) -> int:
+def _self_test(args: argparse.Namespace, ids: list[str] | None, progress: bool) -> int:
+    from verification import runner
+    from verification.outputs import write_json
+
+    if args.markdown:
+        raise CommandError("--self-test writes no Markdown report (use --json)")
+    profile = args.profile or SELF_TEST_PROFILE
+    if args.profile is None:
+        print(f"self-test: profile {profile} (the self-test's default; --profile changes it)", file=sys.stderr)
+    outcomes = []
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name and module_name.startswith(err.name):
-            print(f"iclkd: {what} is not available in this installation ({module_name} missing)", file=sys.stderr)
-            return 2
-        raise
-    return int(module.main(argv) or 0)
+        for o in runner.iter_self_test(ids, profile=profile, seed=args.seed, progress=progress):
+            outcomes.append(o)
+            mark = "caught" if o.caught else "MISSED"
+            print(f"{mark:7s} {o.check_id:16s} {o.mutant:28s} {o.baseline_status} -> {o.mutant_status}  "
+                  f"({o.description})", flush=True)
+    except KeyboardInterrupt:
+        print(f"iclkd verify --self-test: interrupted after {len(outcomes)} mutant(s); no report written",
+              file=sys.stderr)
+        return ExitStatus.INTERRUPTED
+    caught = sum(o.caught for o in outcomes)
+    print(f"{caught}/{len(outcomes)} mutants caught")
+    if args.json:
+        write_json(args.json, {"profile": profile, "seed": args.seed, "mutants": [o.__dict__ for o in outcomes],
+                               "caught": caught, "total": len(outcomes)})
+    return ExitStatus.OK if outcomes and caught == len(outcomes) else ExitStatus.VIOLATED
+
+
+# ------------------------------------------------------------------------------------------------ registry
+
+
+def _commands() -> dict[str, Command | Group]:
+    from benchmarks import BENCHMARKS
+    from experiments.cli import EXPERIMENT_GROUP
+
+    return {
+        "verify": Command("check every statement of THEOREMS.md (or --self-test the checks)", "verification.cli:Verify"),
+        "bench": Group("benchmarks: " + ", ".join(BENCHMARKS), BENCHMARKS, metavar="BENCHMARK",
+                       description="Benchmarks of the library and the bounds; each has its own --help."),
+        "experiment": EXPERIMENT_GROUP,
+    }
+
+
+#: the top-level subcommands; add one line to add a subcommand (module docstring)
+COMMANDS: dict[str, Command | Group] = _commands()
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    prepare_entry_point(args)  # float64 on
+    enable_compilation_cache()
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``iclkd`` entry point; returns the exit status (module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="iclkd", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    _verify_parser(sub)
-    bench = sub.add_parser("bench", help="benchmarks: tightness | perf", add_help=False)
-    bench.add_argument("name", choices=sorted(BENCHES))
-    experiment = sub.add_parser("experiment", help="trained-transformer experiments", add_help=False)
-    experiment.add_argument("name")
-    args, rest = parser.parse_known_args(argv)
-    _enable_compilation_cache()
-    if args.command == "verify":
-        if rest:
-            parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        return _verify(args)
-    if args.command == "bench":
-        return _delegate(BENCHES[args.name], rest, f"bench {args.name}")
-    return _delegate("experiments.cli", [args.name, *rest], "experiment")
+    description = __doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1]
+    return run_registry("iclkd", description, COMMANDS, argv, prepare=_prepare)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import jax
+if TYPE_CHECKING:
+    import jax
 
 KINDS = ("theorem", "lemma", "conjecture")
 #: ``error``: the check raised (its exception summary is in ``summary``); ``iclkd verify`` exits 3.
@@ -56,6 +57,8 @@ class RunContext:
     @property
     def key(self) -> jax.Array:
         """A key that depends on the seed and the check id only (stable across runs and orders)."""
+        import jax  # here, so that importing the registry (the CLI's choices) does not import JAX
+
         return jax.random.fold_in(jax.random.key(self.seed), zlib.crc32(self.check_id.encode()))
 
     @property

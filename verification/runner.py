@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import time
 import traceback
-from typing import Iterable
+from collections.abc import Iterable, Iterator
 
+from verification import enable_x64
 from verification.registry import PROFILES, CheckResult, RunContext, all_checks
 
 
@@ -20,7 +21,7 @@ def _progress(items, enabled: bool, desc: str):
 
 def run_check(check_id: str, *, profile: str = "quick", seed: int = 0, mutant: str | None = None,
               shrink: bool = True) -> CheckResult:
-    """Runs one check; an exception inside a check is reported as ``inconclusive`` with the error."""
+    """Runs one check; an exception inside a check is reported as status ``error`` with its summary."""
     checks = all_checks()
     if check_id not in checks:
         raise ValueError(f"unknown check id {check_id!r}; known: {', '.join(checks)}")
@@ -30,23 +31,32 @@ def run_check(check_id: str, *, profile: str = "quick", seed: int = 0, mutant: s
     ctx = RunContext(PROFILES[profile], seed, check_id, mutant, shrink)
     start = time.perf_counter()
     try:
-        result = cls().run(ctx)
+        with enable_x64():  # checks are float64 whoever calls them; the caller's mode is restored
+            result = cls().run(ctx)
     except Exception as err:  # a crashing check must show up in the report, not abort the suite
-        result = CheckResult(id=check_id, kind=cls.kind, status="inconclusive", cases=0, worst=None,
+        result = CheckResult(id=check_id, kind=cls.kind, status="error", cases=0, worst=None,
                              worst_label="error", summary=f"check raised {type(err).__name__}: {err}",
                              figures={"traceback": traceback.format_exc(limit=5)}, seed=seed, mutant=mutant)
     result.elapsed_s = time.perf_counter() - start
     return result
 
 
-def run_checks(ids: Iterable[str] | None = None, *, profile: str = "quick", seed: int = 0,
-               progress: bool = False) -> list[CheckResult]:
+def iter_checks(ids: Iterable[str] | None = None, *, profile: str = "quick", seed: int = 0,
+                progress: bool = False) -> Iterator[CheckResult]:
+    """Runs the selected checks (all by default; repeated ids once), yielding each result as it finishes."""
     checks = all_checks()
-    ids = list(checks) if not ids else list(ids)
+    ids = list(checks) if not ids else list(dict.fromkeys(ids))
     unknown = [i for i in ids if i not in checks]
     if unknown:
         raise ValueError(f"unknown check id(s) {unknown}; known: {', '.join(checks)}")
-    return [run_check(i, profile=profile, seed=seed) for i in _progress(ids, progress, "iclkd verify")]
+    for i in _progress(ids, progress, "iclkd verify"):
+        yield run_check(i, profile=profile, seed=seed)
+
+
+def run_checks(ids: Iterable[str] | None = None, *, profile: str = "quick", seed: int = 0,
+               progress: bool = False) -> list[CheckResult]:
+    """The results of :func:`iter_checks` as a list."""
+    return list(iter_checks(ids, profile=profile, seed=seed, progress=progress))
 
 
 @dataclasses.dataclass
@@ -61,24 +71,29 @@ class MutantOutcome:
 
 
 def mutant_caught(kind: str, baseline_status: str, mutant_status: str) -> bool:
+    """A mutant is caught by a verdict, never by a crash: ``error`` (the check raised) catches nothing."""
     if kind in ("theorem", "lemma"):
         return mutant_status in ("violated", "refuted")
-    return mutant_status != baseline_status and mutant_status != "inconclusive"
+    return mutant_status != baseline_status and mutant_status not in ("inconclusive", "error")
 
 
 def self_test(ids: Iterable[str] | None = None, *, profile: str = "quick", seed: int = 0,
               progress: bool = False) -> list[MutantOutcome]:
     """Runs every registered mutant of the selected checks; see :func:`mutant_caught`."""
+    return list(iter_self_test(ids, profile=profile, seed=seed, progress=progress))
+
+
+def iter_self_test(ids: Iterable[str] | None = None, *, profile: str = "quick", seed: int = 0,
+                   progress: bool = False) -> Iterator[MutantOutcome]:
+    """:func:`self_test`, yielding each mutant's outcome as it finishes."""
     checks = all_checks()
-    ids = list(checks) if not ids else list(ids)
+    ids = list(checks) if not ids else list(dict.fromkeys(ids))
     jobs = [(cid, name) for cid in ids for name in checks[cid].mutants]
     baselines: dict[str, CheckResult] = {}
-    outcomes = []
     for cid, name in _progress(jobs, progress, "self-test"):
         if cid not in baselines:
             baselines[cid] = run_check(cid, profile=profile, seed=seed)
         result = run_check(cid, profile=profile, seed=seed, mutant=name, shrink=False)
         kind = checks[cid].kind
-        outcomes.append(MutantOutcome(cid, name, checks[cid].mutants[name], baselines[cid].status, result.status,
-                                      mutant_caught(kind, baselines[cid].status, result.status), result.worst))
-    return outcomes
+        yield MutantOutcome(cid, name, checks[cid].mutants[name], baselines[cid].status, result.status,
+                            mutant_caught(kind, baselines[cid].status, result.status), result.worst)

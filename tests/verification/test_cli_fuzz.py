@@ -1,0 +1,291 @@
+"""The command line never loses a run (issue 17): bad input to every subcommand gets one line and the documented
+exit status (verification.command.ExitStatus), before anything is computed; interrupted runs exit 130 and write
+no report; the help of each subcommand lists what it runs.
+
+To cover a new subcommand or flag, add its bad inputs to ``BAD_INPUTS`` (argv, a fragment of the message).
+Every case also asserts that nothing was computed: the heavy entry points are replaced by ``pytest.fail``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from benchmarks import BENCHMARKS
+from experiments import cli as experiments_cli
+from verification import cli, runner
+from verification.command import ExitStatus
+from verification.registry import REGISTRY, Check, register
+
+PROC = "/proc/iclkd-no-such-dir"  # cannot be created even by root
+
+# {tmp} is replaced by a fresh folder, {file} by an existing regular file in it
+BAD_INPUTS = [
+    # verify
+    (["verify", "--only", "thm-linear", "--json", f"{PROC}/r.json"], "cannot create folder"),
+    (["verify", "--only", "thm-linear", "--markdown", "{tmp}"], "is a folder"),
+    (["verify", "--json", "{file}/r.json"], "not a folder"),
+    (["verify", "--seed", "nan"], "not an integer"),
+    (["verify", "--seed", "-1"], "seed must be in"),
+    (["verify", "--seed", "1.5"], "not an integer"),
+    (["verify", "--profile", "fastest"], "invalid choice"),
+    (["verify", "--only", "no-such-check"], "unknown check id"),
+    (["verify", "--only", "thm-linear", "nope", "thm-linear"], "repeated check id(s) thm-linear"),
+    (["verify", "--real-model", "gpt-5"], "invalid choice"),
+    (["verify", "--self-test", "--markdown", "{tmp}/m.md"], "no Markdown"),
+    (["verify", "--no-such-flag"], "unrecognized arguments"),
+    # bench
+    (["bench"], "required"),
+    (["bench", "no-such-bench"], "invalid choice"),
+    (["bench", "perf", "--json", f"{PROC}/p.json"], "cannot create folder"),
+    (["bench", "perf", "--markdown", "{tmp}"], "is a folder"),
+    (["bench", "perf", "--only", "everything"], "invalid choice"),
+    (["bench", "tightness", "--out", "{file}"], "not a folder"),
+    (["bench", "tightness", "--out", f"{PROC}/t"], "cannot create folder"),
+    (["bench", "tightness", "--seed", "nan"], "not an integer"),
+    (["bench", "tightness", "--only", "thm-9.9"], "invalid choice"),
+    # experiment
+    (["experiment"], "required"),
+    (["experiment", "no-such-experiment"], "invalid choice"),
+    (["experiment", "mmd-shift", "--out", f"{PROC}/x"], "cannot create folder"),
+    (["experiment", "mmd-shift", "--json", "{tmp}"], "is a folder"),
+    (["experiment", "mmd-shift", "--seed", "-3"], "seed must be in"),
+    (["experiment", "mmd-shift", "--task", "poetry"], "invalid choice"),
+    (["experiment", "all", "--json", "{tmp}/a.json"], "unrecognized arguments"),
+    # the top level
+    ([], "required"),
+    (["no-such-command"], "invalid choice"),
+]
+
+
+@pytest.fixture
+def nothing_runs(monkeypatch):
+    """Every heavy entry point fails the test if reached."""
+    import benchmarks.perf as perf
+    import benchmarks.tightness as tightness
+    import experiments.mmd_shift as mmd_shift
+
+    def fail(*args, **kwargs):
+        pytest.fail("computed before rejecting the input")
+
+    monkeypatch.setattr(runner, "run_check", fail)
+    monkeypatch.setattr(perf, "machine_rates", fail)
+    monkeypatch.setattr(tightness, "run_cells", fail)
+    monkeypatch.setattr(mmd_shift, "run", fail)
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv, fragment", BAD_INPUTS, ids=[" ".join(a) or "(none)" for a, _ in BAD_INPUTS])
+def test_bad_input_gets_one_line_and_status_2(argv, fragment, tmp_path, nothing_runs, capsys):
+    regular = tmp_path / "a-file"
+    regular.write_text("x")
+    argv = [a.replace("{tmp}", str(tmp_path)).replace("{file}", str(regular)) for a in argv]
+    assert cli.main(argv) == ExitStatus.USAGE
+    line = _one_line_error(capsys)
+    assert fragment in line
+    assert line.startswith("iclkd")
+
+
+def test_unknown_and_repeated_ids_in_one_message(nothing_runs, capsys):
+    assert cli.main(["verify", "--only", "lemma-eta", "nope", "lemma-eta", "also-nope"]) == ExitStatus.USAGE
+    line = _one_line_error(capsys)
+    assert "unknown check id(s) nope, also-nope" in line and "repeated check id(s) lemma-eta" in line
+
+
+def test_repeated_ids_run_once(tmp_path, capsys):
+    path = tmp_path / "r.json"
+    assert cli.main(["verify", "--profile", "smoke", "--no-progress", "--only", "thm-3.1a", "thm-3.1a",
+                     "--json", str(path)]) == ExitStatus.OK
+    assert [c["id"] for c in json.loads(path.read_text())["checks"]] == ["thm-3.1a"]
+    assert "repeated check id(s) thm-3.1a (each runs once)" in capsys.readouterr().err
+
+
+def test_json_path_creates_missing_folders(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["verify", "--profile", "smoke", "--no-progress", "--only", "thm-3.1a",
+                     "--json", "new/sub/dir/r.json"]) == ExitStatus.OK
+    assert json.loads((tmp_path / "new/sub/dir/r.json").read_text())["checks"][0]["id"] == "thm-3.1a"
+
+
+# --------------------------------------------------------------------------------------------- exit statuses
+
+
+class _Raises(Check):
+    id = "test-raises"
+    kind = "theorem"
+    title = "a check that raises, to test the error status"
+    mutants = {"noop": "changes nothing"}
+
+    def run(self, ctx):
+        raise ZeroDivisionError("planted")
+
+
+class _Violated(_Raises):
+    id = "test-violated"
+
+    def run(self, ctx):
+        return self.result(ctx, status="violated", cases=1, worst=2.0, worst_label="observed/bound")
+
+
+@pytest.fixture
+def planted():
+    for cls in (_Raises, _Violated):
+        register(cls)
+    yield
+    for cls in (_Raises, _Violated):
+        REGISTRY.pop(cls.id)
+
+
+def test_verify_exit_statuses(planted, tmp_path, capsys):
+    assert cli.main(["verify", "--only", _Violated.id, "--no-progress"]) == ExitStatus.VIOLATED
+    path = tmp_path / "r.json"
+    assert cli.main(["verify", "--only", _Raises.id, "--no-progress", "--json", str(path)]) == ExitStatus.ERROR
+    (check,) = json.loads(path.read_text())["checks"]
+    assert check["status"] == "error" and "ZeroDivisionError: planted" in check["summary"]
+    # a violation outranks an error: both are printed, the status is 1
+    assert cli.main(["verify", "--only", _Raises.id, _Violated.id, "--no-progress"]) == ExitStatus.VIOLATED
+    err = capsys.readouterr().err
+    assert f"violated: {_Violated.id}" in err and f"error (the check raised): {_Raises.id}" in err
+
+
+def test_verify_interrupted_prints_finished_checks_and_writes_no_report(tmp_path, monkeypatch, capsys):
+    real = runner.run_check
+    calls = []
+
+    def interrupt_second(check_id, **kwargs):
+        calls.append(check_id)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(check_id, **kwargs)
+
+    monkeypatch.setattr(runner, "run_check", interrupt_second)
+    path = tmp_path / "r.json"
+    path.write_text("previous report")
+    status = cli.main(["verify", "--profile", "smoke", "--no-progress", "--only", "thm-3.1a", "thm-linear",
+                       "--json", str(path), "--markdown", str(tmp_path / "r.md")])
+    assert status == ExitStatus.INTERRUPTED
+    out, err = capsys.readouterr()
+    assert "thm-3.1a" in out and "holds" in out
+    assert "interrupted after 1 finished check(s); no report written" in err and "Traceback" not in err
+    assert path.read_text() == "previous report" and not (tmp_path / "r.md").exists()
+
+
+def test_self_test_interrupted(monkeypatch, capsys):
+    monkeypatch.setattr(runner, "run_check", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert cli.main(["verify", "--self-test", "--only", "thm-3.1a", "--no-progress"]) == ExitStatus.INTERRUPTED
+    assert "interrupted after 0 mutant(s)" in capsys.readouterr().err
+
+
+def test_self_test_profile_is_explicit(monkeypatch, capsys):
+    seen = []
+    monkeypatch.setattr(runner, "iter_self_test", lambda ids, *, profile, seed, progress: seen.append(profile) or [])
+    cli.main(["verify", "--self-test", "--only", "thm-3.1a"])
+    assert seen == [cli.SELF_TEST_PROFILE] and "the self-test's default" in capsys.readouterr().err
+    cli.main(["verify", "--self-test", "--only", "thm-3.1a", "--profile", "default"])
+    assert seen[-1] == "default"
+
+
+def test_bench_exit_statuses(tmp_path, monkeypatch, capsys):
+    import benchmarks.perf as perf
+
+    def boom(**kwargs):
+        raise RuntimeError("planted failure")
+
+    monkeypatch.setattr(perf, "machine_rates", boom)
+    assert cli.main(["bench", "perf", "--tiny", "--json", str(tmp_path / "p.json")]) == ExitStatus.ERROR
+    assert "RuntimeError: planted failure" in _one_line_error(capsys)
+
+    def interrupt(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(perf, "machine_rates", interrupt)
+    assert cli.main(["bench", "perf", "--tiny", "--json", str(tmp_path / "p.json")]) == ExitStatus.INTERRUPTED
+    assert "interrupted" in _one_line_error(capsys)
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_a_missing_module_is_a_usage_error(monkeypatch, capsys):
+    from verification.command import Command
+
+    monkeypatch.setitem(BENCHMARKS, "perf", Command("gone", "benchmarks.no_such_module"))
+    assert cli.main(["bench", "perf"]) == ExitStatus.USAGE
+    assert "not available in this installation" in _one_line_error(capsys)
+
+
+def _fake_result(name):
+    from experiments.common import Result
+
+    def figure(plt):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [0, float("nan")])
+        return fig
+
+    return Result(name=name, data={"value": float("nan"), "rows": [1.0, float("inf")]}, markdown="# fake\n",
+                  figures={"curve": figure})
+
+
+def test_experiment_without_matplotlib_writes_json_and_says_which_plots_were_skipped(tmp_path, monkeypatch, capsys):
+    import experiments.mmd_shift as mmd_shift
+
+    monkeypatch.setattr(mmd_shift, "run", lambda opts: _fake_result("mmd-shift"))
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    assert cli.main(["experiment", "mmd-shift", "--out", str(tmp_path / "o"), "--json", str(tmp_path / "j.json"),
+                     "--quiet"]) == ExitStatus.OK
+    data = json.loads((tmp_path / "j.json").read_text())
+    assert data["value"] == "nan" and data["rows"] == [1.0, "inf"] and data["plots"] == []
+    assert (tmp_path / "o" / "mmd-shift.md").exists() and not list((tmp_path / "o").glob("*.png"))
+    err = capsys.readouterr().err
+    assert "plots skipped: curve" in err and "pip install 'iclkd-jax[plots]'" in err
+
+
+def test_experiment_exit_statuses(tmp_path, monkeypatch, capsys):
+    import experiments.mmd_shift as mmd_shift
+
+    def interrupt(opts):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mmd_shift, "run", interrupt)
+    argv = ["experiment", "mmd-shift", "--out", str(tmp_path), "--no-plots", "--quiet"]
+    assert cli.main(argv) == ExitStatus.INTERRUPTED
+    assert "interrupted" in _one_line_error(capsys) and not list(tmp_path.iterdir())
+    monkeypatch.setattr(mmd_shift, "run", lambda opts: 1 / 0)
+    assert cli.main(argv) == ExitStatus.ERROR
+    assert "ZeroDivisionError" in _one_line_error(capsys)
+
+
+# ------------------------------------------------------------------------------------------------ --help
+
+
+def test_help_lists_what_each_command_runs(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in cli.COMMANDS)
+    assert cli.main(["experiment", "--help"]) == 0
+    out = capsys.readouterr().out
+    for name, experiment in experiments_cli.EXPERIMENTS.items():
+        assert name in out and experiment.summary.split()[0] in out
+    assert cli.main(["bench", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in BENCHMARKS)
+    from benchmarks import perf, tightness
+
+    assert cli.main(["bench", "perf", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for name, line in perf.WORKLOADS.items():
+        assert f"{name} {line}" in out
+    assert cli.main(["bench", "tightness", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert all(f"{name} {line}" in out for name, line in tightness.SWEEPS.items())
+    assert cli.main(["verify", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--self-test" in out and f"with --self-test: {cli.SELF_TEST_PROFILE}" in " ".join(out.split())
+
