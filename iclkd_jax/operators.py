@@ -81,9 +81,15 @@ def validate_operator(op: RepresenterOperator, name: str = "operator") -> Repres
 @counted_jit
 def _apply(op, z):
     logits = z @ op.keys.T                                     # (q, n)
-    shift = jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
-    scaled = (jnp.exp(logits - shift) * op.coef) @ op.values    # (q, d_v)
-    return scaled * jnp.exp(shift + op.log_scale)
+    # terms with c_i = 0 (the zero operator, or ΔW merged in by add_operators when M = 0) take no part
+    # in the shift: their logit (0 for a zero key) could exceed every live logit and underflow them all
+    active = jnp.where(op.coef != 0, logits, -jnp.inf)
+    shift = jnp.max(active, axis=-1, keepdims=True)
+    shift = jax.lax.stop_gradient(jnp.where(jnp.isfinite(shift), shift, 0.0))
+    scaled = (jnp.exp(active - shift) * op.coef) @ op.values    # (q, d_v)
+    # an exactly-zero sum (the zero operator) stays 0 even where exp(shift + log_scale) overflows
+    # (ΔW for M = 0 has log_scale = -log D', e.g. +200 in float32): 0 * inf would be a silent NaN
+    return jnp.where(scaled == 0, jnp.zeros_like(scaled), scaled * jnp.exp(shift + op.log_scale))
 
 
 def apply_operator(op: RepresenterOperator, z: ArrayLike) -> jax.Array:

@@ -15,7 +15,240 @@ import numpy as np
 # ----------------------------------------------------------------------------------------
 # Attention, its split, D' and eta, operators in representer form, feature maps
 # (Theorem 3.1, the learning-rate lemma, the linear special case).
+#
+# Every function takes float64-convertible arrays and broadcasts over leading batch axes
+# ("..."), so a check evaluates a whole batch of cases in one vectorised NumPy call. Sums of
+# exponentials are taken in log space (shifted by the largest logit), as THEOREMS.md requires.
 # ----------------------------------------------------------------------------------------
+
+
+def f64(a) -> np.ndarray:
+    """``a`` as a float64 NumPy array (float32 inputs are converted exactly)."""
+    return np.asarray(a, dtype=np.float64)
+
+
+def _t(a: np.ndarray) -> np.ndarray:
+    return np.swapaxes(a, -1, -2)
+
+
+def logsumexp(a, axis: int = -1, *, extended: bool = False) -> np.ndarray:
+    """``log sum exp(a)`` along ``axis``, shifted by the maximum (finite for entries of +-1e3).
+
+    ``extended=True`` sums in ``np.longdouble`` (80-bit on x86): a reference for ``log D'`` whose
+    own round-off is far below the float64 library's.
+    """
+    a = np.asarray(a, np.longdouble if extended else np.float64)
+    top = np.max(a, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return np.squeeze(top, axis) + np.log(np.sum(np.exp(a - top), axis=axis))
+
+
+def attention_logits(wq, wk, tokens, queries) -> np.ndarray:
+    """``l_{aj} = (W^K x_j) . (W^Q x'_a)``, shape ``(..., q, n)`` (THEOREMS.md, Theorem 3.1: no 1/sqrt(d_k))."""
+    keys = f64(tokens) @ _t(f64(wk))
+    q = f64(queries) @ _t(f64(wq))
+    return q @ _t(keys)
+
+
+def softmax_attention(wq, wk, wv, tokens, queries) -> np.ndarray:
+    """``Attn(x') = sum_j v_j exp(l_j) / sum_j exp(l_j)`` per query row, ``(..., q, d_v)``."""
+    logits = attention_logits(wq, wk, tokens, queries)
+    weights = np.exp(logits - logsumexp(logits)[..., None])
+    return weights @ (f64(tokens) @ _t(f64(wv)))
+
+
+def attention_split(wq, wk, wv, demos, context, queries) -> dict[str, np.ndarray]:
+    """Theorem 3.1(a) and the learning-rate lemma, per query row (leading batch axes allowed).
+
+    Returns a dict with
+      ``w0_out``: ``W_0 phi(q) = sum_{i<=N} v_i exp(l_i) / D'``, ``(..., q, d_v)``;
+      ``dw_out``: ``ΔW phi(q) = sum_{j<=M} v'_j exp(l'_j) / D'``;
+      ``output``: their sum, the attention output;
+      ``log_partition``: ``log D' = logsumexp`` over all ``N + M`` logits, ``(..., q)``;
+      ``log_eta``: ``log(N / (2 D'))``; ``log_eta_context``: ``log(M / (2 D'))`` (``-inf`` when M = 0);
+      ``entropy``: ``-sum_j p_j log p_j`` of the attention distribution (nats);
+      ``logits``: ``(..., q, N + M)``.
+    """
+    demos, context = f64(demos), f64(context)
+    n, m = demos.shape[-2], context.shape[-2]
+    tokens = np.concatenate([demos, context], axis=-2)
+    logits = attention_logits(wq, wk, tokens, queries)
+    log_d = logsumexp(logits)
+    log_p = logits - log_d[..., None]
+    p = np.exp(log_p)
+    values = tokens @ _t(f64(wv))
+    w0_out = p[..., :n] @ values[..., :n, :]
+    dw_out = p[..., n:] @ values[..., n:, :]
+    log_eta_q = np.log(m / 2.0) - log_d if m else np.full_like(log_d, -np.inf)
+    return {"w0_out": w0_out, "dw_out": dw_out, "output": w0_out + dw_out, "log_partition": log_d,
+            "log_eta": np.log(n / 2.0) - log_d, "log_eta_context": log_eta_q,
+            "entropy": -np.sum(p * log_p, axis=-1), "logits": logits}
+
+
+def attention_entropy(logits) -> np.ndarray:
+    """Entropy (nats) of ``softmax(logits)`` along the last axis, in ``np.longdouble``."""
+    logits = np.asarray(logits, np.longdouble)
+    log_p = logits - logsumexp(logits, extended=True)[..., None]
+    return -np.sum(np.exp(log_p) * log_p, axis=-1)
+
+
+def apply_representer(coef, values, keys, log_scale, z) -> np.ndarray:
+    """``W phi(z) = exp(log_scale) sum_i c_i v_i exp(k_i . z)`` (THEOREMS.md, "Weights as operators").
+
+    Shapes ``coef (..., n)``, ``values (..., n, d_v)``, ``keys (..., n, d_k)``, ``log_scale (...)``,
+    ``z (..., q, d_k)``; returns ``(..., q, d_v)``. Each row is shifted by its largest logit.
+    """
+    logits = f64(z) @ _t(f64(keys))                                   # (..., q, n)
+    top = np.max(logits, axis=-1, keepdims=True)
+    scaled = (np.exp(logits - top) * f64(coef)[..., None, :]) @ f64(values)
+    return scaled * np.exp(top + f64(log_scale)[..., None, None])
+
+
+def hs_norm_squared(coef, values, keys, log_scale) -> tuple[np.ndarray, np.ndarray]:
+    """``||W||_HS^2 = sum_ij c_i c_j <v_i, v_j> exp(k_i . k_j)`` by an explicit double sum.
+
+    The double sum runs over ``i`` and ``j`` term by term (a loop over ``i``, never a matrix
+    product of the whole), with the largest ``k_i . k_j`` factored out. Returns
+    ``(log ||W||^2, condition)``: ``condition = sum|t_ij| / |sum t_ij|`` (the relative error of the
+    sum is about ``condition * eps``); ``log`` is ``-inf`` when the sum is not positive.
+    Leading batch axes allowed.
+    """
+    coef, values, keys = f64(coef), f64(values), f64(keys)
+    n = coef.shape[-1]
+    shift = np.max(np.einsum("...ik,...jk->...ij", keys, keys), axis=(-1, -2))
+    total = np.zeros(shift.shape)
+    absolute = np.zeros(shift.shape)
+    for i in range(n):
+        for j in range(n):
+            t = (coef[..., i] * coef[..., j] * np.sum(values[..., i, :] * values[..., j, :], axis=-1)
+                 * np.exp(np.sum(keys[..., i, :] * keys[..., j, :], axis=-1) - shift))
+            total, absolute = total + t, absolute + np.abs(t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        condition = np.where(total != 0, absolute / np.abs(total), np.where(absolute == 0, 1.0, np.inf))
+        log_value = np.where(total > 0, np.log(np.where(total > 0, total, 1.0)), -np.inf)
+    return log_value + shift + 2.0 * f64(log_scale), condition
+
+
+def representer_matrix(coef, values, key_features, log_scale) -> np.ndarray:
+    """With an explicit map: ``W = exp(log_scale) sum_i c_i v_i phi(k_i)^T``, ``(..., d_v, m)``.
+
+    ``key_features`` are ``phi(k_i)``, ``(..., n, m)`` (from one of the feature maps below).
+    """
+    weighted = f64(coef)[..., :, None] * f64(values)                    # (..., n, d_v)
+    return np.exp(f64(log_scale))[..., None, None] * (_t(weighted) @ f64(key_features))
+
+
+# --- explicit feature maps of kappa(u, z) = exp(u . z) (THEOREMS.md, "Feature maps of kappa") ---
+
+def taylor_features(u, order: int) -> np.ndarray:
+    """``phi(u) = (u^{⊗n} / sqrt(n!))_{n=0..p}`` by explicit Kronecker products (row-major blocks)."""
+    u = f64(u)
+    block = np.ones(u.shape[:-1] + (1,))
+    blocks = [block]
+    for n in range(1, order + 1):
+        block = (block[..., :, None] * u[..., None, :]).reshape(u.shape[:-1] + (-1,))
+        blocks.append(block / math.sqrt(math.factorial(n)))
+    return np.concatenate(blocks, axis=-1)
+
+
+def taylor_kernel(u, z, order: int) -> np.ndarray:
+    """``sum_{n<=p} (u.z)^n / n!`` for the rows of ``u`` against the rows of ``z``, ``(..., nu, nz)``."""
+    s = f64(u) @ _t(f64(z))
+    return sum(s ** n / math.factorial(n) for n in range(order + 1))
+
+
+def taylor_remainder_bound(t, order: int) -> np.ndarray:
+    """Lagrange bound on ``|exp(t) - sum_{n<=p} t^n / n!|``: ``exp(max(t, 0)) |t|^{p+1} / (p+1)!``."""
+    t = f64(t)
+    return np.exp(np.maximum(t, 0.0)) * np.abs(t) ** (order + 1) / math.factorial(order + 1)
+
+
+def positive_random_features(u, omega) -> np.ndarray:
+    """FAVOR+: ``phi_m(u) = m^{-1/2} exp(Omega u - |u|^2 / 2)`` for the given draw ``omega (m, d_k)``."""
+    u, omega = f64(u), f64(omega)
+    m = omega.shape[-2]
+    return np.exp(u @ _t(omega) - 0.5 * np.sum(u * u, axis=-1, keepdims=True)) / math.sqrt(m)
+
+
+def trig_random_features(u, omega, offset) -> np.ndarray:
+    """``phi(u) = e^{|u|^2/2} sqrt(2/m) cos(Omega u + b)`` for the given ``omega (m, d_k)``, ``offset (m,)``."""
+    u, omega, offset = f64(u), f64(omega), f64(offset)
+    m = omega.shape[-2]
+    return (np.exp(0.5 * np.sum(u * u, axis=-1, keepdims=True)) * math.sqrt(2.0 / m)
+            * np.cos(u @ _t(omega) + offset[..., None, :]))
+
+
+def positive_feature_relative_variance(u, z) -> np.ndarray:
+    """Per-feature variance of ``phi(u) . phi(z)`` over ``exp(u.z)^2`` (positive, iid): ``exp(|u+z|^2) - 1``."""
+    return np.expm1(np.sum((f64(u) + f64(z)) ** 2, axis=-1))
+
+
+def trig_feature_relative_variance(u, z) -> np.ndarray:
+    """Per-feature relative variance of the trigonometric map: ``e^{|δ|^2} - 1 + e^{-|δ|^2}/2``, ``δ = u - z``."""
+    d2 = np.sum((f64(u) - f64(z)) ** 2, axis=-1)
+    return np.expm1(d2) + 0.5 * np.exp(-d2)
+
+
+# --- one KD step with an explicit map (Theorem 3.1(b)) ---
+
+def kd_loss(w, values, key_features) -> np.ndarray:
+    """``L(W) = (1/N) sum_i ||v_i - W phi(k_i)||^2`` with ``w (..., d_v, m)``, ``values (..., N, d_v)``."""
+    residual = f64(values) - f64(key_features) @ _t(f64(w))
+    return np.sum(residual * residual, axis=(-1, -2)) / residual.shape[-2]
+
+
+def kd_gradient_at_zero(values, key_features) -> np.ndarray:
+    """``grad L(0) = -(2/N) sum_i v_i phi(k_i)^T``, ``(..., d_v, m)`` (THEOREMS.md, Theorem 3.1(b))."""
+    values = f64(values)
+    return -(2.0 / values.shape[-2]) * (_t(values) @ f64(key_features))
+
+
+# --- the linear special case (Dai et al. 2022; von Oswald et al. 2023) ---
+
+def linear_attention(wq, wk, wv, tokens, queries) -> np.ndarray:
+    """``sum_j v_j (k_j . q)`` per query row (no softmax, no normalisation), ``(..., q, d_v)``."""
+    return attention_logits(wq, wk, tokens, queries) @ (f64(tokens) @ _t(f64(wv)))
+
+
+def linear_dual_weights(wk, wv, demos, context) -> tuple[np.ndarray, np.ndarray]:
+    """Dai et al.'s dual form: ``W_0 = sum_i v_i k_i^T``, ``ΔW = sum_j v'_j k'_j^T``, each ``(..., d_v, d_k)``."""
+    def outer_sum(tokens):
+        tokens = f64(tokens)
+        return np.einsum("...nv,...nk->...vk", tokens @ _t(f64(wv)), tokens @ _t(f64(wk)))
+    return outer_sum(demos), outer_sum(context)
+
+
+def gd_step_prediction(xs, ys, x_query, learning_rate, w_init) -> np.ndarray:
+    """``W_1 x_q`` with ``W_1 = W - eta (1/N) sum_i (W x_i - y_i) x_i^T`` (one GD step on ``1/(2N) sum ||Wx - y||^2``)."""
+    xs, ys, x_query, w_init = f64(xs), f64(ys), f64(x_query), f64(w_init)
+    n = xs.shape[-2]
+    residuals = xs @ _t(w_init) - ys                                          # (..., N, d_y)
+    gradient = np.einsum("...ny,...nx->...yx", residuals, xs) / n
+    w1 = w_init - f64(learning_rate)[..., None, None] * gradient
+    return x_query @ _t(w1)
+
+
+def von_oswald_layer(xs, ys, x_query, learning_rate, w_init) -> np.ndarray:
+    """von Oswald et al.'s LSA layer applied to the query tokens ``(x_q, -W_init x_q)``.
+
+    ``e' = e + P sum_i (W^V e_i)((W^K e_i) . (W^Q e))`` with ``e_i = (x_i, y_i)``,
+    ``W^K = W^Q = [[I, 0], [0, 0]]``, ``W^V = [[0, 0], [W_init, -I]]``, ``P = (eta/N) I``; built here
+    block by block. Returns the updated query tokens ``(..., q, d_x + d_y)``; their last ``d_y``
+    coordinates are minus the prediction after one GD step.
+    """
+    xs, ys, x_query, w_init = f64(xs), f64(ys), f64(x_query), f64(w_init)
+    n, dx, dy = xs.shape[-2], xs.shape[-1], ys.shape[-1]
+    d = dx + dy
+    batch = w_init.shape[:-2]
+    select = np.zeros(batch + (d, d))
+    select[..., :dx, :dx] = np.eye(dx)
+    wv = np.zeros(batch + (d, d))
+    wv[..., dx:, :dx] = w_init
+    wv[..., dx:, dx:] = -np.eye(dy)
+    tokens = np.concatenate([xs, ys], axis=-1)
+    queries = np.concatenate([x_query, -x_query @ _t(w_init)], axis=-1)
+    update = linear_attention(select, select, wv, tokens, queries)
+    return queries + (f64(learning_rate) / n)[..., None, None] * update
 
 
 # ----------------------------------------------------------------------------------------

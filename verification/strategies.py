@@ -15,6 +15,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from iclkd_jax import AttentionWeights
+from verification import reference
 
 #: (token_dim, key_dim, value_dim, n_demos, n_context, n_queries): a small pool, so a search compiles at most
 #: len(SHAPES) programs per dtype. It covers d < d_k and d > d_k, one demonstration, and an empty context.
@@ -97,18 +98,94 @@ def attention_cases(*, dtypes=("float64",), max_scale: float = 6.0, shapes=SHAPE
 
 
 def numpy_attention_split(weights: AttentionWeights, demos, context, queries):
-    """An independent float64 NumPy softmax attention, split as in Theorem 3.1(a).
+    """``(W_0 phi(q), ΔW phi(q), max |logit|)`` from :func:`verification.reference.attention_split`."""
+    split = reference.attention_split(*weights, demos, context, queries)
+    return split["w0_out"], split["dw_out"], float(np.abs(split["logits"]).max())
 
-    Returns ``(demonstration part, context part, max |logit|)``: the two sums
-    ``sum_j v_j exp(l_j - max l) / sum exp(l - max l)`` over the demonstrations and over the
-    query context (max-shifted), the reference the 3.1 checks compare the library with.
+
+# ----------------------------------------------------------------------------------------
+# Batches: many cases of one shape per compiled call (issue 12.4), drawn with jax.random.
+# ----------------------------------------------------------------------------------------
+
+#: cases per compiled call: every batch a check evaluates has exactly this many rows, so each
+#: (shape, dtype) compiles once, and a single Hypothesis case is evaluated by tiling it.
+CHUNK = 256
+_ATTENTION_FIELDS = ("wq", "wk", "wv", "demos", "context", "queries")
+
+
+def _attention_sizes(shape) -> list[tuple[int, ...]]:
+    d, dk, dv, n, m, q = shape
+    return [(dk, d), (dk, d), (dv, d), (n, d), (m, d), (q, d)]
+
+
+_POOL_WIDTH = max(sum(int(np.prod(s)) for s in _attention_sizes(shape)) for shape in SHAPES)
+
+
+@jax.jit
+def _chunk_draw(key):
+    normal_key, uniform_key = jax.random.split(key)
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    return (jax.random.normal(normal_key, (CHUNK, _POOL_WIDTH), dtype),
+            jax.random.uniform(uniform_key, (CHUNK,), dtype))
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionBatch:
+    """``CHUNK`` attention problems of one shape, as float64 NumPy arrays already rounded to ``dtype``.
+
+    Attributes: ``wq, wk, wv (B, ., d)``, ``demos (B, N, d)``, ``context (B, M, d)``,
+    ``queries (B, Q, d)``, ``scale (B,)``; ``shape`` is ``(d, d_k, d_v, N, M, Q)``.
     """
-    wq, wk, wv = (np.asarray(w, np.float64) for w in weights)
-    demos, context, queries = (np.asarray(a, np.float64) for a in (demos, context, queries))
-    q = queries @ wq.T
-    logits = np.concatenate([q @ (demos @ wk.T).T, q @ (context @ wk.T).T], axis=1)
-    shift = logits.max(axis=1, keepdims=True)
-    w = np.exp(logits - shift)
-    w /= w.sum(axis=1, keepdims=True)
-    n = demos.shape[0]
-    return w[:, :n] @ (demos @ wv.T), w[:, n:] @ (context @ wv.T), np.abs(logits).max()
+
+    shape: tuple[int, ...]
+    dtype: str
+    wq: np.ndarray
+    wk: np.ndarray
+    wv: np.ndarray
+    demos: np.ndarray
+    context: np.ndarray
+    queries: np.ndarray
+    scale: np.ndarray
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return tuple(getattr(self, f) for f in _ATTENTION_FIELDS)
+
+    def device(self) -> tuple[jax.Array, ...]:
+        """The arrays in the batch's dtype on the device (``device_put``: no staging program per shape)."""
+        dtype = np.dtype(self.dtype)
+        return tuple(jax.device_put(a.astype(dtype)) for a in self.arrays)
+
+    def case(self, index: int, query: int | None = None) -> dict:
+        """The exact float64 inputs of one case (``query``: keep only that query row, as ``query``)."""
+        out = {f: getattr(self, f)[index].tolist() for f in _ATTENTION_FIELDS}
+        if query is not None:
+            out["query"] = out.pop("queries")[query]
+        out["dtype_bits"] = float(np.dtype(self.dtype).itemsize * 8)
+        return out
+
+
+def draw_attention_batch(key: jax.Array, shape, *, dtype: str, min_scale: float = 0.1,
+                         max_scale: float = 6.0) -> AttentionBatch:
+    """``CHUNK`` problems of ``shape``: weights ``N(0, s^2/d)`` with ``s`` log-uniform in
+    ``[min_scale, max_scale]`` per case, tokens ``N(0, I)``; every draw from ``key``."""
+    normal, uniform = (np.asarray(a, np.float64) for a in _chunk_draw(key))
+    scale = min_scale * (max_scale / min_scale) ** uniform
+    d = shape[0]
+    parts, start = [], 0
+    for i, s in enumerate(_attention_sizes(shape)):
+        size = int(np.prod(s))
+        block = normal[:, start:start + size].reshape((CHUNK,) + s)
+        parts.append(block * (scale[:, None, None] / np.sqrt(d)) if i < 3 else block)
+        start += size
+    parts = [p.astype(dtype).astype(np.float64) for p in parts]
+    return AttentionBatch(tuple(shape), dtype, *parts, scale=scale)
+
+
+def tile_case(case: AttentionCase) -> AttentionBatch:
+    """One Hypothesis case repeated ``CHUNK`` times (evaluated by the batch's compiled program)."""
+    weights, demos, context, queries = case.build()
+    arrays = [np.broadcast_to(np.asarray(a, np.float64), (CHUNK,) + tuple(np.shape(a)))
+              for a in (*weights, demos, context, queries)]
+    shape = (case.token_dim, case.key_dim, case.value_dim, case.n_demos, case.n_context, case.n_queries)
+    return AttentionBatch(shape, case.dtype, *arrays, scale=np.full(CHUNK, case.scale))
