@@ -17,20 +17,31 @@ from verification.registry import PROFILES, Check, CheckResult, RunContext, all_
 
 
 class enable_x64:  # noqa: N801  (used like a function: ``verification.enable_x64()``)
-    """Switches JAX's float64 mode on (or off with ``enabled=False``); as a context manager, restores it on exit."""
+    """Switches JAX's float64 mode on (or off with ``enabled=False``) for the process.
+
+    As a context manager it also holds the mode for the block even inside another scoped setting
+    (``jax.enable_x64(False)``), and restores the process-wide mode on exit.
+    """
 
     def __init__(self, enabled: bool = True):
         import jax
 
-        self.previous = bool(jax.config.jax_enable_x64)
-        jax.config.update("jax_enable_x64", bool(enabled))
+        self.enabled = bool(enabled)
+        self.previous = bool(jax.enable_x64.get_global())
+        self._scope = None
+        jax.config.update("jax_enable_x64", self.enabled)
 
     def __enter__(self) -> enable_x64:
+        import jax
+
+        self._scope = jax.enable_x64(self.enabled)
+        self._scope.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
         import jax
 
+        self._scope.__exit__(*exc)
         jax.config.update("jax_enable_x64", self.previous)
 
 

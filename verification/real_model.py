@@ -38,8 +38,6 @@ Mutants (``run(..., mutant=NAME)``) are deliberate bugs each check must catch.
 from __future__ import annotations
 
 import contextlib
-import time
-import traceback
 
 import jax.numpy as jnp
 import numpy as np
@@ -47,6 +45,7 @@ import numpy as np
 import iclkd_jax as ik
 from verification import minilm
 from verification.registry import PROFILES, CheckResult
+from verification.runner import guarded
 from verification.tolerances import eps
 
 MODELS = ("minilm",)
@@ -350,23 +349,18 @@ def _one_blas_thread():
 
 def run_check(check_id: str, model: minilm.MiniLM, *, seed: int = 0, profile: str = "default",
               mutant: str | None = None) -> CheckResult:
-    """One real-model check; an exception inside it is reported as ``inconclusive`` with the error."""
+    """One real-model check; an exception inside it is reported as status ``error`` (:func:`runner.guarded`)."""
     if check_id not in CHECKS:
         raise ValueError(f"unknown real-model check {check_id!r}; known: {', '.join(CHECKS)}")
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
     if mutant is not None and mutant not in CHECKS[check_id]:
         raise ValueError(f"{check_id} has no mutant {mutant!r}; it has {sorted(CHECKS[check_id])}")
-    start = time.perf_counter()
-    try:
+    def one():
         with _one_blas_thread():
-            result = _RUNNERS[check_id](model, seed, profile, mutant)
-    except Exception as err:  # a crashing check must show up in the report, not abort it
-        result = CheckResult(id=check_id, kind="theorem", status="inconclusive", cases=0, worst=None,
-                             worst_label="error", summary=f"check raised {type(err).__name__}: {err}",
-                             figures={"traceback": traceback.format_exc(limit=5)}, seed=seed, mutant=mutant)
-    result.elapsed_s = time.perf_counter() - start
-    return result
+            return _RUNNERS[check_id](model, seed, profile, mutant)
+
+    return guarded(one, check_id=check_id, kind="theorem", seed=seed, mutant=mutant)
 
 
 def run(name: str, *, seed: int = 0, profile: str = "default", mutant: str | None = None,

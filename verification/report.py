@@ -4,32 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import platform
 from typing import Any
 
 import jax
 import numpy as np
 
+from verification.outputs import jsonable
 from verification.registry import CheckResult
 
 TIMING_FIELDS = ("elapsed_s", "total_elapsed_s")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.generic, jax.Array, np.ndarray)):
-        arr = np.asarray(value)
-        return _jsonable(arr.tolist()) if arr.ndim else _jsonable(arr.item())
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-    return value
 
 
 def environment() -> dict[str, Any]:
@@ -45,11 +29,11 @@ def to_json(results: list[CheckResult], *, profile: str, seed: int, extra: dict[
         "profile": profile,
         "seed": seed,
         "versions": environment(),
-        "checks": [_jsonable(dataclasses.asdict(r)) for r in results],
+        "checks": [jsonable(dataclasses.asdict(r)) for r in results],
         "total_elapsed_s": sum(r.elapsed_s for r in results),
     }
     if extra:
-        report.update(_jsonable(extra))
+        report.update(jsonable(extra))
     return report
 
 
@@ -120,7 +104,7 @@ def markdown(results: list[CheckResult], *, profile: str, seed: int) -> str:
         if r.tolerance is not None:
             out.append(f"  tolerance {_fmt(r.tolerance)}: {r.tolerance_reason}")
         if r.counterexample:
-            out.append(f"  counterexample: `{json.dumps(_jsonable(r.counterexample))}`")
+            out.append(f"  counterexample: `{json.dumps(jsonable(r.counterexample))}`")
         if r.certificate:
             out.append(f"  certificate: {_certificate_line(r.certificate)}")
     return "\n".join(out) + "\n"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import time
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
-from verification import enable_x64
+import jax
+
 from verification.registry import PROFILES, CheckResult, RunContext, all_checks
 
 
@@ -29,12 +30,24 @@ def run_check(check_id: str, *, profile: str = "quick", seed: int = 0, mutant: s
     if mutant is not None and mutant not in cls.mutants:
         raise ValueError(f"check {check_id} has no mutant {mutant!r}; it has {sorted(cls.mutants)}")
     ctx = RunContext(PROFILES[profile], seed, check_id, mutant, shrink)
+    return guarded(lambda: cls().run(ctx), check_id=check_id, kind=cls.kind, seed=seed, mutant=mutant)
+
+
+def guarded(run: Callable[[], CheckResult], *, check_id: str, kind: str, seed: int,
+            mutant: str | None = None) -> CheckResult:
+    """``run()`` in float64 and timed; an exception becomes a result with status ``error``.
+
+    The one wrapper of every check, registered or real-model (:mod:`verification.real_model`):
+    a crashing check shows up in the report (``summary``: the exception's type and message;
+    ``figures["traceback"]``: the last frames) instead of aborting the suite, and ``iclkd verify``
+    exits 3. Ctrl-C (``KeyboardInterrupt``) is not an exception here: it stops the run.
+    """
     start = time.perf_counter()
     try:
-        with enable_x64():  # checks are float64 whoever calls them; the caller's mode is restored
-            result = cls().run(ctx)
-    except Exception as err:  # a crashing check must show up in the report, not abort the suite
-        result = CheckResult(id=check_id, kind=cls.kind, status="error", cases=0, worst=None,
+        with jax.enable_x64(True):  # checks are float64 whoever calls them (scoped: the caller's mode stays)
+            result = run()
+    except Exception as err:
+        result = CheckResult(id=check_id, kind=kind, status="error", cases=0, worst=None,
                              worst_label="error", summary=f"check raised {type(err).__name__}: {err}",
                              figures={"traceback": traceback.format_exc(limit=5)}, seed=seed, mutant=mutant)
     result.elapsed_s = time.perf_counter() - start
