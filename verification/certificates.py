@@ -689,7 +689,8 @@ CERTIFIERS: dict[str, Callable[[dict], list[Claim]]] = {
 }
 
 
-def certify_instance(check_id: str, instance: dict | None, *, kind: str = "theorem", precisions=PRECISIONS) -> dict:
+def certify_instance(check_id: str, instance: dict | None, *, kind: str = "theorem", status: str | None = None,
+                     precisions=PRECISIONS) -> dict:
     """The certificate of one recorded instance of ``check_id`` (see the module docstring)."""
     start = time.perf_counter()
     if check_id in NOT_APPLICABLE:
@@ -698,8 +699,11 @@ def certify_instance(check_id: str, instance: dict | None, *, kind: str = "theor
         cert = {"status": "not applicable", "reason": f"no certifier for {check_id} (not a deterministic statement "
                                                       "covered by verification/certificates.py)"}
     elif not instance:
-        what = "counterexample (the conjecture survived)" if kind == "conjecture" else "worst_case"
-        cert = {"status": "not applicable", "reason": f"no {what} recorded by the check"}
+        if kind == "conjecture" and status != "refuted":
+            reason = f"no counterexample to certify (the conjecture {status or 'survived'})"
+        else:
+            reason = "no worst_case recorded by the check"
+        cert = {"status": "not applicable", "reason": reason}
     else:
         try:
             cert = certify_claims(CERTIFIERS[check_id], instance, precisions)
@@ -717,7 +721,7 @@ def certify_instance(check_id: str, instance: dict | None, *, kind: str = "theor
 def certify_result(result) -> dict:
     """The certificate of a :class:`~verification.registry.CheckResult` (its ``worst_case``; for a conjecture,
     the counterexample it recorded there)."""
-    return certify_instance(result.id, result.worst_case, kind=result.kind)
+    return certify_instance(result.id, result.worst_case, kind=result.kind, status=result.status)
 
 
 def certify_results(results: Sequence) -> float:
@@ -732,7 +736,8 @@ def certify_report(report: dict) -> dict:
     """Adds a ``certificate`` to every check of a JSON report of ``iclkd verify`` (in place) and returns it."""
     start = time.perf_counter()
     for check in report.get("checks", []):
-        check["certificate"] = certify_instance(check["id"], check.get("worst_case"), kind=check.get("kind", "theorem"))
+        check["certificate"] = certify_instance(check["id"], check.get("worst_case"), kind=check.get("kind", "theorem"),
+                                                status=check.get("status"))
     report["certify_elapsed_s"] = time.perf_counter() - start
     return report
 

@@ -114,9 +114,36 @@ def _real_model_extend(args: argparse.Namespace, results: list) -> list:
         raise CommandError(f"--real-model {args.real_model}: {err}") from None
 
 
+def _certify_arguments(parser: Parser) -> None:
+    parser.add_argument("--certify", action="store_true",
+                        help="after the checks, re-evaluate each deterministic check's worst case and each conjecture's "
+                             "counterexample in ball arithmetic (python-flint) and add a certificate to the report")
+
+
+def _certify_prepare(args: argparse.Namespace) -> None:
+    if not args.certify:
+        return
+    if args.self_test:
+        raise CommandError("--certify is not part of --self-test (certificates are tested by pytest)")
+    try:  # fail fast, before any check runs
+        import flint  # noqa: F401
+    except ImportError:
+        raise CommandError("--certify needs python-flint: pip install 'iclkd-jax[certify]'") from None
+
+
+def _certify_extend(args: argparse.Namespace, results: list) -> list:
+    if args.certify:
+        from verification.certificates import certify_results
+
+        seconds = certify_results(results)
+        print(f"certificates: {seconds:.2f} s", file=sys.stderr)
+    return results
+
+
 #: flags of ``iclkd verify`` added by features; append a :class:`VerifyOption` to add one
 VERIFY_OPTIONS: list[VerifyOption] = [
     VerifyOption(_real_model_arguments, _real_model_prepare, _real_model_extend),
+    VerifyOption(_certify_arguments, _certify_prepare, _certify_extend),  # last: certifies every result
 ]
 
 

@@ -243,7 +243,8 @@ def test_conj_4_1_threshold_counterexample_and_false_one():
 def test_not_applicable_and_missing_instances():
     assert K.certify_instance("thm-3.2", {"x": 1.0})["status"] == "not applicable"
     assert K.certify_instance("thm-4.1", None)["status"] == "not applicable"
-    assert "survived" in K.certify_instance("conj-4.1", None, kind="conjecture")["reason"]
+    assert "survive" in K.certify_instance("conj-4.1", None, kind="conjecture", status="survives")["reason"]
+    assert "no worst_case" in K.certify_instance("conj-4.1", None, kind="conjecture", status="refuted")["reason"]
     cert = K.certify_instance("thm-4.1", {"wk": [[1.0]]})
     assert cert["status"] == "not applicable" and "lacks" in cert["reason"]
 
@@ -316,3 +317,41 @@ def test_certify_an_existing_json_report(tmp_path, capsys):
     assert [c["certificate"]["status"] for c in certified["checks"]] == ["proven", "not applicable", "not applicable"]
     assert "thm-4.1" in capsys.readouterr().out
     assert K.main([str(tmp_path / "missing.json")]) == 2
+
+
+def _fake_results(*_, **__):
+    from verification.registry import CheckResult
+
+    yield CheckResult(id="thm-4.1", kind="theorem", status="holds", cases=1, worst=0.6, worst_label="ratio",
+                      worst_case=shift_instance(attained=True))
+    yield CheckResult(id="thm-3.2", kind="theorem", status="holds", cases=1, worst=0.1, worst_label="ratio")
+
+
+def test_cli_certify_adds_certificates(tmp_path, monkeypatch, capsys):
+    from verification import cli, runner
+
+    monkeypatch.setattr(runner, "iter_checks", _fake_results)
+    path, md = tmp_path / "r.json", tmp_path / "r.md"
+    status = cli.main(["verify", "--only", "thm-4.1", "--no-progress", "--certify", "--json", str(path),
+                       "--markdown", str(md)])
+    assert status == 0
+    out = capsys.readouterr()
+    assert "certificate" in out.out.splitlines()[0] and "proven (64 bits)" in out.out
+    assert "certificates:" in out.err
+    checks = json.loads(path.read_text())["checks"]
+    assert checks[0]["certificate"]["status"] == "proven" and checks[1]["certificate"]["status"] == "not applicable"
+    assert "| certificate |" in md.read_text()
+
+
+def test_cli_certify_without_python_flint_stops_before_running(monkeypatch, capsys):
+    import sys
+
+    from verification import cli, runner
+
+    def must_not_run(*_, **__):
+        raise AssertionError("a check ran although --certify cannot work")
+
+    monkeypatch.setattr(runner, "iter_checks", must_not_run)
+    monkeypatch.setitem(sys.modules, "flint", None)  # `import flint` now raises ImportError
+    assert cli.main(["verify", "--profile", "smoke", "--certify"]) == 2
+    assert "pip install 'iclkd-jax[certify]'" in capsys.readouterr().err
