@@ -9,6 +9,7 @@ statement of THEOREMS.md it implements.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -313,13 +314,20 @@ def gram(kind: str, x, y, **params):
     return sign * np.exp(log_abs)
 
 
-def log_weighted_sum(weights, sign, log_abs):
-    """``sum_ij w_ij s_ij exp(l_ij)`` as ``(sign, log|.|, condition)`` over the last two axes.
+class LogSum(NamedTuple):
+    """A double sum in log space: ``sign * exp(log_abs)``; ``condition = sum|terms| / |sum|`` (the relative
+    round-off is about ``condition * eps``; inf when the sum cancels to 0); ``log_terms = log sum|terms|``
+    (the scale of its absolute round-off)."""
 
-    The largest ``l_ij`` with a nonzero weight is factored out first; ``condition =
-    sum|terms| / |sum terms|`` (the relative round-off is about ``condition * eps``; inf when the
-    sum cancels to 0).
-    """
+    sign: np.ndarray
+    log_abs: np.ndarray
+    condition: np.ndarray
+    log_terms: np.ndarray
+
+
+def log_weighted_sum(weights, sign, log_abs) -> LogSum:
+    """``sum_ij w_ij s_ij exp(l_ij)`` over the last two axes, the largest ``l_ij`` with a nonzero weight
+    factored out first."""
     weights, sign, log_abs = _f64(weights, sign, log_abs)
     live = (weights != 0) & (sign != 0) & np.isfinite(log_abs)
     masked = np.where(live, log_abs, -np.inf)
@@ -331,7 +339,8 @@ def log_weighted_sum(weights, sign, log_abs):
     with np.errstate(divide="ignore", invalid="ignore"):
         log_total = np.log(np.abs(total)) + shift[..., 0, 0]
         condition = np.where(total != 0, absolute / np.abs(total), np.where(absolute == 0, 1.0, np.inf))
-    return np.sign(total), log_total, condition
+        log_terms = np.log(absolute) + shift[..., 0, 0]
+    return LogSum(np.sign(total), log_total, condition, log_terms)
 
 
 def mmd2_weights(n: int, m: int, estimator: str = "biased") -> np.ndarray:
@@ -353,8 +362,8 @@ def mmd2_weights(n: int, m: int, estimator: str = "biased") -> np.ndarray:
     return w
 
 
-def log_mmd2(x, y, kind: str, *, estimator: str = "biased", **params):
-    """``MMD_k^2(x, y)`` as ``(sign, log|.|, condition)``: the double sum over the pooled sample."""
+def log_mmd2(x, y, kind: str, *, estimator: str = "biased", **params) -> LogSum:
+    """``MMD_k^2(x, y)`` as a :class:`LogSum`: the double sum over the pooled sample."""
     x, y = _f64(x, y)
     z = np.concatenate([x, y], axis=-2)
     sign, log_abs = log_gram(kind, z, z, **params)
@@ -363,8 +372,8 @@ def log_mmd2(x, y, kind: str, *, estimator: str = "biased", **params):
 
 def mmd2(x, y, kind: str, *, estimator: str = "biased", **params):
     """``MMD_k^2(x, y)`` (V or U statistic) for a kernel of :func:`log_gram`; may overflow (see :func:`log_mmd2`)."""
-    sign, log_abs, _ = log_mmd2(x, y, kind, estimator=estimator, **params)
-    return sign * np.exp(log_abs)
+    total = log_mmd2(x, y, kind, estimator=estimator, **params)
+    return total.sign * np.exp(total.log_abs)
 
 
 def median_bandwidth(x, y=None) -> float:
@@ -383,19 +392,19 @@ def smallest_singular_value(matrix):
     return np.linalg.svd(np.asarray(matrix, np.float64), compute_uv=False)[..., -1]
 
 
-def log_hs_norm2(coef, values, keys, log_scale):
-    """``log ||W||_HS^2`` of ``W = exp(log_scale) sum_i c_i v_i ⊗ phi(k_i)`` with its condition.
+def log_hs_norm2(coef, values, keys, log_scale) -> LogSum:
+    """``||W||_HS^2`` of ``W = exp(log_scale) sum_i c_i v_i ⊗ phi(k_i)`` as a :class:`LogSum`.
 
     The explicit double sum ``sum_ij c_i c_j <v_i, v_j> exp(k_i . k_j)`` (THEOREMS.md, "Weights as
-    operators"); returns ``(log ||W||^2, condition)``, ``-inf`` for a zero (or round-off negative) sum.
+    operators"), the scale ``exp(2 log_scale)`` included in ``log_abs`` and ``log_terms``.
     """
     coef, values, keys, log_scale = _f64(coef, values, keys, log_scale)
     inner = np.einsum("...ia,...ja->...ij", values, values)
     logits = np.einsum("...ik,...jk->...ij", keys, keys)
     with np.errstate(divide="ignore"):
-        sign, log_abs, condition = log_weighted_sum(coef[..., :, None] * coef[..., None, :], np.sign(inner),
-                                                    np.log(np.abs(inner)) + logits)
-    return np.where(sign > 0, log_abs + 2.0 * log_scale, -np.inf), condition
+        total = log_weighted_sum(coef[..., :, None] * coef[..., None, :], np.sign(inner),
+                                 np.log(np.abs(inner)) + logits)
+    return LogSum(total.sign, total.log_abs + 2.0 * log_scale, total.condition, total.log_terms + 2.0 * log_scale)
 
 
 def weight_difference(wk, wv, target, prompt, log_eta):

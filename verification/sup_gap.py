@@ -26,6 +26,9 @@ from scipy import stats
 
 import iclkd_jax as ik
 from iclkd_jax import distributions as dists
+from verification.keys import fast_key
+
+__all__ = ["fast_key"]  # re-exported: conj-3.2 and the tightness cells derive their keys with it
 
 DELTA = 0.05
 CONFIDENCE = 0.99
@@ -150,18 +153,6 @@ def _chunk_moments(tokens, wk, wv):
 
 
 _SAMPLERS: dict = {}
-
-
-def fast_key(key, *path: int):
-    """An ``rbg`` key derived from ``key`` folded with ``path`` (deterministic in the seed and the path).
-
-    XLA's RngBitGenerator compiles in ~0.1 s whatever the draw size, where threefry's counter arrays of
-    10^4-10^5 elements take seconds to compile on CPU; the check draws tens of thousands of tokens.
-    """
-    for p in path:
-        key = jax.random.fold_in(key, p)
-    data = np.asarray(jax.random.key_data(key)).ravel()
-    return jax.random.key((int(data[0]) << 31) ^ int(data[-1]), impl="rbg")
 
 
 def sample_tokens(dist: dists.Distribution, key, count: int):

@@ -93,15 +93,18 @@ def test_batched_mmd_equals_one_at_a_time_and_is_finite_past_overflow():
     x, y, wk = RNG.normal(size=(5, 3, 2)), RNG.normal(size=(5, 4, 2)), RNG.normal(size=(5, 2, 2))
     batched = ref.mmd2(x, y, "product", wk=wk)
     assert batched == pytest.approx([ref.mmd2(x[i], y[i], "product", wk=wk[i]) for i in range(5)], rel=1e-14)
-    sign, log_abs, _ = ref.log_mmd2(x[0], y[0], "product", wk=60.0 * wk[0])  # logits of several thousand
-    assert sign == 1 and np.isfinite(log_abs) and log_abs > 709
+    total = ref.log_mmd2(x[0], y[0], "product", wk=60.0 * wk[0])  # logits of several thousand
+    assert total.sign == 1 and np.isfinite(total.log_abs) and total.log_abs > 709
+    assert total.log_terms >= total.log_abs and total.condition >= 1
 
 
 def test_hs_norm_of_the_weight_difference_is_the_double_sum():
     wk, wv = RNG.normal(size=(2, 3)), RNG.normal(size=(2, 3))
     target, prompt, log_eta = RNG.normal(size=(4, 3)), RNG.normal(size=(2, 3)), -0.3
     coef, values, keys, log_scale = ref.weight_difference(wk, wv, target, prompt, log_eta)
-    log_hs, condition = ref.log_hs_norm2(coef, values, keys, log_scale)
+    hs = ref.log_hs_norm2(coef, values, keys, log_scale)
+    log_hs, condition = hs.log_abs, hs.condition
+    assert hs.sign == 1
     rows = list(prompt) + list(target)
     c = [1 / 2] * 2 + [-1 / 4] * 4
     direct = sum(c[i] * c[j] * (wv @ rows[i]) @ (wv @ rows[j]) * math.exp((wk @ rows[i]) @ (wk @ rows[j]))

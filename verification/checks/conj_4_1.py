@@ -35,9 +35,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 import iclkd_jax as ik
+from verification.reference import operator_norm
 from verification.registry import Check, RunContext, register
 from verification.search import explore
-from verification.shift_cases import operator_norm
 from verification.strategies import standard_normal_pool
 from verification.tolerances import eps
 
