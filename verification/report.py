@@ -13,7 +13,9 @@ import numpy as np
 from verification.outputs import jsonable
 from verification.registry import CheckResult
 
-TIMING_FIELDS = ("elapsed_s", "total_elapsed_s")
+#: fields that measure time (anywhere in a report, figures included): the only fields that may differ between two
+#: runs with the same seed. A check's summary is compared too, so it carries no timings.
+TIMING_FIELDS = ("elapsed_s", "total_elapsed_s", "cases_per_second")
 
 
 def environment() -> dict[str, Any]:

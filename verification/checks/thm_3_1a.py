@@ -135,7 +135,7 @@ class Theorem31a(Check):
                              "(checks/_attention_batch.py), two-sided, for softmax_attention, the split, the "
                              "operators and log ||W_0||_HS^2",
             figures=figures, counterexample=result.counterexample, worst_case=result.worst_case,
-            summary=(f"{result.cases} cases ({result.cases_per_second:.0f}/s): softmax_attention = W_0 phi(q) + "
+            summary=(f"{result.cases} cases: softmax_attention = W_0 phi(q) + "
                      f"ΔW phi(q) = reference to {fmt(figures['max_error_float64'])} (f64) / "
                      f"{fmt(figures['max_error_float32'])} (f32) relative to max|v|, logits up to "
                      f"{figures['max_logit']:.3g}; {result.violations} outside tolerance"))
