@@ -142,7 +142,7 @@ def centred_ball(key, rows: int, dim, radius, width: int):
     return radius * jax.random.uniform(rad_key, (rows, 1), jnp.float64) ** (1.0 / dim) * g
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gap_fn(rows: int):
     """Per draw: the exact sup gap of thm-3.2 on ``n`` uniform-ball tokens (the first ``n`` of ``rows``)."""
     base = _base32()
@@ -217,7 +217,7 @@ def _family(spec, t):
     return base, dists.shift_family(base, direction, t)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shift_fn(family: str, d: int, n: int, bandwidths: tuple):
     """Per draw: coupled samples of 𝒟 and 𝒬_t (one key), ΔW, MMD_k, predictions and KD risks."""
     def one(key, t, wk, wv, log_eta, log_mv, log_t_bound, log_c_bound):
@@ -326,7 +326,7 @@ def predicted_rms(kind: str, u, z, m: int) -> float | None:
     return math.sqrt(float(per_feature_variance(kind, np.asarray(u), np.asarray(z))) / m)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _feature_fn(kind: str, m: int, dk: int):
     def one(key, u, z):
         if kind == "trig":

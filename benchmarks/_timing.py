@@ -8,7 +8,8 @@ to the references, so their ratios are comparable even on a loaded machine.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -61,7 +62,7 @@ def machine_rates(*, matmul_size: int = 1536, exp_count: int = 1 << 24, stream_b
     total = jax.jit(jnp.sum)
     jax.block_until_ready(total(big))
     t_read = best_time(lambda: total(big), repeats=3, budget_s=3.0)
-    del big
+    big = None  # free the buffer (a `del` would leave the lambda's name undefined)
     for dtype in rates:
         rates[dtype]["read_bytes_per_s"] = stream_bytes / t_read
     return rates

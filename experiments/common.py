@@ -10,15 +10,16 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import stats as sps
 
-from experiments.data import DTYPE, Prompts, TaskConfig, flatten_queries
+from experiments.data import Prompts, TaskConfig, flatten_queries
 from experiments.training import TrainConfig, Trained, get_or_train
 from iclkd_jax.attention import kd_decomposition
 from iclkd_jax.models import ModelConfig, attention_weights, make_tokens, predict

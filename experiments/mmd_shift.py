@@ -109,7 +109,6 @@ def run(opts: C.Options, trained=None) -> C.Result:
     bandwidth = median_bandwidth(ref_x)
     wk0 = np.asarray(attention_weights(trained.params, 0, 0).wk, np.float64)
     rows, all_mmd, all_err = [], [], []
-    thm_rows = []
     for i, t in enumerate(ts):
         q_dist = shift_family(target, direction, float(t))
         key = jax.random.fold_in(root, 1000 + i)

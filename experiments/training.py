@@ -51,7 +51,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         d = dict(d)
         return cls(model=ModelConfig(**d.pop("model")), task=TaskConfig(**d.pop("task")), **d)
 

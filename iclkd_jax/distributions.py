@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -60,7 +60,7 @@ class Distribution:
     center: tuple[float, ...]
     scale: float = 1.0
     truncation: float | None = None
-    components: tuple["Distribution", ...] = ()
+    components: tuple[Distribution, ...] = ()
     weights: tuple[float, ...] = ()
     df: float | None = None
 
@@ -109,7 +109,7 @@ class Distribution:
         dtype = dtype or jnp.result_type(float)
         return _sample(self, key, n, dtype)
 
-    def shifted(self, shift: Sequence[float] | np.ndarray) -> "Distribution":
+    def shifted(self, shift: Sequence[float] | np.ndarray) -> Distribution:
         """The same law translated by ``shift`` (every component of a mixture alike)."""
         shift = np.asarray(shift, dtype=np.float64)
         if shift.shape != (self.dim,):
@@ -133,7 +133,7 @@ class Distribution:
             raise ValueError(f"{self.name} has no mean (df = {self.df:g} <= 1)")
         return np.asarray(self.center, dtype=np.float64)
 
-    def scaled(self, factor: float, about=None) -> "Distribution":
+    def scaled(self, factor: float, about=None) -> Distribution:
         """The law of ``about + factor (x - about)`` (default ``about = mean``): same mean, covariance × factor².
 
         Every component of a mixture is scaled alike (centre and spread), so the

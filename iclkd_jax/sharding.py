@@ -28,7 +28,8 @@ each process materialises only its own shards (``jax.make_array_from_callback``)
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -479,16 +479,6 @@ def ball_maximum(a, b, radius, *, iterations: int = 200):
     return mu * radius**2 + terms(mu, 1), mu
 
 
-def taylor_features(u, order: int):
-    """``phi_p(u) = (u^{⊗n} / sqrt(n!))_{n <= p}``, each block the row-major flattening of the tensor power."""
-    u = np.asarray(u, np.float64)
-    blocks, power = [np.ones(u.shape[:-1] + (1,))], np.ones(u.shape[:-1] + (1,))
-    for n in range(1, order + 1):
-        power = (power[..., :, None] * u[..., None, :]).reshape(u.shape[:-1] + (-1,))
-        blocks.append(power / np.sqrt(math.factorial(n)))
-    return np.concatenate(blocks, axis=-1)
-
-
 def kd_moments(features, targets, weights):
     """``(E phi phi^T, E t phi^T, E||t||^2)`` under row weights summing to 1 (Theorem 3.2's quadratic form)."""
     features, targets, weights = _f64(features, targets, weights)

@@ -82,7 +82,7 @@ class AttentionCase:
         return dataclasses.asdict(self)
 
 
-def _case(seed, shape, scale, dtype) -> "AttentionCase":
+def _case(seed, shape, scale, dtype) -> AttentionCase:
     return AttentionCase(seed, *shape, scale=scale, dtype=dtype)
 
 

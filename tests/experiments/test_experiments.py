@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import cli, common as C, training
+from experiments import cli, training
+from experiments import common as C
 from experiments.data import TaskConfig, sample_prompts
 from experiments.selection import greedy_mmd
 from iclkd_jax import softmax_attention

@@ -3,14 +3,14 @@
 import chex
 import jax
 import jax.numpy as jnp
+import np_reference as ref
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kd_problems import problem as kd_problem
 
 import iclkd_jax as ik
-import np_reference as ref
-from kd_problems import problem as kd_problem
 
 EPS64 = float(np.finfo(np.float64).eps)
 D, DK, DV = 4, 3, 2          # one small shape pool keeps compilation bounded

@@ -2,12 +2,12 @@
 
 import jax
 import jax.numpy as jnp
+import np_reference as ref
 import numpy as np
 import pytest
+from kd_problems import DK, DV, problem
 
 import iclkd_jax as ik
-import np_reference as ref
-from kd_problems import DK, DV, problem
 
 EPS64 = float(np.finfo(np.float64).eps)
 

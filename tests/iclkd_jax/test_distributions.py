@@ -1,12 +1,10 @@
 """Token distributions: exact support bounds, determinism, refusing unbounded laws."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from iclkd_jax import distributions as dist
-
 
 BOUNDED = [dist.uniform_ball(3, radius=0.7, center=[1.0, 0.0, 0.0]), dist.sphere(3, radius=1.2),
            dist.truncated_gaussian(3, std=1.0, truncation=1.5),

@@ -5,13 +5,13 @@ import math
 
 import jax
 import jax.numpy as jnp
+import np_reference as ref
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import iclkd_jax as ik
-import np_reference as ref
 
 DK = 4
 U = jnp.array([[0.5, -0.3, 0.2, 0.35]])          # |u| ≈ 0.71

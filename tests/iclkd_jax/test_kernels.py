@@ -2,13 +2,13 @@
 
 import jax
 import jax.numpy as jnp
+import np_reference as ref
 import numpy as np
 import pytest
 from scipy.spatial.distance import pdist
 from sklearn.metrics import pairwise
 
 import iclkd_jax as ik
-import np_reference as ref
 
 EPS32 = float(np.finfo(np.float32).eps)
 

@@ -2,11 +2,11 @@
 
 import jax
 import jax.numpy as jnp
+import np_reference as ref
 import numpy as np
 import pytest
 
 import iclkd_jax as ik
-import np_reference as ref
 
 EPS64 = float(np.finfo(np.float64).eps)
 WK = jax.random.normal(jax.random.key(11), (2, 3)) * 0.5

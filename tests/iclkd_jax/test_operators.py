@@ -5,14 +5,14 @@ import math
 import chex
 import jax
 import jax.numpy as jnp
+import np_reference as ref
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kd_problems import DK, DV, problem
 
 import iclkd_jax as ik
-import np_reference as ref
-from kd_problems import DK, DV, problem
 
 EPS64 = float(np.finfo(np.float64).eps)
 
