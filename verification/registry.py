@@ -16,33 +16,39 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 if TYPE_CHECKING:
     import jax
 
-KINDS = ("theorem", "lemma", "conjecture")
+Kind = Literal["theorem", "lemma", "conjecture"]
 #: ``error``: the check raised (its exception summary is in ``summary``); ``iclkd verify`` exits 3.
-STATUSES = ("holds", "violated", "refuted", "survives", "inconclusive", "error")
+Status = Literal["holds", "violated", "refuted", "survives", "inconclusive", "error"]
+ProfileName = Literal["smoke", "quick", "default", "thorough"]
+KINDS: tuple[str, ...] = get_args(Kind)
+STATUSES: tuple[str, ...] = get_args(Status)
 
 
 @dataclasses.dataclass(frozen=True)
 class Profile:
     """How hard to look. ``scale`` multiplies case counts; ``examples`` is Hypothesis' ``max_examples``."""
 
-    name: str
+    name: ProfileName
     scale: int
     examples: int
     draws: int  # independent draws for probabilistic statements (Theorem 3.2)
 
 
-PROFILES = {
+PROFILES: dict[ProfileName, Profile] = {
     # "smoke" is for the test suite's mutant runs: enough cases to catch a bug, few compilations
     "smoke": Profile("smoke", scale=1, examples=4, draws=100),
     "quick": Profile("quick", scale=1, examples=12, draws=200),
     "default": Profile("default", scale=4, examples=40, draws=1000),
     "thorough": Profile("thorough", scale=16, examples=200, draws=4000),
 }
+
+
+assert set(PROFILES) == set(get_args(ProfileName)), "PROFILES and ProfileName must name the same profiles"
 
 
 @dataclasses.dataclass
@@ -91,8 +97,8 @@ class CheckResult:
     """
 
     id: str
-    kind: str
-    status: str
+    kind: Kind
+    status: Status
     cases: int
     worst: float | None
     worst_label: str
@@ -126,7 +132,7 @@ class Check:
     """
 
     id: ClassVar[str]
-    kind: ClassVar[str]
+    kind: ClassVar[Kind]
     title: ClassVar[str]
     mutants: ClassVar[dict[str, str]] = {}
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import jax
 
-from verification.registry import PROFILES, CheckResult, RunContext, all_checks
+from verification.registry import PROFILES, CheckResult, ProfileName, RunContext, all_checks
 
 
 def _progress(items, enabled: bool, desc: str):
@@ -20,13 +20,15 @@ def _progress(items, enabled: bool, desc: str):
     return tqdm(items, desc=desc, unit="check", leave=False)
 
 
-def run_check(check_id: str, *, profile: str = "quick", seed: int = 0, mutant: str | None = None,
+def run_check(check_id: str, *, profile: ProfileName = "quick", seed: int = 0, mutant: str | None = None,
               shrink: bool = True) -> CheckResult:
     """Runs one check; an exception inside a check is reported as status ``error`` with its summary."""
     checks = all_checks()
     if check_id not in checks:
         raise ValueError(f"unknown check id {check_id!r}; known: {', '.join(checks)}")
     cls = checks[check_id]
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
     if mutant is not None and mutant not in cls.mutants:
         raise ValueError(f"check {check_id} has no mutant {mutant!r}; it has {sorted(cls.mutants)}")
     ctx = RunContext(PROFILES[profile], seed, check_id, mutant, shrink)
@@ -54,7 +56,7 @@ def guarded(run: Callable[[], CheckResult], *, check_id: str, kind: str, seed: i
     return result
 
 
-def iter_checks(ids: Iterable[str] | None = None, *, profile: str = "quick", seed: int = 0,
+def iter_checks(ids: Iterable[str] | None = None, *, profile: ProfileName = "quick", seed: int = 0,
                 progress: bool = False) -> Iterator[CheckResult]:
     """Runs the selected checks (all by default; repeated ids once), yielding each result as it finishes."""
     checks = all_checks()
@@ -66,7 +68,7 @@ def iter_checks(ids: Iterable[str] | None = None, *, profile: str = "quick", see
         yield run_check(i, profile=profile, seed=seed)
 
 
-def run_checks(ids: Iterable[str] | None = None, *, profile: str = "quick", seed: int = 0,
+def run_checks(ids: Iterable[str] | None = None, *, profile: ProfileName = "quick", seed: int = 0,
                progress: bool = False) -> list[CheckResult]:
     """The results of :func:`iter_checks` as a list."""
     return list(iter_checks(ids, profile=profile, seed=seed, progress=progress))
@@ -90,13 +92,13 @@ def mutant_caught(kind: str, baseline_status: str, mutant_status: str) -> bool:
     return mutant_status != baseline_status and mutant_status not in ("inconclusive", "error")
 
 
-def self_test(ids: Iterable[str] | None = None, *, profile: str = "quick", seed: int = 0,
+def self_test(ids: Iterable[str] | None = None, *, profile: ProfileName = "quick", seed: int = 0,
               progress: bool = False) -> list[MutantOutcome]:
     """Runs every registered mutant of the selected checks; see :func:`mutant_caught`."""
     return list(iter_self_test(ids, profile=profile, seed=seed, progress=progress))
 
 
-def iter_self_test(ids: Iterable[str] | None = None, *, profile: str = "quick", seed: int = 0,
+def iter_self_test(ids: Iterable[str] | None = None, *, profile: ProfileName = "quick", seed: int = 0,
                    progress: bool = False) -> Iterator[MutantOutcome]:
     """:func:`self_test`, yielding each mutant's outcome as it finishes."""
     checks = all_checks()
