@@ -277,6 +277,8 @@ def _commands() -> dict[str, Command | Group]:
         "bench": Group("benchmarks: " + ", ".join(BENCHMARKS), BENCHMARKS, metavar="BENCHMARK",
                        description="Benchmarks of the library and the bounds; each has its own --help."),
         "experiment": EXPERIMENT_GROUP,
+        "launch": Command("run an iclkd command as N local processes with jax.distributed (docs/distributed.md)",
+                          "verification.distributed:Launch"),
     }
 
 
@@ -293,6 +295,14 @@ def main(argv: list[str] | None = None) -> int:
     """The ``iclkd`` entry point; returns the exit status (module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     description = __doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1]
+    if argv[:1] != ["launch"]:  # one of several processes? initialise before any JAX backend use
+        from verification import distributed
+
+        try:
+            distributed.initialize()
+        except distributed.DistributedConfigError as err:
+            print(f"iclkd: {err}", file=sys.stderr)
+            return ExitStatus.USAGE
     return run_registry("iclkd", description, COMMANDS, argv, prepare=_prepare)
 
 

@@ -29,6 +29,7 @@ that into a one-line message and exit status :data:`EXIT_LAUNCH_FAILED`.
 
 from __future__ import annotations
 
+import argparse
 import os
 import pickle
 import re
@@ -123,11 +124,16 @@ def _bind_gloo_to_loopback() -> None:
     xla_bridge._jax.make_gloo_tcp_collectives = wrapped
 
 
+#: this process's index once :func:`initialize` has set up a multi-process run (None: one process)
+_initialized_index: int | None = None
+
+
 def initialize(env: dict[str, str] | None = None) -> bool:
     """Initialises ``jax.distributed`` when the environment asks for it; True if it did.
 
     Call it before anything touches a JAX backend (the ``iclkd`` entry point does).
     """
+    global _initialized_index
     kwargs = requested(env)
     if kwargs is None:
         return False
@@ -136,7 +142,17 @@ def initialize(env: dict[str, str] | None = None) -> bool:
     if (os.environ if env is None else env).get(ENV_LOOPBACK) == "1":
         _bind_gloo_to_loopback()
     jax.distributed.initialize(**kwargs)
+    _initialized_index = jax.process_index()
     return True
+
+
+def is_writer() -> bool:
+    """False only in the processes other than 0 of a run set up by :func:`initialize`.
+
+    :mod:`verification.outputs` asks it before renaming a finished file into place, so that process 0
+    alone writes reports, CSVs, plots and checkpoints (without importing JAX in a one-process run).
+    """
+    return _initialized_index in (None, 0)
 
 
 def process_index() -> int:
@@ -352,3 +368,37 @@ def _watch(procs: dict[int, subprocess.Popen], logs: dict[int, str], num_process
             print(f"iclkd launch: {reason}{': ' + detail if detail else ''}", file=sys.stderr, flush=True)
             return EXIT_LAUNCH_FAILED
         time.sleep(poll_s)
+
+
+class Launch:
+    """Run an iclkd command as N local processes on loopback (jax.distributed; docs/distributed.md).
+
+    ``iclkd launch -n 2 -- verify --profile quick --json r.json`` gives the same report as the
+    one-process run (timing fields aside). Process 0's output is shown and it alone writes files.
+    Exit status: process 0's (0, 1, 2, 3 or 130, as for the command itself), or 4 when a process
+    died or a peer never started (one line says which and why; the others are stopped).
+    """
+
+    @staticmethod
+    def add_arguments(parser) -> None:
+        from verification.command import positive_int
+
+        parser.add_argument("-n", "--processes", type=positive_int, required=True, metavar="N",
+                            help="number of local processes (each uses this machine's CPU devices)")
+        parser.add_argument("--init-timeout", type=positive_int, default=DEFAULT_INIT_TIMEOUT_S, metavar="S",
+                            help="seconds a process waits for its peers to connect (default %(default)s)")
+        parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
+                            help="the iclkd command and its arguments, after --")
+
+    @staticmethod
+    def run(args) -> int:
+        from verification.command import CommandError
+
+        command = list(args.command)
+        if command[:1] == ["--"]:
+            command = command[1:]
+        if not command:
+            raise CommandError("give the command to run after --, e.g. iclkd launch -n 2 -- verify --profile quick")
+        if command[0] == "launch":
+            raise CommandError("launch cannot launch itself")
+        return launch(args.processes, command, init_timeout_s=args.init_timeout)

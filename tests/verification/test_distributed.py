@@ -75,3 +75,50 @@ def test_a_peer_that_never_starts_is_a_clear_error_not_a_hang(capfd):
     lines = [line for line in err.splitlines() if line.startswith("iclkd launch:")]
     assert len(lines) == 1 and "process(es) 1 never started" in lines[0], err
     assert "Check failure stack trace" not in err  # the abort is summarised, not dumped
+
+
+def _strip_timing(value):
+    from verification.report import TIMING_FIELDS
+
+    if isinstance(value, dict):
+        return {k: _strip_timing(v) for k, v in value.items() if k not in TIMING_FIELDS}
+    if isinstance(value, list):
+        return [_strip_timing(v) for v in value]
+    return value
+
+
+def test_two_process_verify_gives_the_one_process_report(tmp_path, capfd):
+    import json
+    import subprocess
+    import sys
+
+    args = ["verify", "--profile", "smoke", "--only", "lemma-eta", "thm-linear", "--no-progress"]
+    one = subprocess.run([sys.executable, "-m", "verification", *args, "--json", str(tmp_path / "one.json")],
+                         env=_env(), capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    status = D.launch(2, [*args, "--json", str(tmp_path / "two.json")], env=_env(), init_timeout_s=120)
+    out = capfd.readouterr().out
+    assert status == 0
+    assert "lemma-eta" in out and "thm-linear" in out  # process 0's table is streamed
+    first = json.loads((tmp_path / "one.json").read_text())
+    second = json.loads((tmp_path / "two.json").read_text())
+    assert _strip_timing(first) == _strip_timing(second)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.json", "two.json"]  # no stray temporary files
+
+
+def test_launch_command_line_errors_are_one_line(capsys):
+    from verification import cli
+
+    assert cli.main(["launch", "-n", "2"]) == 2
+    assert "give the command to run after --" in capsys.readouterr().err
+    assert cli.main(["launch", "-n", "0", "--", "verify"]) == 2
+    assert cli.main(["launch", "-n", "2", "--", "launch", "-n", "2"]) == 2
+
+
+def test_malformed_environment_exits_2(monkeypatch, capsys):
+    from verification import cli
+
+    monkeypatch.setenv(D.ENV_COORDINATOR, "127.0.0.1:1")
+    assert cli.main(["verify", "--list"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ICLKD_NUM_PROCESSES" in err
