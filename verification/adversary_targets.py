@@ -29,6 +29,7 @@ Targets:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -37,12 +38,18 @@ import jax.numpy as jnp
 import numpy as np
 
 import iclkd_jax as ik
+from verification import reference, sup_gap
 from verification.adversary import (
     SearchTarget,
     project_rows_to_ball,
     project_to_ball,
     project_to_box,
+    project_to_spectral_ball,
+    simplex,
 )
+from verification.checks.thm_4_2 import shift_bounds
+from verification.feature_variance import per_feature_variance
+from verification.shift_cases import weight_shift
 
 TINY = 1e-300
 
@@ -135,9 +142,23 @@ def _shift_project(p):
     return out
 
 
-def thm_4_1(shape=SHAPE_41) -> list[SearchTarget]:
-    from verification.checks.thm_4_1 import weight_shift
+def _reference_ratio_41(q) -> float:
+    """Theorem 4.1's ratio from the independent NumPy reference (verification/reference.py)."""
+    log_hs2, _ = reference.log_hs_norm2(*reference.weight_difference(q["wk"], q["wv"], q["target"], q["prompt"],
+                                                                     math.log(0.5)))
+    sign, log_mmd2, _ = reference.log_mmd2(q["target"], q["prompt"], "product", wk=q["wk"])
+    if sign <= 0:
+        return math.inf
+    return math.exp(0.5 * float(log_hs2) - math.log(float(reference.operator_norm(q["wv"]))) - 0.5 * float(log_mmd2))
 
+
+def _relative(a: float, b: float) -> float:
+    if a == b:
+        return 0.0
+    return abs(a - b) / max(abs(a), abs(b)) if math.isfinite(a) and math.isfinite(b) else math.inf
+
+
+def thm_4_1(shape=SHAPE_41) -> list[SearchTarget]:
     def log_ratio(p):
         log_dw, log_mmd = _log_dw_and_mmd(p)
         return log_dw - log_mmd - _log_op_norm(p["wv"])
@@ -146,9 +167,11 @@ def thm_4_1(shape=SHAPE_41) -> list[SearchTarget]:
         q = _np(p)
         m = weight_shift(_weights(q), jnp.asarray(q["target"]), jnp.asarray(q["prompt"]), math.log(0.5))
         s = np.linalg.svd(q["wv"], compute_uv=False)
-        return {"ratio": m["ratio"], "tolerance": m["tolerance"], "ratio_normalised": m["ratio_normalised"],
-                "wv_singular_values": s.tolist(), "wv_condition": float(s[0] / s[-1]),
-                "max_logit": m["max_logit"], "measured_by": "verification.checks.thm_4_1.weight_shift"}
+        ref = _reference_ratio_41(q)
+        return {"ratio": m.ratio, "tolerance": m.tolerance, "reference_ratio": ref,
+                "reference_agreement": _relative(m.ratio, ref), "mmd_tilde": m.mmd_tilde,
+                "wv_singular_values": s.tolist(), "max_logit": m.max_logit,
+                "measured_by": "verification.shift_cases.weight_shift"}
 
     return [SearchTarget(
         name="thm-4.1", description="||ΔW||_HS / (2 eta ||W^V||_op MMD_k) over W^K, W^V, 𝒟, 𝒬 (tokens in a ball)",
@@ -238,52 +261,79 @@ def _frontier_log_ratio(p):
     return _log(risk_ratio(parts)) - _log(frontier)
 
 
-def thm_4_2(shape=SHAPE_42) -> list[SearchTarget]:
-    from verification.checks.thm_4_2 import shift_bounds
+def reference_42(q, queries, ref_tokens, log_eta: float) -> dict:
+    """Theorem 4.2 from the independent NumPy reference: prediction ratio (end of the chain) at the worst query,
+    risk ratio (first inequality) on ``ref_tokens``, and ``T``, ``C``, ``B``, ``||ΔW||``."""
+    wk, wv, target, prompt = q["wk"], q["wv"], q["target"], q["prompt"]
+    log_hs2, _ = reference.log_hs_norm2(*reference.weight_difference(wk, wv, target, prompt, log_eta))
+    dw = math.exp(0.5 * float(log_hs2))
+    sign, log_mmd2, _ = reference.log_mmd2(target, prompt, "product", wk=wk)
+    mmd = math.exp(0.5 * float(log_mmd2)) if sign > 0 else 0.0
+    shift = (reference.distilled_prediction(wk, wv, prompt, log_eta, queries)
+             - reference.distilled_prediction(wk, wv, target, log_eta, queries))
+    qk = queries @ wk.T
+    pred_bound = 2.0 * math.exp(log_eta) * float(reference.operator_norm(wv)) * mmd * np.exp(0.5 * np.sum(qk * qk, 1))
+    rk = ref_tokens @ wk.T
+    big_t = float(np.max(np.linalg.norm(ref_tokens @ wv.T, axis=1)))
+    big_c = math.exp(0.5 * float(np.max(np.sum(rk * rk, axis=1))))
 
-    def measured(q, queries, reference, log_eta):
+    def hs(tokens):
+        n = tokens.shape[0]
+        log_value, _ = reference.log_hs_norm2(np.full(n, 1.0 / n), tokens @ wv.T, tokens @ wk.T,
+                                              math.log(2.0) + log_eta)
+        return math.exp(0.5 * float(log_value))
+
+    big_b = max(hs(prompt), hs(target))
+    risk_diff = abs(float(reference.kd_risk(wk, wv, prompt, log_eta, ref_tokens))
+                    - float(reference.kd_risk(wk, wv, target, log_eta, ref_tokens)))
+    return {"prediction_ratio": float(np.max(np.linalg.norm(shift, axis=1) / pred_bound)),
+            "risk_ratio": risk_diff / (2.0 * (big_t + big_b * big_c) * big_c * dw),
+            "T": big_t, "C": big_c, "B": big_b, "norm_dw": dw}
+
+
+def thm_4_2(shape=SHAPE_42) -> list[SearchTarget]:
+    def measured(q, queries, reference_tokens, log_eta):
         return shift_bounds(_weights(q), jnp.asarray(q["target"]), jnp.asarray(q["prompt"]), jnp.asarray(queries),
-                            jnp.asarray(reference), log_eta)
+                            jnp.asarray(reference_tokens), log_eta)
 
     def remeasure_prediction(p):
         q = _np(p)
         m = measured(q, q["query"], q["target"], math.log(0.5))
         hs_chain, mmd_chain = m["prediction"]
+        ref = reference_42(q, q["query"], q["target"], math.log(0.5))["prediction_ratio"]
         return {"ratio": mmd_chain["ratio"], "tolerance": mmd_chain["tolerance"], "ratio_hs_chain": hs_chain["ratio"],
+                "reference_ratio": ref, "reference_agreement": _relative(mmd_chain["ratio"], ref),
                 "measured_by": "verification.checks.thm_4_2.shift_bounds"}
 
-    def risk_figures(q, m):
-        parts = {k: float(v) for k, v in risk_parts({k: jnp.asarray(v) for k, v in q.items()}).items()}
-        beta, delta = parts["B"] * parts["C"], parts["C"] * parts["dw"]
-        r = delta / (parts["T"] + beta)
+    def risk_figures(q):
+        log_eta = float(q["log_2eta"]) - math.log(2.0)
+        m = measured(q, q["reference"], q["reference"], log_eta)
+        ref = reference_42(q, q["reference"], q["reference"], log_eta)
+        beta, delta = ref["B"] * ref["C"], ref["C"] * ref["norm_dw"]
+        r = delta / (ref["T"] + beta)
         # the configuration at the same relative shift: delta = beta = rho T there, so r = rho / (1 + rho)
         rho = r / (1.0 - r) if r < 1 else math.inf
         hs_chain, mmd_chain = m["risk"]
         return {"ratio_hs_chain": hs_chain["ratio"], "ratio_mmd_chain": mmd_chain["ratio"],
-                "tolerance": hs_chain["tolerance"], "relative_shift_r": r, "delta_over_beta": delta / beta,
-                "frontier": float(risk_frontier(parts["T"], beta, delta)), "configuration_rho": rho,
+                "tolerance": hs_chain["tolerance"], "reference_ratio": ref["risk_ratio"],
+                "reference_agreement": _relative(hs_chain["ratio"], ref["risk_ratio"]),
+                "relative_shift_r": r, "delta_over_beta": delta / beta,
+                "frontier": float(risk_frontier(ref["T"], beta, delta)), "configuration_rho": rho,
                 "configuration_ratio_at_r": configuration_ratio(rho) if math.isfinite(rho) else 0.5,
-                "T": parts["T"], "C": parts["C"], "B": parts["B"], "norm_dw": parts["dw"],
-                "measured_by": "verification.checks.thm_4_2.shift_bounds"}
+                "T": ref["T"], "C": ref["C"], "B": ref["B"], "norm_dw": ref["norm_dw"],
+                "measured_by": "verification.checks.thm_4_2.shift_bounds (T, C, B, ||ΔW|| from verification.reference)"}
 
     def remeasure_risk(p):
-        q = _np(p)
-        m = measured(q, q["reference"], q["reference"], float(q["log_2eta"]) - math.log(2.0))
-        figures = risk_figures(q, m)
+        figures = risk_figures(_np(p))
         return {"ratio": figures["ratio_hs_chain"], **figures}
 
     def remeasure_frontier(p):
-        q = _np(p)
-        m = measured(q, q["reference"], q["reference"], float(q["log_2eta"]) - math.log(2.0))
-        figures = risk_figures(q, m)
+        figures = risk_figures(_np(p))
         return {"ratio": figures["ratio_hs_chain"] / figures["frontier"], **figures}
 
     def describe(p):
         out = _lists(p)
-        if "log_2eta" in p:
-            out["eta"] = 0.5 * math.exp(float(p["log_2eta"]))
-        else:
-            out["eta"] = 0.5
+        out["eta"] = 0.5 * math.exp(float(p["log_2eta"])) if "log_2eta" in p else 0.5
         return out
 
     prediction = SearchTarget(
@@ -308,9 +358,329 @@ def thm_4_2(shape=SHAPE_42) -> list[SearchTarget]:
     return [prediction, risk, frontier]
 
 
+# ----------------------------------------------------------------------------------------
+# Theorem 3.2 over finite-support laws
+# ----------------------------------------------------------------------------------------
+
+ATOMS = 6
+N_DEMOS = 64
+SEARCH_DRAWS = 128      # common random numbers: the same uniforms in every evaluation
+REMEASURE_DRAWS = 4000  # fresh draws for the re-measurement
+REFERENCE_DRAWS = 50    # of those, compared draw by draw with reference.sup_gap
+BALL_RANGE = (0.1, 10.0)
+
+
+def _law(p):
+    """Atoms, weights, features ``phi_p(W^K z_j)``, targets ``W^V z_j`` and the exact sups ``T``, ``C``."""
+    pi = simplex(p["logits"])
+    phi, t = sup_gap.features_targets(p["atoms"], p["wk"], p["wv"])
+    big_t = jnp.max(jnp.linalg.norm(t, axis=1))
+    big_c = jnp.max(jnp.linalg.norm(phi, axis=1))
+    return pi, phi, t, big_t, big_c
+
+
+def _bound_32(big_b, big_c, big_t, n=N_DEMOS, delta=sup_gap.DELTA):
+    s = big_t + big_b * big_c
+    return 4 * big_b * big_c * s / math.sqrt(n) + s**2 * math.sqrt(math.log(1 / delta) / (2 * n))
+
+
+def _one_gap(phi, t, pop, weights, ball):
+    """``sup_{||W|| <= B} L - L_N`` for one draw, with the envelope-theorem gradient.
+
+    The maximiser ``W* = B U*`` is found by the library's exact solver and held fixed
+    (``stop_gradient`` on ``U*``): the value is the maximum, and its gradient is Danskin's
+    (``d/dtheta max_W f(W; theta) = df/dtheta at W*``, scaled with the ball through ``B``).
+    """
+    sig, m, c = sup_gap.moments(phi, t, weights)
+    d_s, d_m, d_c = pop[0] - sig, pop[1] - m, pop[2] - c
+    lam, q = jnp.linalg.eigh(0.5 * (d_s + d_s.T))
+    beta = (d_m @ q).reshape(-1)
+    sol = ik.max_quadratic_in_eigenbasis(jnp.tile(lam, d_m.shape[0]), beta, ball)
+    unit = jax.lax.stop_gradient(sol.coordinates.reshape(d_m.shape) @ q.T / ball)
+    w = ball * unit
+    return d_c + jnp.sum((w @ d_s) * w) - 2.0 * jnp.sum(w * d_m)
+
+
+def thm_3_2(atoms=ATOMS, n=N_DEMOS, draws=SEARCH_DRAWS) -> list[SearchTarget]:
+    d, dk, dv = sup_gap.TOKEN_DIM, sup_gap.KEY_DIM, sup_gap.VALUE_DIM
+    draw_key = jax.random.key(32)   # fixed: every evaluation sees the same uniforms
+
+    def init(key):
+        ks = jax.random.split(key, 5)
+        return {"atoms": _normal(ks[0], (atoms, d), 1.0 / math.sqrt(d)), "logits": _normal(ks[1], (atoms,)),
+                "wk": _normal(ks[2], (dk, d), 1.0 / math.sqrt(d)), "wv": _normal(ks[3], (dv, d), 1.0 / math.sqrt(d)),
+                "log_b": jax.random.uniform(ks[4], (), jnp.float64, -1.0, 1.0)}
+
+    def project(p):
+        return {"atoms": project_rows_to_ball(p["atoms"], 1.0), "logits": project_to_box(p["logits"], -8.0, 8.0),
+                "wk": project_to_spectral_ball(p["wk"], 1.0), "wv": project_to_spectral_ball(p["wv"], 1.0),
+                "log_b": project_to_box(p["log_b"], math.log(BALL_RANGE[0]), math.log(BALL_RANGE[1]))}
+
+    def objective(p):
+        """``E[G_N] / bound``, E over ``draws`` multinomial samples, with the score-function term for the weights.
+
+        The samples are Gumbel-max draws from fixed uniforms (piecewise constant in the weights), so the
+        pathwise gradient misses how the weights move the sample; the score-function term
+        ``(G - mean G) d log p(counts)`` adds it (value unchanged: it is zero at the current point).
+        """
+        pi, phi, t, big_t, big_c = _law(p)
+        ball = jnp.exp(p["log_b"])
+        pop = sup_gap.moments(phi, t, pi)
+        idx = jax.random.categorical(draw_key, p["logits"], shape=(draws, n))
+        counts = jnp.sum(jax.nn.one_hot(idx, atoms, dtype=phi.dtype), axis=1)
+        gaps = jax.vmap(lambda w: _one_gap(phi, t, pop, w, ball))(counts / n)
+        log_p = counts @ jnp.log(pi)
+        centred = jax.lax.stop_gradient(gaps - jnp.mean(gaps))
+        surrogate = jnp.mean(gaps) + jnp.mean(centred * (log_p - jax.lax.stop_gradient(log_p)))
+        return surrogate / _bound_32(ball, big_c, big_t, n)
+
+    def remeasure(p):
+        q = _np(p)
+        pi = np.exp(q["logits"] - q["logits"].max())
+        pi /= pi.sum()
+        ball = math.exp(float(q["log_b"]))
+        key = jax.random.key(3232)
+        idx = np.asarray(jax.random.choice(key, atoms, (REMEASURE_DRAWS, n), p=jnp.asarray(pi)))
+        tokens = np.zeros((REMEASURE_DRAWS, sup_gap.N_MAX, d))
+        tokens[:, :n] = q["atoms"][idx]
+        wk, wv = jnp.asarray(q["wk"]), jnp.asarray(q["wv"])
+        phi, t = sup_gap.features_targets(jnp.asarray(q["atoms"]), wk, wv)
+        sig, m, c = sup_gap.moments(phi, t, jnp.asarray(pi))
+        pop = sup_gap.Population(sig, m, c, 0.0, f"exact ({atoms} atoms)")
+        res = sup_gap.sup_gaps(jnp.asarray(tokens), jax.random.fold_in(key, 1), sup_gap.demo_weights(n), wk, wv,
+                               pop, ball)
+        big_t = float(np.max(np.linalg.norm(np.asarray(t), axis=1)))
+        big_c = float(np.max(np.linalg.norm(np.asarray(phi), axis=1)))
+        bound = float(sup_gap.theorem_bound(ball, big_c, big_t, n))
+        gaps = res.gap
+        # the independent reference on the first draws: NumPy Taylor features, moments and the dual solver
+        ref_phi = reference.taylor_features(q["atoms"] @ q["wk"].T, sup_gap.ORDER)
+        ref_t = q["atoms"] @ q["wv"].T
+        ref_pop = reference.kd_moments(ref_phi, ref_t, pi)
+        ref_gaps = []
+        for row in idx[:REFERENCE_DRAWS]:
+            w = np.bincount(row, minlength=atoms) / n
+            ref_gaps.append(float(reference.sup_gap(ref_pop, reference.kd_moments(ref_phi, ref_t, w), ball)))
+        ref_gaps = np.asarray(ref_gaps)
+        scale = np.maximum(np.abs(ref_gaps), 1e-300)
+        mean = float(gaps.mean())
+        return {"ratio": mean / bound, "ratio_standard_error": float(gaps.std(ddof=1) / math.sqrt(gaps.size)) / bound,
+                "quantile_ratio": float(np.quantile(gaps, 1 - sup_gap.DELTA)) / bound,
+                "max_ratio": float(gaps.max()) / bound, "violations": int(np.sum(gaps > bound)),
+                "draws": int(gaps.size), "bound": bound, "T": big_t, "C": big_c, "B": ball, "N": n,
+                "weights": pi.tolist(),
+                "reference_max_relative_difference": float(np.max(np.abs(gaps[:REFERENCE_DRAWS] - ref_gaps) / scale)),
+                "solver_guard_ok": bool(np.all(res.probe <= gaps + 64 * np.finfo(np.float64).eps * (1 + res.scale))),
+                "measured_by": "verification.sup_gap.sup_gaps on fresh draws (first draws against reference.sup_gap)"}
+
+    def describe(p):
+        out = _lists(p)
+        out["weights"] = np.asarray(simplex(jnp.asarray(p["logits"]))).tolist()
+        out["B"] = math.exp(float(p["log_b"]))
+        out["N"] = n
+        out["delta"] = sup_gap.DELTA
+        return out
+
+    return [SearchTarget(
+        name="thm-3.2",
+        description=f"E sup_(||W||<=B) [L - L_N] / bound for a law on {atoms} learnable atoms (unit ball) and "
+                    f"weights, W^K, W^V (||.||_op <= 1), B; N = {n}, Taylor order {sup_gap.ORDER}",
+        init=init, objective=objective, project=project, remeasure=remeasure, describe=describe,
+        ratio_label="E[sup gap] / bound", learning_rate=0.05, restarts=8)]
+
+
+# ----------------------------------------------------------------------------------------
+# Random-feature maps at fixed m
+# ----------------------------------------------------------------------------------------
+
+FEATURES = 64
+SEARCH_MAPS = 2048       # fixed draws in the search objective (a Monte Carlo objective: more maps, less overfitting)
+REMEASURE_KEYS = 8192    # fresh draws in the re-measurement
+#: ||u||, ||z|| <= 0.5, so |u + z| <= 1: where the check judges the variance (beyond it the lognormal
+#: features' fourth moment makes a Monte Carlo RMS unreliable at these sample sizes)
+FEATURE_RADIUS = 0.5
+
+
+def lemma_features(num_features=FEATURES, maps=SEARCH_MAPS) -> list[SearchTarget]:
+    from verification.checks.lemma_features import KEY_DIM, M_GRID, estimates_under_test
+
+    column = M_GRID.index(num_features)
+    targets = []
+    for kind in ("positive", "orthogonal", "trig"):
+        keys = jax.random.split(jax.random.key(64), maps)
+        if kind == "trig":
+            drawn = [ik.trig_random_features(k, num_features, key_dim=KEY_DIM) for k in keys]
+            omega = jnp.stack([f.omega for f in drawn])
+            offset = jnp.stack([f.offset for f in drawn])
+        else:
+            drawn = [ik.positive_random_features(k, num_features, key_dim=KEY_DIM, orthogonal=kind == "orthogonal")
+                     for k in keys]
+            omega = jnp.stack([f.omega for f in drawn])
+            offset = jnp.zeros(omega.shape[:2])
+        map_kind = "trig" if kind == "trig" else "positive"
+
+        def rms(p, omega=omega, offset=offset, map_kind=map_kind):
+            u, z = p["u"][None, :], p["z"][None, :]
+
+            def estimate(om, off):
+                fm = ik.FeatureMap(map_kind, key_dim=KEY_DIM, omega=om, offset=off if map_kind == "trig" else None)
+                return jnp.sum(fm(u) * fm(z))
+
+            rel = jax.vmap(estimate)(omega, offset) * jnp.exp(-jnp.sum(p["u"] * p["z"])) - 1.0
+            return jnp.sqrt(jnp.mean(rel * rel))
+
+        def remeasure(p, kind=kind):
+            u, z = np.asarray(p["u"])[None, :], np.asarray(p["z"])[None, :]
+            fresh = jax.random.split(jax.random.key(6464), REMEASURE_KEYS)
+            est = estimates_under_test(fresh, u, z, kind, None)[:, column, 0]
+            rel = est / math.exp(float(np.sum(u * z))) - 1.0
+            mse = float(np.mean(rel * rel))
+            # standard error of the RMS by the delta method on the mean square
+            se = float(np.std(rel * rel, ddof=1) / math.sqrt(rel.size)) / (2 * math.sqrt(mse))
+            predicted = math.sqrt(float(per_feature_variance("positive" if kind == "orthogonal" else kind, u, z)[0])
+                                  / num_features)
+            # the formula's supremum over the ball: |u + z| = 2R (u = z) or |u - z| = 2R (u = -z)
+            r2 = (2 * FEATURE_RADIUS) ** 2
+            sup_var = math.exp(r2) - 1 + (0.5 * math.exp(-r2) if kind == "trig" else 0.0)
+            return {"ratio": math.sqrt(mse), "standard_error": se, "keys": REMEASURE_KEYS, "m": num_features,
+                    "predicted_iid_rms": predicted, "measured_over_predicted": math.sqrt(mse) / predicted,
+                    "formula_sup_rms": math.sqrt(sup_var / num_features),
+                    "norm_u_plus_z": float(np.linalg.norm(u + z)), "norm_u_minus_z": float(np.linalg.norm(u - z)),
+                    "measured_by": "verification.checks.lemma_features.estimates_under_test (fresh keys); "
+                                   "prediction from verification.feature_variance"}
+
+        def init(key):
+            ku, kz = jax.random.split(key)
+            return {"u": _normal(ku, (KEY_DIM,), 0.5), "z": _normal(kz, (KEY_DIM,), 0.5)}
+
+        def project(p):
+            return {"u": project_to_ball(p["u"], FEATURE_RADIUS), "z": project_to_ball(p["z"], FEATURE_RADIUS)}
+
+        targets.append(SearchTarget(
+            name=f"lemma-features/{kind}",
+            description=f"relative RMS error of <phi(u), phi({'z'})> vs exp(u.z), {kind} features, m = {num_features},"
+                        f" ||u||, ||z|| <= {FEATURE_RADIUS} ({maps} fixed maps in the search, fresh ones re-measure)",
+            init=init, objective=rms, project=project, remeasure=remeasure, describe=_lists,
+            ratio_label=f"relative RMS error (m={num_features})", bound=None, learning_rate=0.05, restarts=8))
+    return targets
+
+
+# ----------------------------------------------------------------------------------------
+# Conjecture 4.1 per kernel and bandwidth
+# ----------------------------------------------------------------------------------------
+
+SHAPE_CONJ = (4, 3, 3, 6)
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayPairCase:
+    """A conj-4.1 case given by its arrays (the check's ``measure_kernel`` needs ``build()``; hashable)."""
+
+    wk: tuple
+    wv: tuple
+    target: tuple
+    prompt: tuple
+
+    @classmethod
+    def of(cls, q) -> ArrayPairCase:
+        as_tuple = lambda a: tuple(map(tuple, np.asarray(a, np.float64)))
+        return cls(as_tuple(q["wk"]), as_tuple(q["wv"]), as_tuple(q["target"]), as_tuple(q["prompt"]))
+
+    def build(self):
+        return tuple(np.asarray(a, np.float64) for a in (self.wk, self.wv, self.target, self.prompt))
+
+
+def _pairwise_distances(z):
+    """``||z_i - z_j||`` with a zero (and zero-gradient) diagonal: the double-where keeps sqrt' finite."""
+    diff = z[:, None, :] - z[None, :, :]
+    d2 = jnp.sum(diff * diff, axis=-1)
+    positive = d2 > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, d2, 1.0)), 0.0)
+
+
+def _median_distance(z):
+    n = z.shape[0]
+    rows, cols = np.triu_indices(n, k=1)
+    return jnp.median(_pairwise_distances(z)[rows, cols])
+
+
+def conj_4_1(shape=SHAPE_CONJ) -> list[SearchTarget]:
+    from verification.checks.conj_4_1 import KERNELS, ZERO_MMD2, measure_kernel
+
+    d, dk, dv, n = shape
+    targets = []
+    for name, (kind, multiple) in KERNELS.items():
+
+        def log_c_hat(p, kind=kind, multiple=multiple):
+            x, y = p["target"], p["prompt"]
+            tokens, coef, keys, _ = _shift_parts(p)
+            log_dw, log_mmd_product = _log_dw_and_mmd(p)
+            log_mx = 0.5 * jnp.log(jnp.max(jnp.sum(tokens * tokens, axis=1)))
+            log_mphi = 0.5 * jnp.max(jnp.sum(keys * keys, axis=1))
+            if kind == "linear":
+                diff = jnp.mean(y, axis=0) - jnp.mean(x, axis=0)
+                mmd2 = jnp.sum(diff * diff) * jnp.exp(-2 * log_mx)
+            elif kind == "product":
+                mmd2 = jnp.exp(2 * (log_mmd_product - log_mx - log_mphi))
+            else:
+                dist = _pairwise_distances(tokens)
+                h = multiple * _median_distance(tokens)
+                gram = jnp.exp(-dist**2 / (2 * h**2)) if kind == "rbf" else jnp.exp(-dist / h)
+                mmd2 = coef @ gram @ coef
+            # an MMD^2 below round-off (the check's zero) counts as that floor: c_hat stays finite, and a pair
+            # of nearly equal samples (both sides -> 0) is not rewarded for the round-off of its MMD
+            return (log_dw - _log_op_norm(p["wv"]) - log_mx - log_mphi
+                    - 0.5 * jnp.log(jnp.maximum(mmd2, ZERO_MMD2)))
+
+        def remeasure(p, name=name, kind=kind):
+            q = _np(p)
+            m = measure_kernel(name, ArrayPairCase.of(q))
+            ref = _reference_c_hat(q, kind, KERNELS[name][1])
+            return {"ratio": m["c_hat"], **{k: v for k, v in m.items() if k != "c_hat"}, "reference_ratio": ref,
+                    "reference_agreement": _relative(m["c_hat"], ref),
+                    "mean_difference": float(np.linalg.norm(q["target"].mean(0) - q["prompt"].mean(0))),
+                    "measured_by": "verification.checks.conj_4_1.measure_kernel"}
+
+        slug = name.replace(" (control)", "-control")
+        targets.append(SearchTarget(
+            name=f"conj-4.1/{slug}",
+            description=f"c_hat = ||ΔW|| / (2 eta ||W^V||_op M_x M_phi MMD_k0), k0 = {name}"
+                        + (f" at {multiple} x the median bandwidth" if multiple else ""),
+            init=_shift_init((d, dk, dv, n, n)), objective=lambda p, f=log_c_hat: jnp.exp(f(p)),
+            log_objective=log_c_hat, project=_shift_project, remeasure=remeasure,
+            describe=lambda p: {**_lists(p), "eta": 0.5}, ratio_label="c_hat",
+            bound=1.0 if kind == "product" else None))
+    return targets
+
+
+def _reference_c_hat(q, kind, multiple) -> float:
+    """c_hat from the independent reference (verification/reference.py)."""
+    tokens = np.concatenate([q["target"], q["prompt"]])
+    keys = tokens @ q["wk"].T
+    log_mx = 0.5 * math.log(float(np.max(np.sum(tokens * tokens, axis=1))))
+    log_mphi = 0.5 * float(np.max(np.sum(keys * keys, axis=1)))
+    log_hs2, _ = reference.log_hs_norm2(*reference.weight_difference(q["wk"], q["wv"], q["target"], q["prompt"],
+                                                                     math.log(0.5)))
+    if kind in ("rbf", "laplace"):
+        params = {"bandwidth": multiple * reference.median_bandwidth(q["target"], q["prompt"])}
+    elif kind == "product":
+        params = {"wk": q["wk"]}
+    else:
+        params = {}
+    sign, log_mmd2, _ = reference.log_mmd2(q["target"], q["prompt"], kind, **params)
+    if sign <= 0:
+        return math.inf
+    log_mmd2 = float(log_mmd2) - {"linear": 2 * log_mx, "product": 2 * (log_mx + log_mphi)}.get(kind, 0.0)
+    return math.exp(0.5 * float(log_hs2) - math.log(float(reference.operator_norm(q["wv"]))) - log_mx - log_mphi
+                    - 0.5 * log_mmd2)
+
+
 BUILTIN: dict[str, Callable[[], list[SearchTarget]]] = {
     "thm-4.1": thm_4_1,
     "thm-4.2": thm_4_2,
+    "thm-3.2": thm_3_2,
+    "lemma-features": lemma_features,
+    "conj-4.1": conj_4_1,
 }
 
 
@@ -319,5 +689,5 @@ def builtin_targets(check_id: str) -> list[SearchTarget]:
     return builder() if builder is not None else []
 
 
-__all__ = ["BUILTIN", "builtin_targets", "configuration_ratio", "risk_frontier", "risk_parts", "risk_ratio",
-           "thm_4_1", "thm_4_2"]
+__all__ = ["BUILTIN", "ArrayPairCase", "builtin_targets", "configuration_ratio", "conj_4_1", "lemma_features",
+           "reference_42", "risk_frontier", "risk_parts", "risk_ratio", "thm_3_2", "thm_4_1", "thm_4_2"]
