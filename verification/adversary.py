@@ -41,7 +41,7 @@ best point is always one that was evaluated. The random baseline evaluates the o
 exactly as many independent draws of ``init`` (values only). The re-measurement of the best
 case is not counted (it is the verification, not the search).
 
-Everything is float64: :func:`main` enables x64; :func:`run_search` refuses to run without it.
+Everything is float64: :func:`main` enables x64 (``verification.enable_x64()``); :func:`run_search` refuses to run without it.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import math
 import sys
 import time
@@ -246,29 +245,14 @@ class SearchResult:
     elapsed_s: float
 
     def to_json(self) -> dict:
-        return _jsonable(dataclasses.asdict(self))
+        from verification.outputs import jsonable
 
-
-def _jsonable(value):
-    """Floats that JSON cannot hold (inf, nan) as strings; NumPy scalars and arrays as Python values."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (np.floating, float)):
-        value = float(value)
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
+        # without elapsed_s: the same seed writes the same file
+        return jsonable({k: v for k, v in dataclasses.asdict(self).items() if k != "elapsed_s"})
 
 
 def _require_x64() -> None:
-    if not jax.config.jax_enable_x64:
+    if jax.dtypes.canonicalize_dtype(np.float64) != np.float64:
         raise RuntimeError("the worst-case search runs in float64: call jax.config.update('jax_enable_x64', True) "
                            "first (the iclkd entry points do)")
 
@@ -430,26 +414,28 @@ def plot(results: Sequence[SearchResult], path: Path) -> None:
     for ax in axes.ravel()[n:]:
         ax.axis("off")
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    from verification.outputs import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    tmp.replace(path)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="iclkd search",
-        description="Gradient-based worst-case search of a statement's ratio (observed / bound, or a conjecture's "
-                    "ratio), against random search at the same number of evaluations.")
-    p.add_argument("id", help="a check id (all its targets), a target name such as thm-4.2/risk, or 'all'")
-    p.add_argument("--budget", type=int, default=2048, help="objective evaluations per target (default 2048)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--restarts", type=int, default=None, help="parallel restarts (default: the target's)")
-    p.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON here")
-    p.add_argument("--plot", type=Path, metavar="PATH", help="plot best-so-far ratios against evaluations (PNG)")
-    p.add_argument("--list", action="store_true", help="list the searchable checks and their targets, then exit")
-    return p
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``iclkd search ID [--budget N] [--seed S] [--restarts R] [--json PATH] [--plot PATH] [--list]``."""
+    from verification.command import output_file, positive_int, seed
+
+    parser.add_argument("id", nargs="?", help="a check id (all its targets), a target name such as thm-4.2/risk, "
+                                              "or 'all'")
+    parser.add_argument("--budget", type=positive_int, default=2048,
+                        help="objective evaluations per target, gradient steps x restarts (default 2048); the "
+                             "random search gets the same number")
+    parser.add_argument("--seed", type=seed, default=0)
+    parser.add_argument("--restarts", type=positive_int, default=None, help="parallel restarts (default: the target's)")
+    parser.add_argument("--json", type=output_file, metavar="PATH", help="write the results as JSON here")
+    parser.add_argument("--plot", type=output_file, metavar="PATH",
+                        help="plot best-so-far ratios against evaluations, gradient vs random (PNG)")
+    parser.add_argument("--list", action="store_true", help="list the searchable checks and their targets, then exit")
 
 
 def resolve(name: str) -> list[SearchTarget]:
@@ -467,48 +453,48 @@ def resolve(name: str) -> list[SearchTarget]:
     return targets
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def _row(r: SearchResult) -> str:
-    return (f"{r.target:24s} {r.best_ratio:12.6g} {r.random_best_ratio:12.6g} {r.evaluations:8d} "
-            f"{r.agreement:9.1e}  {r.ratio_label}")
+    return (f"{r.target:26s} {r.best_ratio:12.6g} {r.random_best_ratio:12.6g} {r.evaluations:8d} "
+            f"{r.agreement:9.1e} {r.elapsed_s:7.1f}s  {r.ratio_label}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``iclkd search ID [--budget N] [--seed S] [--json PATH] [--plot PATH]``."""
-    args = _parser().parse_args(argv)
-    jax.config.update("jax_enable_x64", True)
+def run(args: argparse.Namespace) -> int:
+    """Runs the searches that ``args`` selects (see :func:`add_arguments`); prints a table, writes JSON / a plot."""
+    from verification.command import CommandError
+    from verification.outputs import write_json
+
     if args.list:
         for cid in searchable_ids():
             for t in targets_for(cid):
-                print(f"{t.name:24s} {t.description}")
+                print(f"{t.name:26s} {t.description}")
         return 0
+    if args.id is None:
+        raise CommandError("error: an ID is required (a check id, a target name, or 'all'; --list shows them)")
     if args.budget < 8:
-        print(f"iclkd search: --budget must be >= 8, got {args.budget}", file=sys.stderr)
-        return 2
+        raise CommandError(f"error: --budget must be >= 8 evaluations, got {args.budget}")
     try:
         targets = resolve(args.id)
     except ValueError as err:
-        print(f"iclkd search: {err}", file=sys.stderr)
-        return 2
+        raise CommandError(f"error: {err}") from None
     results = []
-    print(f"{'target':24s} {'best ratio':>12s} {'random':>12s} {'evals':>8s} {'agreement':>9s}  ratio")
+    print(f"{'target':26s} {'best ratio':>12s} {'random':>12s} {'evals':>8s} {'agreement':>9s} {'time':>8s}  ratio")
     for target in targets:
         result = run_search(target, budget=args.budget, seed=args.seed, restarts=args.restarts)
         results.append(result)
         print(_row(result), flush=True)
     if args.json:
-        payload = {"id": args.id, "budget": args.budget, "seed": args.seed,
-                   "targets": {r.target: r.to_json() for r in results}}
-        _write_atomic(args.json, json.dumps(payload, indent=2))
+        write_json(args.json, {"id": args.id, "budget": args.budget, "seed": args.seed,
+                               "targets": {r.target: r.to_json() for r in results}})
     if args.plot:
         plot(results, args.plot)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m verification.adversary ...`` (the same as ``iclkd search ...``); returns the exit status."""
+    from verification.command import standalone
+
+    return standalone("iclkd search", sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ Targets:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 
@@ -47,9 +48,10 @@ from verification.adversary import (
     project_to_spectral_ball,
     simplex,
 )
-from verification.checks.thm_4_2 import shift_bounds
+from verification.checks import thm_4_1 as check_41
+from verification.checks import thm_4_2 as check_42
 from verification.feature_variance import per_feature_variance
-from verification.shift_cases import weight_shift
+from verification.shift_cases import ShiftBatch
 
 TINY = 1e-300
 
@@ -97,9 +99,10 @@ def _log_dw_and_mmd(p):
             0.5 * _log_quadratic(coef, tokens @ tokens.T, keys))
 
 
-def _weights(p) -> ik.AttentionWeights:
-    wk = jnp.asarray(p["wk"], jnp.float64)
-    return ik.AttentionWeights(wk, wk, jnp.asarray(p["wv"], jnp.float64))
+def _batch(q, log_eta: float) -> ShiftBatch:
+    """One case as the checks' batch of one (their ``judge`` re-measures it against the reference)."""
+    return ShiftBatch(*(np.asarray(q[k], np.float64)[None] for k in ("wk", "wv", "target", "prompt")),
+                      np.array([log_eta]))
 
 
 # ----------------------------------------------------------------------------------------
@@ -144,9 +147,9 @@ def _shift_project(p):
 
 def _reference_ratio_41(q) -> float:
     """Theorem 4.1's ratio from the independent NumPy reference (verification/reference.py)."""
-    log_hs2, _ = reference.log_hs_norm2(*reference.weight_difference(q["wk"], q["wv"], q["target"], q["prompt"],
-                                                                     math.log(0.5)))
-    sign, log_mmd2, _ = reference.log_mmd2(q["target"], q["prompt"], "product", wk=q["wk"])
+    log_hs2 = reference.log_hs_norm2(*reference.weight_difference(q["wk"], q["wv"], q["target"], q["prompt"],
+                                                                  math.log(0.5))).log_abs
+    sign, log_mmd2, _, _ = reference.log_mmd2(q["target"], q["prompt"], "product", wk=q["wk"])
     if sign <= 0:
         return math.inf
     return math.exp(0.5 * float(log_hs2) - math.log(float(reference.operator_norm(q["wv"]))) - 0.5 * float(log_mmd2))
@@ -165,13 +168,15 @@ def thm_4_1(shape=SHAPE_41) -> list[SearchTarget]:
 
     def remeasure(p):
         q = _np(p)
-        m = weight_shift(_weights(q), jnp.asarray(q["target"]), jnp.asarray(q["prompt"]), math.log(0.5))
+        judged = check_41.judge(_batch(q, math.log(0.5)), None, attained=False, chunk=1)
+        ratio = float(judged.ratio[0])
         s = np.linalg.svd(q["wv"], compute_uv=False)
         ref = _reference_ratio_41(q)
-        return {"ratio": m.ratio, "tolerance": m.tolerance, "reference_ratio": ref,
-                "reference_agreement": _relative(m.ratio, ref), "mmd_tilde": m.mmd_tilde,
-                "wv_singular_values": s.tolist(), "max_logit": m.max_logit,
-                "measured_by": "verification.shift_cases.weight_shift"}
+        return {"ratio": ratio, "tolerance": float(judged.ratio_tolerance[0]),
+                "library_vs_reference_in_round_off_units": float(judged.agreement_score[0]),
+                "reference_ratio": ref, "reference_agreement": _relative(ratio, ref),
+                "mmd_tilde": float(judged.mmd_tilde[0]), "wv_singular_values": s.tolist(),
+                "max_logit": float(judged.max_logit[0]), "measured_by": "verification.checks.thm_4_1.judge"}
 
     return [SearchTarget(
         name="thm-4.1", description="||ΔW||_HS / (2 eta ||W^V||_op MMD_k) over W^K, W^V, 𝒟, 𝒬 (tokens in a ball)",
@@ -265,9 +270,9 @@ def reference_42(q, queries, ref_tokens, log_eta: float) -> dict:
     """Theorem 4.2 from the independent NumPy reference: prediction ratio (end of the chain) at the worst query,
     risk ratio (first inequality) on ``ref_tokens``, and ``T``, ``C``, ``B``, ``||ΔW||``."""
     wk, wv, target, prompt = q["wk"], q["wv"], q["target"], q["prompt"]
-    log_hs2, _ = reference.log_hs_norm2(*reference.weight_difference(wk, wv, target, prompt, log_eta))
+    log_hs2 = reference.log_hs_norm2(*reference.weight_difference(wk, wv, target, prompt, log_eta)).log_abs
     dw = math.exp(0.5 * float(log_hs2))
-    sign, log_mmd2, _ = reference.log_mmd2(target, prompt, "product", wk=wk)
+    sign, log_mmd2, _, _ = reference.log_mmd2(target, prompt, "product", wk=wk)
     mmd = math.exp(0.5 * float(log_mmd2)) if sign > 0 else 0.0
     shift = (reference.distilled_prediction(wk, wv, prompt, log_eta, queries)
              - reference.distilled_prediction(wk, wv, target, log_eta, queries))
@@ -279,8 +284,8 @@ def reference_42(q, queries, ref_tokens, log_eta: float) -> dict:
 
     def hs(tokens):
         n = tokens.shape[0]
-        log_value, _ = reference.log_hs_norm2(np.full(n, 1.0 / n), tokens @ wv.T, tokens @ wk.T,
-                                              math.log(2.0) + log_eta)
+        log_value = reference.log_hs_norm2(np.full(n, 1.0 / n), tokens @ wv.T, tokens @ wk.T,
+                                           math.log(2.0) + log_eta).log_abs
         return math.exp(0.5 * float(log_value))
 
     big_b = max(hs(prompt), hs(target))
@@ -293,35 +298,36 @@ def reference_42(q, queries, ref_tokens, log_eta: float) -> dict:
 
 def thm_4_2(shape=SHAPE_42) -> list[SearchTarget]:
     def measured(q, queries, reference_tokens, log_eta):
-        return shift_bounds(_weights(q), jnp.asarray(q["target"]), jnp.asarray(q["prompt"]), jnp.asarray(queries),
-                            jnp.asarray(reference_tokens), log_eta)
+        cases = check_42.Cases42(_batch(q, log_eta), np.asarray(queries)[None], np.asarray(reference_tokens)[None])
+        return check_42.judge(cases, None, chunk=1)
 
     def remeasure_prediction(p):
         q = _np(p)
-        m = measured(q, q["query"], q["target"], math.log(0.5))
-        hs_chain, mmd_chain = m["prediction"]
+        judged = measured(q, q["query"], q["target"], math.log(0.5))
+        hs_chain, mmd_chain = (float(r[0].max()) for r in judged.prediction_ratios)
         ref = reference_42(q, q["query"], q["target"], math.log(0.5))["prediction_ratio"]
-        return {"ratio": mmd_chain["ratio"], "tolerance": mmd_chain["tolerance"], "ratio_hs_chain": hs_chain["ratio"],
-                "reference_ratio": ref, "reference_agreement": _relative(mmd_chain["ratio"], ref),
-                "measured_by": "verification.checks.thm_4_2.shift_bounds"}
+        return {"ratio": mmd_chain, "ratio_hs_chain": hs_chain, "tolerance": float(judged.tolerance[0]),
+                "library_vs_reference_in_round_off_units": float(judged.agreement_score[0]),
+                "reference_ratio": ref, "reference_agreement": _relative(mmd_chain, ref),
+                "measured_by": "verification.checks.thm_4_2.judge"}
 
     def risk_figures(q):
         log_eta = float(q["log_2eta"]) - math.log(2.0)
-        m = measured(q, q["reference"], q["reference"], log_eta)
+        judged = measured(q, q["reference"], q["reference"], log_eta)
+        hs_chain, mmd_chain = (float(r[0]) for r in judged.risk_ratios)
         ref = reference_42(q, q["reference"], q["reference"], log_eta)
         beta, delta = ref["B"] * ref["C"], ref["C"] * ref["norm_dw"]
         r = delta / (ref["T"] + beta)
         # the configuration at the same relative shift: delta = beta = rho T there, so r = rho / (1 + rho)
         rho = r / (1.0 - r) if r < 1 else math.inf
-        hs_chain, mmd_chain = m["risk"]
-        return {"ratio_hs_chain": hs_chain["ratio"], "ratio_mmd_chain": mmd_chain["ratio"],
-                "tolerance": hs_chain["tolerance"], "reference_ratio": ref["risk_ratio"],
-                "reference_agreement": _relative(hs_chain["ratio"], ref["risk_ratio"]),
+        return {"ratio_hs_chain": hs_chain, "ratio_mmd_chain": mmd_chain, "tolerance": float(judged.tolerance[0]),
+                "library_vs_reference_in_round_off_units": float(judged.agreement_score[0]),
+                "reference_ratio": ref["risk_ratio"], "reference_agreement": _relative(hs_chain, ref["risk_ratio"]),
                 "relative_shift_r": r, "delta_over_beta": delta / beta,
                 "frontier": float(risk_frontier(ref["T"], beta, delta)), "configuration_rho": rho,
                 "configuration_ratio_at_r": configuration_ratio(rho) if math.isfinite(rho) else 0.5,
                 "T": ref["T"], "C": ref["C"], "B": ref["B"], "norm_dw": ref["norm_dw"],
-                "measured_by": "verification.checks.thm_4_2.shift_bounds (T, C, B, ||ΔW|| from verification.reference)"}
+                "measured_by": "verification.checks.thm_4_2.judge (T, C, B, ||ΔW|| from verification.reference)"}
 
     def remeasure_risk(p):
         figures = risk_figures(_np(p))
@@ -507,20 +513,25 @@ def lemma_features(num_features=FEATURES, maps=SEARCH_MAPS) -> list[SearchTarget
     column = M_GRID.index(num_features)
     targets = []
     for kind in ("positive", "orthogonal", "trig"):
-        keys = jax.random.split(jax.random.key(64), maps)
-        if kind == "trig":
-            drawn = [ik.trig_random_features(k, num_features, key_dim=KEY_DIM) for k in keys]
-            omega = jnp.stack([f.omega for f in drawn])
-            offset = jnp.stack([f.offset for f in drawn])
-        else:
-            drawn = [ik.positive_random_features(k, num_features, key_dim=KEY_DIM, orthogonal=kind == "orthogonal")
-                     for k in keys]
-            omega = jnp.stack([f.omega for f in drawn])
-            offset = jnp.zeros(omega.shape[:2])
         map_kind = "trig" if kind == "trig" else "positive"
 
-        def rms(p, omega=omega, offset=offset, map_kind=map_kind):
+        @functools.cache
+        def draws(kind=kind):
+            """The search's fixed maps ``(omega (maps, m, d_k), offset (maps, m))``, drawn by the library on first use."""
+            def one(key):
+                if kind == "trig":
+                    fm = ik.trig_random_features(key, num_features, key_dim=KEY_DIM)
+                    return fm.omega, fm.offset
+                fm = ik.positive_random_features(key, num_features, key_dim=KEY_DIM, orthogonal=kind == "orthogonal")
+                return fm.omega, jnp.zeros((num_features,), fm.omega.dtype)
+
+            # concrete arrays even when first called while an objective is being traced (then cached)
+            with jax.ensure_compile_time_eval():
+                return jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(64), maps))
+
+        def rms(p, draws=draws, map_kind=map_kind):
             u, z = p["u"][None, :], p["z"][None, :]
+            omega, offset = draws()
 
             def estimate(om, off):
                 fm = ik.FeatureMap(map_kind, key_dim=KEY_DIM, omega=om, offset=off if map_kind == "trig" else None)
@@ -659,15 +670,15 @@ def _reference_c_hat(q, kind, multiple) -> float:
     keys = tokens @ q["wk"].T
     log_mx = 0.5 * math.log(float(np.max(np.sum(tokens * tokens, axis=1))))
     log_mphi = 0.5 * float(np.max(np.sum(keys * keys, axis=1)))
-    log_hs2, _ = reference.log_hs_norm2(*reference.weight_difference(q["wk"], q["wv"], q["target"], q["prompt"],
-                                                                     math.log(0.5)))
+    log_hs2 = reference.log_hs_norm2(*reference.weight_difference(q["wk"], q["wv"], q["target"], q["prompt"],
+                                                                  math.log(0.5))).log_abs
     if kind in ("rbf", "laplace"):
         params = {"bandwidth": multiple * reference.median_bandwidth(q["target"], q["prompt"])}
     elif kind == "product":
         params = {"wk": q["wk"]}
     else:
         params = {}
-    sign, log_mmd2, _ = reference.log_mmd2(q["target"], q["prompt"], kind, **params)
+    sign, log_mmd2, _, _ = reference.log_mmd2(q["target"], q["prompt"], kind, **params)
     if sign <= 0:
         return math.inf
     log_mmd2 = float(log_mmd2) - {"linear": 2 * log_mx, "product": 2 * (log_mx + log_mphi)}.get(kind, 0.0)

@@ -279,6 +279,8 @@ def _commands() -> dict[str, Command | Group]:
         "experiment": EXPERIMENT_GROUP,
         "launch": Command("run an iclkd command as N local processes with jax.distributed (docs/distributed.md)",
                           "verification.distributed:Launch"),
+        "search": Command("gradient worst-case search of a statement's ratio, beside random search at the same budget",
+                          "verification.adversary"),
     }
 
 

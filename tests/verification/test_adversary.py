@@ -122,7 +122,17 @@ def test_cli_rejects_unknown_ids_and_small_budgets(capsys):
     assert A.main(["no-such-check"]) == 2
     assert "unknown check id" in capsys.readouterr().err
     assert A.main(["thm-4.2/nothing"]) == 2
+    assert "no search target" in capsys.readouterr().err
     assert A.main(["thm-4.1", "--budget", "3"]) == 2
+    assert A.main(["thm-4.1", "--budget", "-3"]) == 2
+
+
+def test_cli_lists_every_target(capsys):
+    assert A.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("thm-4.1", "thm-4.2/prediction", "thm-4.2/risk", "thm-3.2", "lemma-features/trig",
+                 "conj-4.1/rbf-1x", "conj-4.1/product-control"):
+        assert name in out
 
 
 def test_risk_frontier_formula():
@@ -163,9 +173,5 @@ def test_search_targets_protocol_on_a_plugin_check():
 
 
 def test_requires_float64(thm41):
-    jax.config.update("jax_enable_x64", False)
-    try:
-        with pytest.raises(RuntimeError, match="float64"):
-            A.run_search(thm41, budget=16)
-    finally:
-        jax.config.update("jax_enable_x64", True)
+    with jax.enable_x64(False), pytest.raises(RuntimeError, match="float64"):
+        A.run_search(thm41, budget=16)
