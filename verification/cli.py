@@ -140,8 +140,25 @@ def _certify_extend(args: argparse.Namespace, results: list) -> list:
     return results
 
 
+def _plugin_arguments(parser: Parser) -> None:
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                        help="load checks from your own module or .py file (repeatable; see verification.api); "
+                             "installed plugins (entry points 'iclkd.checks') load by themselves")
+
+
+def _plugin_prepare(args: argparse.Namespace) -> None:
+    from verification.plugins import load_plugin
+    from verification.registry import all_checks
+
+    all_checks()  # the built-in checks first: a plugin cannot take their ids
+    for spec in dict.fromkeys(args.plugin):
+        ids = load_plugin(spec)
+        print(f"plugin {spec}: {', '.join(ids)}", file=sys.stderr)
+
+
 #: flags of ``iclkd verify`` added by features; append a :class:`VerifyOption` to add one
 VERIFY_OPTIONS: list[VerifyOption] = [
+    VerifyOption(_plugin_arguments, _plugin_prepare),  # first: the other options see the plugins' checks
     VerifyOption(_real_model_arguments, _real_model_prepare, _real_model_extend),
     VerifyOption(_certify_arguments, _certify_prepare, _certify_extend),  # last: certifies every result
 ]
