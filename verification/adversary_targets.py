@@ -29,7 +29,6 @@ Targets:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -583,24 +582,6 @@ def lemma_features(num_features=FEATURES, maps=SEARCH_MAPS) -> list[SearchTarget
 SHAPE_CONJ = (4, 3, 3, 6)
 
 
-@dataclasses.dataclass(frozen=True)
-class ArrayPairCase:
-    """A conj-4.1 case given by its arrays (the check's ``measure_kernel`` needs ``build()``; hashable)."""
-
-    wk: tuple
-    wv: tuple
-    target: tuple
-    prompt: tuple
-
-    @classmethod
-    def of(cls, q) -> ArrayPairCase:
-        as_tuple = lambda a: tuple(map(tuple, np.asarray(a, np.float64)))
-        return cls(as_tuple(q["wk"]), as_tuple(q["wv"]), as_tuple(q["target"]), as_tuple(q["prompt"]))
-
-    def build(self):
-        return tuple(np.asarray(a, np.float64) for a in (self.wk, self.wv, self.target, self.prompt))
-
-
 def _pairwise_distances(z):
     """``||z_i - z_j||`` with a zero (and zero-gradient) diagonal: the double-where keeps sqrt' finite."""
     diff = z[:, None, :] - z[None, :, :]
@@ -616,7 +597,7 @@ def _median_distance(z):
 
 
 def conj_4_1(shape=SHAPE_CONJ) -> list[SearchTarget]:
-    from verification.checks.conj_4_1 import KERNELS, ZERO_MMD2, measure_kernel
+    from verification.checks.conj_4_1 import KERNELS, ZERO_MMD2, PairBatch, measure_pairs
 
     d, dk, dv, n = shape
     targets = []
@@ -643,14 +624,17 @@ def conj_4_1(shape=SHAPE_CONJ) -> list[SearchTarget]:
             return (log_dw - _log_op_norm(p["wv"]) - log_mx - log_mphi
                     - 0.5 * jnp.log(jnp.maximum(mmd2, ZERO_MMD2)))
 
-        def remeasure(p, name=name, kind=kind):
+        def remeasure(p, name=name):
             q = _np(p)
-            m = measure_kernel(name, ArrayPairCase.of(q))
-            ref = _reference_c_hat(q, kind, KERNELS[name][1])
-            return {"ratio": m["c_hat"], **{k: v for k, v in m.items() if k != "c_hat"}, "reference_ratio": ref,
-                    "reference_agreement": _relative(m["c_hat"], ref),
+            batch = PairBatch(*(q[k][None] for k in ("wk", "wv", "target", "prompt")), np.array(["search"]))
+            m = measure_pairs(batch, chunk=1)
+            c_hat, ref = float(m.c_hat[name][0]), float(m.c_hat_reference[name][0])
+            return {"ratio": c_hat, "reference_ratio": ref, "reference_agreement": _relative(c_hat, ref),
+                    "mmd2_normalised": float(m.mmd2[name][0]), "mmd_zero_within_round_off": bool(m.zero[name][0]),
+                    "dw_certified_nonzero": bool(m.certified[0]),
+                    "library_vs_reference_in_round_off_units": float(m.agreement[name][0]),
                     "mean_difference": float(np.linalg.norm(q["target"].mean(0) - q["prompt"].mean(0))),
-                    "measured_by": "verification.checks.conj_4_1.measure_kernel"}
+                    "measured_by": "verification.checks.conj_4_1.measure_pairs"}
 
         slug = name.replace(" (control)", "-control")
         targets.append(SearchTarget(
@@ -662,28 +646,6 @@ def conj_4_1(shape=SHAPE_CONJ) -> list[SearchTarget]:
             describe=lambda p: {**_lists(p), "eta": 0.5}, ratio_label="c_hat",
             bound=1.0 if kind == "product" else None))
     return targets
-
-
-def _reference_c_hat(q, kind, multiple) -> float:
-    """c_hat from the independent reference (verification/reference.py)."""
-    tokens = np.concatenate([q["target"], q["prompt"]])
-    keys = tokens @ q["wk"].T
-    log_mx = 0.5 * math.log(float(np.max(np.sum(tokens * tokens, axis=1))))
-    log_mphi = 0.5 * float(np.max(np.sum(keys * keys, axis=1)))
-    log_hs2 = reference.log_hs_norm2(*reference.weight_difference(q["wk"], q["wv"], q["target"], q["prompt"],
-                                                                  math.log(0.5))).log_abs
-    if kind in ("rbf", "laplace"):
-        params = {"bandwidth": multiple * reference.median_bandwidth(q["target"], q["prompt"])}
-    elif kind == "product":
-        params = {"wk": q["wk"]}
-    else:
-        params = {}
-    sign, log_mmd2, _, _ = reference.log_mmd2(q["target"], q["prompt"], kind, **params)
-    if sign <= 0:
-        return math.inf
-    log_mmd2 = float(log_mmd2) - {"linear": 2 * log_mx, "product": 2 * (log_mx + log_mphi)}.get(kind, 0.0)
-    return math.exp(0.5 * float(log_hs2) - math.log(float(reference.operator_norm(q["wv"]))) - log_mx - log_mphi
-                    - 0.5 * log_mmd2)
 
 
 BUILTIN: dict[str, Callable[[], list[SearchTarget]]] = {
@@ -700,5 +662,5 @@ def builtin_targets(check_id: str) -> list[SearchTarget]:
     return builder() if builder is not None else []
 
 
-__all__ = ["BUILTIN", "ArrayPairCase", "builtin_targets", "configuration_ratio", "conj_4_1", "lemma_features",
+__all__ = ["BUILTIN", "builtin_targets", "configuration_ratio", "conj_4_1", "lemma_features",
            "reference_42", "risk_frontier", "risk_parts", "risk_ratio", "thm_3_2", "thm_4_1", "thm_4_2"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import jax
 import jax.numpy as jnp
@@ -175,3 +176,21 @@ def test_search_targets_protocol_on_a_plugin_check():
 def test_requires_float64(thm41):
     with jax.enable_x64(False), pytest.raises(RuntimeError, match="float64"):
         A.run_search(thm41, budget=16)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["thm-4.2", "thm-3.2", "lemma-features", "conj-4.1"])
+def test_every_target_searches_and_its_remeasurement_agrees(name):
+    """Every built-in target runs end to end; the check's re-measurement agrees with the objective (exactly for the
+    deterministic ones, within Monte Carlo error for thm-3.2 and lemma-features) and with the reference."""
+    for target in A.resolve(name):
+        r = A.run_search(target, budget=64, seed=1)
+        assert r.evaluations == 64 and math.isfinite(r.best_ratio) and math.isfinite(r.random_best_ratio)
+        monte_carlo = name in ("thm-3.2", "lemma-features")
+        assert r.agreement <= (0.3 if monte_carlo else 1e-9), r.target
+        if "reference_agreement" in r.remeasured:
+            assert r.remeasured["reference_agreement"] <= 1e-9, r.target
+        if name == "thm-3.2":
+            assert r.remeasured["reference_max_relative_difference"] <= 1e-9
+        if r.bound is not None and not monte_carlo:
+            assert r.best_ratio <= r.bound + 1e-9, r.target
