@@ -15,7 +15,6 @@ import numpy as np
 from hypothesis import strategies as st
 
 from iclkd_jax import AttentionWeights
-from verification import reference
 
 #: (token_dim, key_dim, value_dim, n_demos, n_context, n_queries): a small pool, so a search compiles at most
 #: len(SHAPES) programs per dtype. It covers d < d_k and d > d_k, one demonstration, and an empty context.
@@ -95,12 +94,6 @@ def attention_cases(*, dtypes=("float64",), max_scale: float = 6.0, shapes=SHAPE
         scale=st.floats(0.1, max_scale, allow_nan=False, allow_infinity=False),
         dtype=st.sampled_from(dtypes),
     )
-
-
-def numpy_attention_split(weights: AttentionWeights, demos, context, queries):
-    """``(W_0 phi(q), ΔW phi(q), max |logit|)`` from :func:`verification.reference.attention_split`."""
-    split = reference.attention_split(*weights, demos, context, queries)
-    return split["w0_out"], split["dw_out"], float(np.abs(split["logits"]).max())
 
 
 # ----------------------------------------------------------------------------------------

@@ -1,15 +1,16 @@
 """Independent NumPy float64 references for the core library's tests.
 
-Written from THEOREMS.md, not from the library: no JAX, no shared helpers. Every
+Written from THEOREMS.md, not from the library: no JAX. The attention, operator and Taylor pieces are
+those of :mod:`verification.reference` (the suite's one independent reference). Every
 sum of exponentials is done in log space here too (``_logsumexp``), so the
 references stay exact for logits of +-1e3 in float64.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from verification import reference
 
 
 def f64(a) -> np.ndarray:
@@ -22,34 +23,14 @@ def _logsumexp(a: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def attention_parts(wq, wk, wv, demos, context, queries) -> dict[str, np.ndarray]:
-    """Theorem 3.1 per query, with row-by-row loops (a different summation order from the library)."""
-    wq, wk, wv, demos, queries = map(f64, (wq, wk, wv, demos, queries))
-    context = np.zeros((0, demos.shape[1])) if context is None else f64(context)
-    n, m = demos.shape[0], context.shape[0]
-    out = {k: [] for k in ("w0_out", "dw_out", "log_partition", "log_eta", "log_eta_context", "entropy")}
-    for x in queries:
-        q = wq @ x
-        logits = np.array([np.dot(wk @ t, q) for t in np.concatenate([demos, context])])
-        log_d = _logsumexp(logits)
-        p = np.exp(logits - log_d)
-        out["w0_out"].append(sum((p[i] * (wv @ demos[i]) for i in range(n)), np.zeros(wv.shape[0])))
-        out["dw_out"].append(sum((p[n + j] * (wv @ context[j]) for j in range(m)), np.zeros(wv.shape[0])))
-        out["log_partition"].append(log_d)
-        out["log_eta"].append(math.log(n / 2.0) - log_d)
-        out["log_eta_context"].append(math.log(m / 2.0) - log_d if m else -np.inf)
-        out["entropy"].append(-np.sum(p * (logits - log_d)))
-    return {k: np.array(v) for k, v in out.items()}
+    """Theorem 3.1 per query: :func:`verification.reference.attention_split` (the suite's one reference)."""
+    context = np.zeros((0, np.shape(demos)[1])) if context is None else context
+    return reference.attention_split(wq, wk, wv, demos, context, queries)
 
 
 def apply_representer(coef, values, keys, log_scale, z) -> np.ndarray:
-    """``exp(log_scale) sum_i c_i v_i exp(k_i . z)`` row by row, shifted by the max logit."""
-    coef, values, keys, z = map(f64, (coef, values, keys, z))
-    rows = []
-    for zr in z:
-        logits = keys @ zr
-        top = np.max(logits)
-        rows.append(np.exp(top + float(log_scale)) * ((coef * np.exp(logits - top)) @ values))
-    return np.array(rows)
+    """``exp(log_scale) sum_i c_i v_i exp(k_i . z)``: :func:`verification.reference.apply_representer`."""
+    return reference.apply_representer(coef, values, keys, log_scale, z)
 
 
 def hs_norm_terms(coef, values, keys, log_scale) -> tuple[np.ndarray, float]:
@@ -61,28 +42,9 @@ def hs_norm_terms(coef, values, keys, log_scale) -> tuple[np.ndarray, float]:
     return terms, shift + 2.0 * float(log_scale)
 
 
-def taylor_kernel(u, z, order: int) -> np.ndarray:
-    """``sum_{n<=p} (u.z)^n / n!``."""
-    s = f64(u) @ f64(z).T
-    return sum(s**n / math.factorial(n) for n in range(order + 1))
-
-
-def taylor_remainder(s, order: int) -> np.ndarray:
-    """Lagrange bound on ``|exp(s) - sum_{n<=p} s^n/n!|``: ``exp(max(s, 0)) |s|^{p+1} / (p+1)!``."""
-    s = f64(s)
-    return np.exp(np.maximum(s, 0.0)) * np.abs(s) ** (order + 1) / math.factorial(order + 1)
-
-
-def taylor_features(u, order: int) -> np.ndarray:
-    """``(u^{⊗n}/sqrt(n!))_{n<=p}`` by explicit Kronecker products, row by row."""
-    rows = []
-    for x in f64(u):
-        block, blocks = np.ones(1), [np.ones(1)]
-        for n in range(1, order + 1):
-            block = np.kron(block, x)
-            blocks.append(block / math.sqrt(math.factorial(n)))
-        rows.append(np.concatenate(blocks))
-    return np.array(rows)
+taylor_kernel = reference.taylor_kernel
+taylor_remainder = reference.taylor_remainder_bound
+taylor_features = reference.taylor_features
 
 
 def sq_dist(x, y) -> np.ndarray:

@@ -9,13 +9,13 @@ from verification.runner import run_check
 def test_holds_on_the_real_implementation():
     result = run_check("thm-3.1a", profile="smoke", seed=0)
     assert result.status == "holds", result.summary
-    assert result.cases >= 2000 and result.figures["cases_per_second"] > 0
+    assert result.cases >= 1500 and result.figures["cases_per_second"] > 0
     assert result.figures["max_error_float64"] < 1e-12
     assert result.figures["max_error_float32"] < 1e-4
     assert result.figures["max_logit"] > 100          # the log-space paths are exercised
     assert 0 < result.worst <= 1.0
     case = result.worst_case
-    assert set(case) == {"wq", "wk", "wv", "demos", "context", "query", "dtype_bits"}
+    assert {"wq", "wk", "wv", "demos", "context", "query", "dtype_bits", "w0_out", "tolerance"} <= set(case)
     assert np.asarray(case["wq"]).shape[1] == len(case["query"])
 
 

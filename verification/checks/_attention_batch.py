@@ -39,8 +39,12 @@ import numpy as np
 import iclkd_jax as ik
 from verification import reference
 from verification.search import explore
-from verification.strategies import CHUNK, AttentionBatch
+from verification.strategies import CHUNK, SHAPES, AttentionBatch
 from verification.tolerances import eps
+
+#: the shapes of the shared kernel-form program (one compilation per shape and dtype, ~1 s each on one
+#: core): one demonstration and no context; d < d_k without context; d > d_k with context
+KERNEL_SHAPES = tuple(s for s in SHAPES if s != (4, 2, 3, 4, 3, 2))
 
 
 def _per_query(weights, demos, context, query, log_eta, log_eta_context):
@@ -162,6 +166,17 @@ class Measured:
     ratio: np.ndarray
     query: np.ndarray | None = None
     figures: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    #: per case and query row ``(B, Q, ...)``: library outputs and the tolerance, recorded in ``worst_case``
+    record: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def case_record(self, i: int) -> dict:
+        """``record`` at case ``i`` and its worst query row: arrays as one-row lists ``(1, ...)``, scalars as floats."""
+        q = int(self.query[i]) if self.query is not None else 0
+        out = {}
+        for name, values in self.record.items():
+            value = np.asarray(values[i][q], np.float64)
+            out[name] = float(value) if value.ndim == 0 else [value.tolist()]
+        return out
 
 
 @dataclasses.dataclass

@@ -16,8 +16,8 @@ the same (dtype-rounded) inputs, two-sided (``|library - reference| <= tolerance
   ``(W_0 + ΔW) phi(q)`` as an operator, against the reference split and attention;
 * ``log ||W_0||_HS^2`` of :func:`iclkd_jax.hs_norm` against the reference's explicit double sum.
 
-Cases: ``CHUNK`` cases per compiled call for each shape of ``strategies.SHAPES`` (d < d_k and
-d > d_k, N = 1, M = 0) in float64 and float32, weights ``N(0, s^2/d)`` with s log-uniform in
+Cases: ``CHUNK`` cases per compiled call for each shape of ``_attention_batch.KERNEL_SHAPES`` (d < d_k
+and d > d_k, N = 1, M = 0) in float64 and float32, weights ``N(0, s^2/d)`` with s log-uniform in
 [0.1, 6] (logits up to a few hundred), every draw from ``RunContext.key``; then Hypothesis
 cases (same shapes) through the same compiled programs, shrunk to a minimal case on failure.
 
@@ -27,7 +27,11 @@ float64 for logits of a few hundred, 1e-4 in float32).
 
 ``worst_case`` (the case with the largest error / tolerance): ``wq (d_k, d)``, ``wk (d_k, d)``,
 ``wv (d_v, d)``, ``demos (N, d)``, ``context (M, d)``, ``query (d,)`` (the token ``x'``), all exact
-float64 (float32 cases converted exactly), and ``dtype_bits`` (64 or 32: the dtype the library ran in).
+float64 (float32 cases converted exactly), and ``dtype_bits`` (64 or 32: the dtype the library ran in);
+the library's outputs at that query, ``w0_out``, ``dw_out`` (from kd_decomposition) and ``op_out``
+(``W_0`` from attention_operators applied to ``phi(q)``), each ``(1, d_v)``; ``tolerance``: the
+check's budget for this case relative to ``max_j |v_j|`` (the keys of
+:mod:`verification.certificates`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import numpy as np
 
 from verification import reference
 from verification.checks._attention_batch import (
+    KERNEL_SHAPES,
     Measured,
     error_ratio,
     fmt,
@@ -47,12 +52,7 @@ from verification.checks._attention_batch import (
     tolerances,
 )
 from verification.registry import Check, RunContext, register
-from verification.strategies import (
-    SHAPES,
-    attention_cases,
-    draw_attention_batch,
-    tile_case,
-)
+from verification.strategies import attention_cases, draw_attention_batch, tile_case
 
 DTYPES = ("float64", "float32")
 #: compared with the reference attention output (the right-hand side of Theorem 3.1(a))
@@ -91,14 +91,18 @@ def measure(batch, mutant: str | None) -> Measured:
     value_scale = np.abs(np.concatenate([batch.demos, batch.context], axis=1) @ np.swapaxes(batch.wv, 1, 2)).max(
         axis=(1, 2))
     error = np.max([np.abs(lib[name] - ref["output"]).max(axis=(1, 2)) for name in _OUTPUTS], axis=0) / value_scale
+    values = np.concatenate([batch.demos, batch.context], axis=1) @ np.swapaxes(batch.wv, 1, 2)
+    max_v = np.abs(values).max(axis=(1, 2))
     return Measured(ratio, per_query.argmax(axis=1),
                     {"max_error": error, "max_logit": ref["max_abs_logit"],
                      "max_hs_log_error": np.abs(lib["hs_log"] - ref["hs_log"]),
-                     "max_hs_condition": ref["hs_condition"]})
+                     "max_hs_condition": ref["hs_condition"]},
+                    record={"w0_out": lib["w0_out"], "dw_out": lib["dw_out"], "op_out": lib["op_w0"],
+                            "tolerance": tol["output"] / max_v[:, None]})
 
 
 def describe(batch, i: int, measured: Measured) -> dict:
-    return batch.case(i, int(measured.query[i]))
+    return {**batch.case(i, int(measured.query[i])), **measured.case_record(i)}
 
 
 @register
@@ -114,11 +118,11 @@ class Theorem31a(Check):
     }
 
     def run(self, ctx: RunContext):
-        configs = [(shape, dtype) for dtype in DTYPES for shape in SHAPES]
+        configs = [(shape, dtype) for dtype in DTYPES for shape in KERNEL_SHAPES]
         result = sweep(ctx, configs,
                        draw=lambda key, config: draw_attention_batch(key, config[0], dtype=config[1]),
                        measure=lambda batch: measure(batch, ctx.mutant),
-                       strategy=attention_cases(dtypes=DTYPES), tile=tile_case, describe=describe)
+                       strategy=attention_cases(dtypes=DTYPES, shapes=KERNEL_SHAPES), tile=tile_case, describe=describe)
         f = result.figures
         figures = {"max_error_float64": f.get("max_error_float64"), "max_error_float32": f.get("max_error_float32"),
                    "max_logit": max(f.get("max_logit_float64", 0.0), f.get("max_logit_float32", 0.0)),

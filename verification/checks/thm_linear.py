@@ -13,17 +13,31 @@ Statements:
    ``W_init`` is random (never 0): from 0 the query's y-part is 0 and a key that
    wrongly includes y could not be told apart.
 
-References are float64 NumPy loops (independent of the library's matrix forms).
+Measured, two-sided against :mod:`verification.reference` (float64 NumPy: the dual form, the
+gradient, the GD step and the LSA layer built block by block from the construction): the library's
+``linear_attention``, ``(W_0 + ΔW) q`` from ``linear_dual_weights``, ``W_0`` and ``−(N/2) grad L_D(0)``;
+``lsa_layer`` (with ``von_oswald_weights``, ``lsa_tokens``, ``lsa_query_tokens``, ``lsa_prediction``),
+``gd_step_prediction``, and the x-part of the updated query (unchanged exactly).
+Vectorised: ``CHUNK`` cases per compiled call, 3 (attention shape, regression shape) pairs x 2 dtypes,
+weights of scale log-uniform in [0.1, 4], learning rates uniform in [0.01, 2], every draw from
+``RunContext.key``; then Hypothesis cases through the same programs, shrunk on failure.
 
-Tolerance: every quantity is a sum of ``n`` products of length ``d``; its round-off
-is at most ``(n + d) eps`` times the sum of absolute terms ``S = sum_j |v_j| |k_j . q|``
-(resp. ``sum_i |r_i| |x_i . x_q|``), so errors are measured relative to ``S`` and
-judged against ``8 (n + d) eps``: no conditioning enters, because it is already in ``S``.
+Tolerance: every quantity is a sum of ``n`` products of length ``d``; its round-off is at most
+``(n + 3d + d_k + 2) u <= 8 (n + d) eps`` times the sum of absolute terms ``S`` (``S = sum_j
+max(|W^V||x_j|) (|W^K||x_j|).(|W^Q||x'|)`` entrywise absolute, resp. ``max(|W_init||x_q|, (eta/N)
+sum_i (|W_init||x_i| + |y_i|) |x_i|.|x_q|)``), so errors are measured relative to ``S`` and judged
+against ``8 (n + d) eps``: no conditioning enters, because it is already in ``S``.
+
+``worst_case`` (keys of :mod:`verification.certificates`): ``wq, wk, wv, demos, context, queries``,
+the library's ``attention_out`` and ``dual_out (Q, d_v)``; ``xs (N, d_x), ys (N, d_y), xq (Q, d_x),
+w_init (d_y, d_x), learning_rate``, the library's ``prediction`` (LSA) and ``gd (Q, d_y)``; ``eps``
+and ``dtype_bits``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import jax
 import jax.numpy as jnp
@@ -31,109 +45,173 @@ import numpy as np
 from hypothesis import strategies as st
 
 import iclkd_jax as ik
+from verification import reference
+from verification.checks._attention_batch import Measured, fmt, sweep
 from verification.registry import Check, RunContext, register
-from verification.search import explore
-from verification.strategies import SHAPES, AttentionCase, standard_normal_pool
+from verification.strategies import (
+    CHUNK,
+    AttentionBatch,
+    AttentionCase,
+    draw_attention_batch,
+    standard_normal_pool,
+    tile_case,
+)
 from verification.tolerances import eps
 
-#: shapes with a non-empty query context (the dropped-context mutant must be visible in every case)
-_DUAL_SHAPES = tuple(s for s in SHAPES if s[4] > 0)
-#: (x_dim, y_dim, N): N > 1 everywhere, so a missing 1/N changes the result
-_REGRESSION_SHAPES = ((1, 1, 3), (3, 2, 5), (4, 2, 16))
+DTYPES = ("float64", "float32")
+#: (attention shape (d, d_k, d_v, N, M, Q), regression shape (d_x, d_y, N)): M > 0 everywhere (a dropped
+#: ΔW must show), N > 1 (a missing 1/N must show), Q = 3 regression queries
+PAIRS = (((4, 2, 3, 4, 3, 2), (1, 1, 3)), ((8, 4, 3, 16, 3, 2), (3, 2, 5)), ((8, 4, 3, 16, 3, 2), (4, 2, 16)))
+N_QUERIES = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearBatch:
+    attention: AttentionBatch
+    xs: np.ndarray
+    ys: np.ndarray
+    xq: np.ndarray
+    w_init: np.ndarray
+    learning_rate: np.ndarray
+
+    @property
+    def dtype(self) -> str:
+        return self.attention.dtype
+
+    def case(self, i: int) -> dict:
+        return {**self.attention.case(i), "xs": self.xs[i].tolist(), "ys": self.ys[i].tolist(),
+                "xq": self.xq[i].tolist(), "w_init": self.w_init[i].tolist(),
+                "learning_rate": float(self.learning_rate[i]), "eps": eps(self.dtype)}
+
+
+@jax.jit
+def _regression_draw(key):
+    normal_key, uniform_key = jax.random.split(key)
+    return jax.random.normal(normal_key, (CHUNK, 128)), jax.random.uniform(uniform_key, (CHUNK,), minval=0.01, maxval=2.0)
+
+
+def _regression_arrays(pool: np.ndarray, shape, dtype: str):
+    dx, dy, n = shape
+    b = pool.shape[0]
+    sizes = [(n, dx), (n, dy), (N_QUERIES, dx), (dy, dx)]
+    out, start = [], 0
+    for s in sizes:
+        size = s[0] * s[1]
+        out.append(pool[:, start:start + size].reshape((b,) + s).astype(dtype).astype(np.float64))
+        start += size
+    return out
+
+
+def draw_linear_batch(key, pair, dtype: str) -> LinearBatch:
+    attention = draw_attention_batch(key, pair[0], dtype=dtype, max_scale=4.0)
+    pool, lr = (np.asarray(a, np.float64) for a in _regression_draw(jax.random.fold_in(key, 1)))
+    return LinearBatch(attention, *_regression_arrays(pool, pair[1], dtype), lr.astype(dtype).astype(np.float64))
+
+
+def _example(wq, wk, wv, demos, context, queries, xs, ys, xq, w_init, lr_layer, lr_gd, keys_see_y):
+    weights = ik.AttentionWeights(wq, wk, wv)
+    attention = ik.linear_attention(weights, jnp.concatenate([demos, context]), queries)
+    w0, dw = ik.linear_dual_weights(weights, demos, context)
+    fm = ik.identity_features(key_dim=wk.shape[0])
+    grad = jax.grad(lambda w: ik.kd_loss(w, weights, demos, feature_map=fm))(jnp.zeros_like(w0))
+    dx, dy, n = xs.shape[1], ys.shape[1], xs.shape[0]
+    lsa = ik.von_oswald_weights(dx, dy, learning_rate=lr_layer, n_demos=n, w_init=w_init)
+    # keys_see_y = 0 leaves the library's W^K, W^Q exactly as they are (the y-in-keys mutant sets 1)
+    eye = jnp.eye(dx + dy, dtype=xs.dtype)
+    lsa = lsa._replace(wq=lsa.wq + keys_see_y * (eye - lsa.wq), wk=lsa.wk + keys_see_y * (eye - lsa.wk))
+    out = ik.lsa_layer(lsa, ik.lsa_tokens(xs, ys), ik.lsa_query_tokens(xq, y_dim=dy, w_init=w_init))
+    return {"attention": attention, "w0": w0, "dw": dw, "step": -(demos.shape[0] / 2) * grad, "lsa_out": out,
+            "prediction": ik.lsa_prediction(out, y_dim=dy),
+            "gd": ik.gd_step_prediction(xs, ys, xq, learning_rate=lr_gd, w_init=w_init)}
+
+
+_program = jax.jit(jax.vmap(_example))
+
+
+def quantities_under_test(batch: LinearBatch, mutant: str | None) -> dict[str, np.ndarray]:
+    dtype = np.dtype(batch.dtype)
+    n = batch.xs.shape[1]
+    lr = batch.learning_rate
+    lr_layer = {"step-size-times-2": 2 * lr, "missing-1/N": n * lr}.get(mutant, lr)
+    keys_see_y = np.full(CHUNK, 1.0 if mutant == "y-in-keys" else 0.0)
+    args = [*batch.attention.arrays, batch.xs, batch.ys, batch.xq, batch.w_init, lr_layer, lr, keys_see_y]
+    out = _program(*(jax.device_put(np.asarray(a).astype(dtype)) for a in args))
+    lib = {k: np.asarray(v, np.float64) for k, v in out.items()}
+    if mutant == "drop-context-term":
+        lib["dw"] = np.zeros_like(lib["dw"])
+    q = batch.attention.queries @ np.swapaxes(batch.attention.wq, 1, 2)
+    lib["dual"] = q @ np.swapaxes(lib["w0"] + lib["dw"], 1, 2)
+    return lib
+
+
+def measure(batch: LinearBatch, mutant: str | None) -> Measured:
+    lib = quantities_under_test(batch, mutant)
+    a = batch.attention
+    t = lambda x: np.swapaxes(x, -1, -2)
+    tokens = np.concatenate([a.demos, a.context], axis=1)
+    ref_out = reference.linear_attention(a.wq, a.wk, a.wv, tokens, a.queries)
+    ref_w0, _ = reference.linear_dual_weights(a.wk, a.wv, a.demos, a.context)
+    # sums of absolute terms
+    abs_v = np.abs(tokens) @ t(np.abs(a.wv))                                         # (B, n, d_v)
+    abs_logits = (np.abs(a.queries) @ t(np.abs(a.wq))) @ t(np.abs(tokens) @ t(np.abs(a.wk)))   # (B, Q, n)
+    scale = np.maximum((abs_logits * abs_v.max(axis=-1)[:, None, :]).sum(axis=-1).max(axis=1), 1e-300)
+    abs_k = np.abs(a.demos) @ t(np.abs(a.wk))
+    w0_scale = np.maximum(np.einsum("bnv,bnk->bvk", abs_v[:, :a.demos.shape[1]], abs_k).max(axis=(1, 2)), 1e-300)
+    dual_error = np.maximum(np.abs(lib["attention"] - ref_out).max(axis=(1, 2)),
+                            np.abs(lib["dual"] - ref_out).max(axis=(1, 2))) / scale
+    w0_error = np.maximum(np.abs(lib["w0"] - ref_w0).max(axis=(1, 2)),
+                          np.abs(lib["step"] - ref_w0).max(axis=(1, 2))) / w0_scale
+    d = max(a.demos.shape[2], a.wk.shape[1])
+    dual_tol = 8 * (tokens.shape[1] + d) * eps(batch.dtype)
+    lr = batch.learning_rate
+    n = batch.xs.shape[1]
+    ref_gd = reference.gd_step_prediction(batch.xs, batch.ys, batch.xq, lr, batch.w_init)
+    ref_layer = reference.von_oswald_layer(batch.xs, batch.ys, batch.xq, lr, batch.w_init)
+    abs_r = np.abs(batch.xs) @ t(np.abs(batch.w_init)) + np.abs(batch.ys)              # (B, N, d_y)
+    abs_xx = np.abs(batch.xq) @ t(np.abs(batch.xs))                                    # (B, Q, N)
+    gd_scale = np.maximum(np.maximum((np.abs(batch.xq) @ t(np.abs(batch.w_init))).max(axis=(1, 2)),
+                                     (lr / n) * (abs_xx[..., None] * abs_r[:, None]).sum(axis=2).max(axis=(1, 2))),
+                          1e-300)
+    dy = batch.ys.shape[2]
+    gd_error = np.max([np.abs(lib["prediction"] - ref_gd).max(axis=(1, 2)), np.abs(lib["gd"] - ref_gd).max(axis=(1, 2)),
+                       np.abs(lib["lsa_out"][..., -dy:] - ref_layer[..., -dy:]).max(axis=(1, 2))], axis=0) / gd_scale
+    x_changed = np.abs(lib["lsa_out"][..., :-dy] - batch.xq).max(axis=(1, 2))
+    gd_tol = 8 * (n + batch.xs.shape[2] + dy) * eps(batch.dtype)
+    ratio = np.max([dual_error / dual_tol, w0_error / dual_tol, gd_error / gd_tol,
+                    np.where(x_changed > 0, np.inf, 0.0)], axis=0)
+    return Measured(ratio, None, {"max_dual_error": dual_error, "max_w0_error": w0_error, "max_gd_error": gd_error},
+                    record={"attention_out": lib["attention"], "dual_out": lib["dual"],
+                            "prediction": lib["prediction"], "gd": lib["gd"]})
+
+
+def describe(batch: LinearBatch, i: int, measured: Measured) -> dict:
+    return {**batch.case(i), **{k: v[i].tolist() for k, v in measured.record.items()}}
 
 
 @dataclasses.dataclass(frozen=True)
 class LinearCase:
     attention: AttentionCase
-    regression_shape: tuple[int, int, int]
+    pair: int
     learning_rate: float
-    n_queries: int = 3
-
-    def regression(self):
-        dx, dy, n = self.regression_shape
-        sizes = [n * dx, n * dy, self.n_queries * dx, dy * dx]
-        pool = standard_normal_pool(self.attention.seed + 1, sum(sizes))
-        xs, ys, xq, w = np.split(pool, np.cumsum(sizes)[:-1])
-        dtype = np.dtype(self.attention.dtype)
-        return tuple(jax.device_put(a.reshape(s).astype(dtype))
-                     for a, s in ((xs, (n, dx)), (ys, (n, dy)), (xq, (self.n_queries, dx)), (w, (dy, dx))))
 
     def describe(self) -> dict:
-        return {**self.attention.describe(), "regression_shape": self.regression_shape,
+        return {**self.attention.describe(), "regression_shape": PAIRS[self.pair][1],
                 "learning_rate": self.learning_rate}
 
 
+def tile(case: LinearCase) -> LinearBatch:
+    attention = tile_case(case.attention)
+    pool = standard_normal_pool(case.attention.seed + 1, 128)
+    arrays = _regression_arrays(np.broadcast_to(pool, (CHUNK, 128)), PAIRS[case.pair][1], case.attention.dtype)
+    lr = float(np.asarray(case.learning_rate, case.attention.dtype))
+    return LinearBatch(attention, *arrays, np.full(CHUNK, lr))
+
+
 def linear_cases() -> st.SearchStrategy[LinearCase]:
-    attention = st.builds(lambda seed, shape, scale, dtype: AttentionCase(seed, *shape, scale=scale, dtype=dtype),
-                          st.integers(0, 2**31 - 1), st.sampled_from(_DUAL_SHAPES), st.floats(0.1, 4.0),
-                          st.sampled_from(("float64", "float32")))
-    return st.builds(LinearCase, attention, st.sampled_from(_REGRESSION_SHAPES), st.floats(0.01, 2.0))
-
-
-@jax.jit
-def _kd_loss_grad(weights, demos):
-    """``grad L_D(0)`` of the explicit KD loss with ``phi`` = identity, by ``jax.grad`` (one compile per shape)."""
-    fm = ik.identity_features(key_dim=weights.wk.shape[0])
-    zero = jnp.zeros((weights.wv.shape[0], weights.wk.shape[0]), demos.dtype)
-    return jax.grad(lambda w: ik.kd_loss(w, weights, demos, feature_map=fm))(zero)
-
-
-def dual_under_test(weights, demos, context, queries, mutant):
-    """Library: attention output, ``(W_0 + ΔW) q``, and ``W_0`` as the step ``−(N/2) grad L_D(0)``."""
-    tokens = jax.device_put(np.concatenate([np.asarray(demos), np.asarray(context)]))
-    attention = np.asarray(ik.linear_attention(weights, tokens, queries), np.float64)
-    w0, dw = (np.asarray(a, np.float64) for a in ik.linear_dual_weights(weights, demos, context))
-    if mutant == "drop-context-term":
-        dw = np.zeros_like(dw)
-    q = np.asarray(queries, np.float64) @ np.asarray(weights.wq, np.float64).T
-    dual = q @ (w0 + dw).T
-    step = -(demos.shape[0] / 2) * np.asarray(_kd_loss_grad(weights, demos), np.float64)
-    return attention, dual, w0, step
-
-
-def gd_under_test(xs, ys, xq, w_init, learning_rate, mutant):
-    """Library: the von Oswald LSA layer's prediction and ``gd_step_prediction``."""
-    dx, dy, n = xs.shape[1], ys.shape[1], xs.shape[0]
-    eta = 2 * learning_rate if mutant == "step-size-times-2" else learning_rate
-    lsa = ik.von_oswald_weights(dx, dy, learning_rate=eta, n_demos=n, w_init=w_init)
-    if mutant == "missing-1/N":
-        lsa = lsa._replace(projection=lsa.projection * n)
-    elif mutant == "y-in-keys":
-        eye = jax.device_put(np.eye(dx + dy).astype(xs.dtype))
-        lsa = lsa._replace(wq=eye, wk=eye)
-    out = ik.lsa_layer(lsa, ik.lsa_tokens(xs, ys), ik.lsa_query_tokens(xq, y_dim=dy, w_init=w_init))
-    prediction = np.asarray(ik.lsa_prediction(out, y_dim=dy), np.float64)
-    out = np.asarray(out)
-    gd = np.asarray(ik.gd_step_prediction(xs, ys, xq, learning_rate=learning_rate, w_init=w_init), np.float64)
-    return prediction, gd, out[:, :dx].astype(np.float64)
-
-
-def _numpy_dual(weights, demos, context, queries):
-    """Float64 loops: attention output, W_0, and the scale ``S = max_q sum_j |v_j|_inf |k_j . q|``."""
-    wq, wk, wv = (np.asarray(w, np.float64) for w in weights)
-    tokens = np.concatenate([np.asarray(demos, np.float64), np.asarray(context, np.float64)])
-    queries = np.asarray(queries, np.float64)
-    out = np.zeros((queries.shape[0], wv.shape[0]))
-    scale = 0.0
-    for a, x in enumerate(queries):
-        terms = [(wv @ t) * float((wk @ t) @ (wq @ x)) for t in tokens]
-        out[a] = np.sum(terms, axis=0)
-        scale = max(scale, float(np.sum([np.abs(t).max() for t in terms])))
-    w0 = np.zeros((wv.shape[0], wk.shape[0]))
-    for t in np.asarray(demos, np.float64):
-        w0 += np.outer(wv @ t, wk @ t)
-    w0_scale = sum(np.abs(np.outer(wv @ t, wk @ t)).max() for t in np.asarray(demos, np.float64))
-    return out, w0, max(scale, 1e-300), max(w0_scale, 1e-300)
-
-
-def _numpy_gd(xs, ys, xq, w_init, learning_rate):
-    xs, ys, xq, w = (np.asarray(a, np.float64) for a in (xs, ys, xq, w_init))
-    n = xs.shape[0]
-    residuals = [w @ xs[i] - ys[i] for i in range(n)]
-    w1 = w - learning_rate / n * sum(np.outer(r, x) for r, x in zip(residuals, xs))
-    scale = max(np.abs(w @ xq.T).max(),
-                learning_rate / n * max(sum(np.abs(r).max() * abs(x @ q) for r, x in zip(residuals, xs)) for q in xq))
-    return xq @ w1.T, max(float(scale), 1e-300)
+    def build(seed, pair, scale, dtype, lr):
+        return LinearCase(AttentionCase(seed, *PAIRS[pair][0], scale=scale, dtype=dtype), pair, lr)
+    return st.builds(build, st.integers(0, 2**31 - 1), st.sampled_from(range(len(PAIRS))), st.floats(0.1, 4.0),
+                     st.sampled_from(DTYPES), st.floats(0.01, 2.0))
 
 
 @register
@@ -149,46 +227,24 @@ class TheoremLinear(Check):
     }
 
     def run(self, ctx: RunContext):
-        def measure(case: LinearCase):
-            weights, demos, context, queries = case.attention.build()
-            dtype = case.attention.dtype
-            attention, dual, w0, step = dual_under_test(weights, demos, context, queries, ctx.mutant)
-            ref_out, ref_w0, scale, w0_scale = _numpy_dual(weights, demos, context, queries)
-            n, d = demos.shape[0] + context.shape[0], max(demos.shape[1], weights.wk.shape[0])
-            dual_error = max(np.abs(attention - ref_out).max(), np.abs(dual - ref_out).max()) / scale
-            w0_error = max(np.abs(w0 - ref_w0).max(), np.abs(step - ref_w0).max()) / w0_scale
-            dual_tol = 8 * (n + d) * eps(dtype)
-            xs, ys, xq, w_init = case.regression()
-            prediction, gd, x_part = gd_under_test(xs, ys, xq, w_init, case.learning_rate, ctx.mutant)
-            ref_gd, gd_scale = _numpy_gd(xs, ys, xq, w_init, case.learning_rate)
-            gd_error = max(np.abs(prediction - ref_gd).max(), np.abs(gd - ref_gd).max()) / gd_scale
-            x_changed = float(np.abs(x_part - np.asarray(xq, np.float64)).max())
-            gd_tol = 8 * (xs.shape[0] + xs.shape[1] + ys.shape[1]) * eps(dtype)
-            ratio = max(dual_error / dual_tol, w0_error / dual_tol, gd_error / gd_tol, np.inf if x_changed else 0.0)
-            return {"dtype": dtype, "dual_error": float(dual_error), "w0_error": float(w0_error),
-                    "gd_error": float(gd_error), "x_changed": x_changed, "ratio": float(ratio)}
-
-        exploration = explore(linear_cases(), measure, max_examples=ctx.profile.examples * 2,
-                              seed_value=ctx.hypothesis_seed, fails=lambda m: m["ratio"] > 1.0, shrink=ctx.shrink)
-        ms = exploration.measurements
-        worst = max(ms, key=lambda m: m["ratio"])
-
-        def worst_of(field, dtype):
-            return max((m[field] for m in ms if m["dtype"] == dtype), default=None)
-
-        figures = {f"max_{f}_{dt}": worst_of(f, dt) for f in ("dual_error", "w0_error", "gd_error")
-                   for dt in ("float64", "float32")}
-        counterexample = None
-        if exploration.counterexample:
-            case, m = exploration.counterexample
-            counterexample = {"case": case.describe(), **m}
+        start = time.perf_counter()
+        configs = [(pair, dtype) for dtype in DTYPES for pair in PAIRS]
+        result = sweep(ctx, configs, draw=lambda key, config: draw_linear_batch(key, *config),
+                       measure=lambda batch: measure(batch, ctx.mutant), strategy=linear_cases(), tile=tile,
+                       describe=describe)
+        f = result.figures
+        figures = {f"{name}_{dt}": f.get(f"{name}_{dt}") for name in ("max_dual_error", "max_w0_error", "max_gd_error")
+                   for dt in DTYPES}
+        figures.update({"random_cases": result.random_cases, "violations": result.violations,
+                        "cases_per_second": result.cases / (time.perf_counter() - start)})
+        violated = result.violations or result.counterexample is not None
         return self.result(
-            ctx, status="violated" if counterexample else "holds", cases=exploration.cases, worst=worst["ratio"],
+            ctx, status="violated" if violated else "holds", cases=result.cases, worst=result.worst,
             worst_label="max error/tolerance", tolerance=1.0,
             tolerance_reason="errors relative to the sum of absolute terms, within 8 (n + d) eps per dtype "
                              "(round-off of n products of length d)",
-            figures=figures, counterexample=counterexample,
-            summary=(f"dual form error {figures['max_dual_error_float64']:.1e} (f64) / "
-                     f"{figures['max_dual_error_float32'] or 0:.1e} (f32); von Oswald LSA = GD step to "
-                     f"{figures['max_gd_error_float64']:.1e} (f64) / {figures['max_gd_error_float32'] or 0:.1e} (f32), "
-                     f"relative to the sum of absolute terms"))
+            figures=figures, counterexample=result.counterexample, worst_case=result.worst_case,
+            summary=(f"{result.cases} cases ({figures['cases_per_second']:.0f}/s): dual form = reference to "
+                     f"{fmt(figures['max_dual_error_float64'])} (f64) / {fmt(figures['max_dual_error_float32'])} "
+                     f"(f32); von Oswald LSA = GD step = reference to {fmt(figures['max_gd_error_float64'])} (f64) / "
+                     f"{fmt(figures['max_gd_error_float32'])} (f32), relative to the sum of absolute terms"))
