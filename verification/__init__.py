@@ -1,5 +1,8 @@
 """The verification suite: every statement of THEOREMS.md as an executable, self-testing check.
 
+Writing a check of your own (outside the project): :mod:`verification.api` is the one stable
+place for everything a check needs, and ``iclkd verify --plugin FILE`` runs it (:mod:`verification.plugins`).
+
 Importing this package changes no global state. Verification runs in float64: the ``iclkd``
 entry point switches it on, and so does :func:`runner.run_check` for the duration of a check;
 library users who compute with the suite's pieces themselves call :func:`enable_x64` (for the whole

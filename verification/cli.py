@@ -140,8 +140,25 @@ def _certify_extend(args: argparse.Namespace, results: list) -> list:
     return results
 
 
+def _plugin_arguments(parser: Parser) -> None:
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                        help="load checks from your own module or .py file (repeatable; see verification.api); "
+                             "installed plugins (entry points 'iclkd.checks') load by themselves")
+
+
+def _plugin_prepare(args: argparse.Namespace) -> None:
+    from verification.plugins import load_plugin
+    from verification.registry import all_checks
+
+    all_checks()  # the built-in checks first: a plugin cannot take their ids
+    for spec in dict.fromkeys(args.plugin):
+        ids = load_plugin(spec)
+        print(f"plugin {spec}: {', '.join(ids)}", file=sys.stderr)
+
+
 #: flags of ``iclkd verify`` added by features; append a :class:`VerifyOption` to add one
 VERIFY_OPTIONS: list[VerifyOption] = [
+    VerifyOption(_plugin_arguments, _plugin_prepare),  # first: the other options see the plugins' checks
     VerifyOption(_real_model_arguments, _real_model_prepare, _real_model_extend),
     VerifyOption(_certify_arguments, _certify_prepare, _certify_extend),  # last: certifies every result
 ]
@@ -277,6 +294,10 @@ def _commands() -> dict[str, Command | Group]:
         "bench": Group("benchmarks: " + ", ".join(BENCHMARKS), BENCHMARKS, metavar="BENCHMARK",
                        description="Benchmarks of the library and the bounds; each has its own --help."),
         "experiment": EXPERIMENT_GROUP,
+        "launch": Command("run an iclkd command as N local processes with jax.distributed (docs/distributed.md)",
+                          "verification.distributed:Launch"),
+        "search": Command("gradient worst-case search of a statement's ratio, beside random search at the same budget",
+                          "verification.adversary"),
     }
 
 
@@ -293,6 +314,14 @@ def main(argv: list[str] | None = None) -> int:
     """The ``iclkd`` entry point; returns the exit status (module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     description = __doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1]
+    if argv[:1] != ["launch"]:  # one of several processes? initialise before any JAX backend use
+        from verification import distributed
+
+        try:
+            distributed.initialize()
+        except distributed.DistributedConfigError as err:
+            print(f"iclkd: {err}", file=sys.stderr)
+            return ExitStatus.USAGE
     return run_registry("iclkd", description, COMMANDS, argv, prepare=_prepare)
 
 

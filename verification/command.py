@@ -9,6 +9,7 @@ Exit statuses (one table for every subcommand; :class:`ExitStatus`):
   2   usage, input or output error: a bad argument, an unknown id, an output path that cannot be
       written, a missing optional dependency; reported in one line before anything is computed
   3   a check or computation raised (status ``error`` in the report)
+  4   ``iclkd launch``: a process died or a peer never started (one line says which and why)
 130   interrupted (Ctrl-C); no report is written as if complete
 ====  ==========================================================================================
 
@@ -47,6 +48,7 @@ class ExitStatus(enum.IntEnum):
     VIOLATED = 1
     USAGE = 2
     ERROR = 3
+    LAUNCH_FAILED = 4  # iclkd launch: a process died or a peer never started
     INTERRUPTED = 130
 
 

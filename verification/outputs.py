@@ -29,6 +29,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from verification.distributed import is_writer
+
 #: where the benchmarks and experiments write when no folder is given (covered by .gitignore)
 DEFAULT_OUTPUT_ROOT = Path("iclkd-out")
 
@@ -123,7 +125,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         # mkstemp creates 0600; give the file the mode an ordinary open() would (or the replaced file's)
         os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~_umask())
         yield Path(tmp)
-        os.replace(tmp, target)
+        if is_writer():
+            os.replace(tmp, target)
+        else:  # a multi-process run: process 0 alone writes (verification.distributed)
+            os.unlink(tmp)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -161,8 +161,12 @@ def register(cls: type[Check]) -> type[Check]:
 
 
 def all_checks() -> dict[str, type[Check]]:
-    """Imports every check module and returns the registry in report order."""
+    """Imports every check module and the installed plugins (entry points ``iclkd.checks``) and returns the
+    registry in report order."""
     import verification.checks  # noqa: F401  (registers the checks)
+    from verification.plugins import load_entry_points
+
+    load_entry_points()
 
     order = {cid: i for i, cid in enumerate(CANONICAL_ORDER)}
     return dict(sorted(REGISTRY.items(), key=lambda item: (order.get(item[0], len(order)), item[0])))

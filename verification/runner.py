@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import jax
 
+from verification import distributed
 from verification.registry import PROFILES, CheckResult, ProfileName, RunContext, all_checks
 
 
@@ -64,6 +65,9 @@ def iter_checks(ids: Iterable[str] | None = None, *, profile: ProfileName = "qui
     unknown = [i for i in ids if i not in checks]
     if unknown:
         raise ValueError(f"unknown check id(s) {unknown}; known: {', '.join(checks)}")
+    if distributed.process_count() > 1:  # check j on process j mod N; every process gets every result
+        yield from distributed.distributed_map(lambda i: run_check(i, profile=profile, seed=seed), ids)
+        return
     for i in _progress(ids, progress, "iclkd verify"):
         yield run_check(i, profile=profile, seed=seed)
 
@@ -105,10 +109,18 @@ def iter_self_test(ids: Iterable[str] | None = None, *, profile: ProfileName = "
     ids = list(checks) if not ids else list(dict.fromkeys(ids))
     jobs = [(cid, name) for cid in ids for name in checks[cid].mutants]
     baselines: dict[str, CheckResult] = {}
-    for cid, name in _progress(jobs, progress, "self-test"):
-        if cid not in baselines:
+
+    def outcome(job: tuple[str, str]) -> MutantOutcome:
+        cid, name = job
+        if cid not in baselines:  # per process: each computes the baselines of its own jobs
             baselines[cid] = run_check(cid, profile=profile, seed=seed)
         result = run_check(cid, profile=profile, seed=seed, mutant=name, shrink=False)
         kind = checks[cid].kind
-        yield MutantOutcome(cid, name, checks[cid].mutants[name], baselines[cid].status, result.status,
-                            mutant_caught(kind, baselines[cid].status, result.status), result.worst)
+        return MutantOutcome(cid, name, checks[cid].mutants[name], baselines[cid].status, result.status,
+                             mutant_caught(kind, baselines[cid].status, result.status), result.worst)
+
+    if distributed.process_count() > 1:  # mutant j on process j mod N
+        yield from distributed.distributed_map(outcome, jobs)
+        return
+    for job in _progress(jobs, progress, "self-test"):
+        yield outcome(job)

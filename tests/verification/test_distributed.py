@@ -1,0 +1,124 @@
+"""The multi-process runtime: environment parsing, the split and gather, the launcher's failures (issue 15)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from verification import distributed as D
+
+WORKER_DIR = str(Path(__file__).parent)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([WORKER_DIR, str(Path(__file__).parents[2]), env.get("PYTHONPATH", "")])
+    return env
+
+
+def test_no_environment_means_one_process():
+    assert D.requested({}) is None
+
+
+def test_auto_detection_is_opt_in():
+    assert D.requested({D.ENV_AUTO: "auto"}) == {}
+
+
+def test_explicit_environment_binds_loopback():
+    kwargs = D.requested({D.ENV_COORDINATOR: "127.0.0.1:1234", D.ENV_NUM_PROCESSES: "2", D.ENV_PROCESS_ID: "1",
+                          D.ENV_LOOPBACK: "1", D.ENV_INIT_TIMEOUT: "7"})
+    assert kwargs == {"coordinator_address": "127.0.0.1:1234", "num_processes": 2, "process_id": 1,
+                      "initialization_timeout": 7, "coordinator_bind_address": "127.0.0.1:1234"}
+
+
+@pytest.mark.parametrize("env, message", [
+    ({D.ENV_COORDINATOR: "127.0.0.1:1"}, "ICLKD_NUM_PROCESSES, ICLKD_PROCESS_ID"),
+    ({D.ENV_COORDINATOR: "h:1", D.ENV_NUM_PROCESSES: "0", D.ENV_PROCESS_ID: "0"}, ">= 1"),
+    ({D.ENV_COORDINATOR: "h:1", D.ENV_NUM_PROCESSES: "2", D.ENV_PROCESS_ID: "2"}, r"\[0, 2\)"),
+    ({D.ENV_COORDINATOR: "h:1", D.ENV_NUM_PROCESSES: "two", D.ENV_PROCESS_ID: "0"}, "integer"),
+    ({D.ENV_COORDINATOR: "nohostport", D.ENV_NUM_PROCESSES: "2", D.ENV_PROCESS_ID: "0"}, "host:port"),
+])
+def test_malformed_environment_is_a_clear_error(env, message):
+    with pytest.raises(D.DistributedConfigError, match=message):
+        D.requested(env)
+
+
+def test_launch_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="num_processes"):
+        D.launch(0, ["verify"])
+    with pytest.raises(ValueError, match="command is empty"):
+        D.launch(2, [])
+
+
+def test_one_process_map_is_a_loop():
+    assert D.distributed_map(lambda x: x + 1, [1, 2, 3]) == [2, 3, 4]
+
+
+def test_two_processes_split_gather_and_listen_on_loopback_only(capfd):
+    status = D.launch(2, ["3"], module="_distributed_worker", env=_env(), init_timeout_s=60)
+    out = capfd.readouterr().out
+    assert status == 3, out  # process 0's own exit status is passed through
+    assert "RESULTS [(0, 0), (1, 1), (2, 4), (3, 9), (4, 16), (5, 25), (6, 36)] COMPUTED_BY [0, 1]" in out
+    assert "LISTENING" in out
+
+
+def test_a_peer_that_never_starts_is_a_clear_error_not_a_hang(capfd):
+    started = time.monotonic()
+    status = D.launch(2, ["0"], module="_distributed_worker", env=_env(), init_timeout_s=2, start_ranks=[0])
+    elapsed = time.monotonic() - started
+    err = capfd.readouterr().err
+    assert status == D.EXIT_LAUNCH_FAILED
+    assert elapsed < 60
+    lines = [line for line in err.splitlines() if line.startswith("iclkd launch:")]
+    assert len(lines) == 1 and "process(es) 1 never started" in lines[0], err
+    assert "Check failure stack trace" not in err  # the abort is summarised, not dumped
+
+
+def _strip_timing(value):
+    from verification.report import TIMING_FIELDS
+
+    if isinstance(value, dict):
+        return {k: _strip_timing(v) for k, v in value.items() if k not in TIMING_FIELDS}
+    if isinstance(value, list):
+        return [_strip_timing(v) for v in value]
+    return value
+
+
+def test_two_process_verify_gives_the_one_process_report(tmp_path, capfd):
+    import json
+    import subprocess
+    import sys
+
+    args = ["verify", "--profile", "smoke", "--only", "lemma-eta", "thm-linear", "--no-progress"]
+    one = subprocess.run([sys.executable, "-m", "verification", *args, "--json", str(tmp_path / "one.json")],
+                         env=_env(), capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    status = D.launch(2, [*args, "--json", str(tmp_path / "two.json")], env=_env(), init_timeout_s=120)
+    out = capfd.readouterr().out
+    assert status == 0
+    assert "lemma-eta" in out and "thm-linear" in out  # process 0's table is streamed
+    first = json.loads((tmp_path / "one.json").read_text())
+    second = json.loads((tmp_path / "two.json").read_text())
+    assert _strip_timing(first) == _strip_timing(second)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.json", "two.json"]  # no stray temporary files
+
+
+def test_launch_command_line_errors_are_one_line(capsys):
+    from verification import cli
+
+    assert cli.main(["launch", "-n", "2"]) == 2
+    assert "give the command to run after --" in capsys.readouterr().err
+    assert cli.main(["launch", "-n", "0", "--", "verify"]) == 2
+    assert cli.main(["launch", "-n", "2", "--", "launch", "-n", "2"]) == 2
+
+
+def test_malformed_environment_exits_2(monkeypatch, capsys):
+    from verification import cli
+
+    monkeypatch.setenv(D.ENV_COORDINATOR, "127.0.0.1:1")
+    assert cli.main(["verify", "--list"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ICLKD_NUM_PROCESSES" in err

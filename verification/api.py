@@ -1,0 +1,90 @@
+"""The public API for writing checks outside the project: everything a plugin needs, from one place.
+
+Stable: these names keep their meaning across releases (a change is announced, never silent).
+Everything else under ``verification`` is the suite's own machinery.
+
+Writing a check (a worked example is in the README, "A claim of your own")::
+
+    from verification import api
+
+    @api.register
+    class MyClaim(api.Check):
+        id = "my-claim"                      # unique; shown in the report and accepted by --only
+        kind = "theorem"                     # api.Kind: theorem | lemma | conjecture
+        title = "one line"
+        mutants = {"off-by-two": "the quantity doubled"}   # bugs the check must catch (--self-test)
+
+        def run(self, ctx: api.RunContext) -> api.CheckResult:
+            ...                              # ctx.profile, ctx.seed, ctx.key, ctx.mutant
+            return self.result(ctx, status="holds", cases=n, worst=worst, worst_label="max error/tolerance",
+                               tolerance=tol, tolerance_reason="why this tolerance")
+
+and run it with ``iclkd verify --plugin my_claim.py`` (``--self-test`` runs its mutants), or declare
+it as an entry point of the group ``iclkd.checks`` (:mod:`verification.plugins`).
+
+Contents:
+
+* the registry: :class:`Check`, :func:`register`, :class:`RunContext`, :class:`CheckResult`,
+  :data:`PROFILES` (:class:`Profile`), :data:`KINDS`, :data:`STATUSES`, the ``Kind``, ``Status``
+  and ``ProfileName`` literals, :func:`all_checks`;
+* running: :func:`run_check` (one check, float64, an exception becomes status ``error``),
+  :func:`enable_x64`;
+* searching: :func:`explore` (Hypothesis cases, shrunk counterexamples) and :class:`Exploration`;
+* the case strategies: :func:`attention_cases` and :class:`AttentionCase` (``case.build()`` gives
+  ``(weights, demos, context, queries)``), :func:`standard_normal_pool`;
+* judging: the module :mod:`reference` (independent float64 NumPy implementations of every
+  quantity of THEOREMS.md; compare the library with it, never with itself) and
+  :func:`relative_tolerance` / :func:`eps` (round-off budgets from dtype and conditioning);
+* plugins: :func:`load_plugin`, :data:`ENTRY_POINT_GROUP`.
+"""
+
+from __future__ import annotations
+
+from verification import enable_x64, reference
+from verification.plugins import ENTRY_POINT_GROUP, PluginError, load_plugin
+from verification.registry import (
+    KINDS,
+    PROFILES,
+    STATUSES,
+    Check,
+    CheckResult,
+    Kind,
+    Profile,
+    ProfileName,
+    RunContext,
+    Status,
+    all_checks,
+    register,
+)
+from verification.runner import run_check
+from verification.search import Exploration, explore
+from verification.strategies import AttentionCase, attention_cases, standard_normal_pool
+from verification.tolerances import eps, relative_tolerance
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "KINDS",
+    "PROFILES",
+    "STATUSES",
+    "AttentionCase",
+    "Check",
+    "CheckResult",
+    "Exploration",
+    "Kind",
+    "PluginError",
+    "Profile",
+    "ProfileName",
+    "RunContext",
+    "Status",
+    "all_checks",
+    "attention_cases",
+    "enable_x64",
+    "eps",
+    "explore",
+    "load_plugin",
+    "reference",
+    "register",
+    "relative_tolerance",
+    "run_check",
+    "standard_normal_pool",
+]
