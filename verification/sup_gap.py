@@ -26,7 +26,9 @@ from scipy import stats
 
 import iclkd_jax as ik
 from iclkd_jax import distributions as dists
+from verification import reference as ref
 from verification.keys import fast_key
+from verification.tolerances import eps
 
 __all__ = ["fast_key"]  # re-exported: conj-3.2 and the tightness cells derive their keys with it
 
@@ -34,6 +36,7 @@ DELTA = 0.05
 CONFIDENCE = 0.99
 REFERENCE_CHUNKS = 8
 PROBES = 32
+OPERATIONS = 64.0
 
 #: One padded problem shape for every setting (one compilation for all of them, and for conj-3.2):
 #: tokens are zero-padded to TOKEN_DIM (W^K x and W^V x are unchanged), keys live in R^KEY_DIM, values
@@ -246,3 +249,46 @@ def demo_weights(n: int):
 def clopper_pearson_lower(k: int, n: int, confidence: float = CONFIDENCE) -> float:
     """One-sided lower confidence limit of a binomial proportion (Clopper-Pearson)."""
     return 0.0 if k == 0 else float(stats.beta.ppf(1 - confidence, k, n - k + 1))
+
+
+# ------------------------------------------------------------------ the reference side of the sup gap
+
+
+def reference_population(setting: Setting, key, wk, wv, chunk: int):
+    """:func:`population`'s moments recomputed by :mod:`verification.reference` from the same atoms or the same
+    reference sample (regenerated from the same keys): ``(E phi phi^T, E t phi^T, E||t||^2)`` and the number of
+    tokens averaged (the summation-error scale)."""
+    dist = setting.distribution
+    wk, wv = np.asarray(wk, np.float64), np.asarray(wv, np.float64)
+    if dist.kind == "sphere" and dist.dim == 1:
+        points = np.asarray(dist.center)[None, :] + dist.scale * np.array([[-1.0], [1.0]])
+        tokens = [np.pad(points, ((0, 0), (0, TOKEN_DIM - 1)))]
+    else:
+        tokens = [np.asarray(sample_tokens(dist, jax.random.fold_in(key, i), chunk), np.float64)
+                  for i in range(REFERENCE_CHUNKS)]
+    parts = [ref.kd_moments(ref.taylor_features(t @ wk.T, ORDER), t @ wv.T, np.full(t.shape[0], 1.0 / t.shape[0]))
+             for t in tokens]
+    return tuple(sum(p[j] for p in parts) / len(parts) for j in range(3)), sum(t.shape[0] for t in tokens)
+
+
+def reference_sup_gaps(tokens, n: int, wk, wv, population_moments, ball, *, cross_sign: float = 1.0) -> np.ndarray:
+    """Per draw, ``sup_{||W||_HS <= B} L - L_N`` by :func:`verification.reference.sup_gap` on the first ``n`` rows of
+    ``tokens (draws, N_MAX, TOKEN_DIM)`` (the dense ``d_v m``-dimensional problem, the dual bisection)."""
+    demos = np.asarray(tokens, np.float64)[:, :n]
+    wk, wv = np.asarray(wk, np.float64), np.asarray(wv, np.float64)
+    s, m, c = ref.kd_moments(ref.taylor_features(demos @ wk.T, ORDER), demos @ wv.T, np.full(demos.shape[:2], 1.0 / n))
+    return ref.sup_gap(population_moments, (s, cross_sign * m, c), ball)
+
+
+def sup_gap_agreement(library_gaps, reference_gaps, scale, population_tokens: int, t_bound: float, c_bound: float,
+                      ball: float) -> np.ndarray:
+    """``|library - reference|`` per draw in units of its round-off budget (<= 1 agrees).
+
+    Budget: ``64 eps (1 + B^2 ||dS|| + 2B ||dM||)`` for the eigendecomposition and the secular equation (the solver
+    guard's), plus the summation error of the population moments, at most ``N_pop eps`` times their largest term
+    per entry (naive summation of ``N_pop`` products bounded by ``C^2``, ``CT``, ``T^2``), which moves the sup by at most
+    ``4 N_pop eps (T + B C)^2``.
+    """
+    unit = eps(np.float64)
+    budget = OPERATIONS * unit * (1.0 + np.asarray(scale)) + 4.0 * population_tokens * unit * (t_bound + ball * c_bound) ** 2
+    return np.abs(np.asarray(library_gaps) - np.asarray(reference_gaps)) / budget

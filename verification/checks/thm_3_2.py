@@ -49,11 +49,13 @@ import numpy as np
 
 import iclkd_jax as ik
 from iclkd_jax import distributions as dists
+from verification import reference as ref
 from verification.registry import Check, RunContext, register
 from verification.sup_gap import (
     CONFIDENCE,
     DELTA,
     N_MAX,
+    ORDER,
     SETTINGS,
     TOKEN_DIM,
     Setting,
@@ -64,11 +66,20 @@ from verification.sup_gap import (
     features_targets,
     population,
     random_weights,
+    reference_population,
+    reference_sup_gaps,
     sample_tokens,
+    sup_gap_agreement,
     sup_gaps,
     theorem_bound,
 )
 from verification.tolerances import eps
+
+#: two-sided z of the Monte Carlo Rademacher estimate against the exact value (false alarm ~6e-5 per comparison)
+RADEMACHER_Z = 4.0
+RADEMACHER_EXACT_N = 12
+#: draws per setting whose dense trust-region problem is also solved by ik.max_quadratic_on_ball
+DENSE_DRAWS = 4
 
 
 def mutated_bound(b, c, t, n, mutant=None):
@@ -102,6 +113,72 @@ def rademacher_figures(key, setting: Setting, phi, keys, consts, num_signs, muta
     return out
 
 
+def reference_support_sups(dist, wk, wv) -> tuple[float, float]:
+    """``(sup ||W^V x||, sup ||W^K x||)`` over the law's support by the reference (a ball or sphere per component:
+    the sup of a convex function over a sphere is its sup over the ball)."""
+    components = dist.components if dist.kind == "mixture" else (dist,)
+    sups = []
+    for comp in components:
+        radius = comp.truncation if comp.kind == "truncated_gaussian" else comp.scale
+        center = np.asarray(comp.center, np.float64)
+        sups.append([ref.sup_norm_on_ball(np.asarray(w)[:, :comp.dim], center, radius) for w in (wv, wk)])
+    return max(v for v, _ in sups), max(k for _, k in sups)
+
+
+def constants_agreement(setting: Setting, consts, wk, wv) -> float:
+    """The library's ``T`` and ``C_p`` against the reference sups over the support, in round-off units.
+
+    One-sided (a larger constant is a valid, looser bound; a smaller one breaks the assumptions) except for a centred
+    ball or sphere, where ``T = ||W^V||_op r`` and ``C_p`` are attained: two-sided there.
+    """
+    t_ref, s_ref = reference_support_sups(setting.distribution, wk, wv)
+    c_ref = math.sqrt(sum(s_ref ** (2 * k) / math.factorial(k) for k in range(ORDER + 1)))
+    unit = 64 * eps(np.float64)
+    dist = setting.distribution
+    centred = dist.kind in ("ball", "sphere") and not np.any(np.asarray(dist.center))
+    worst = 0.0
+    for lib, exact in ((consts.T, t_ref), (consts.C, c_ref)):
+        gap = (abs(lib - exact) if centred else max(exact - lib, 0.0)) / (unit * max(exact, 1e-300))
+        worst = max(worst, gap)
+    return worst
+
+
+def dense_agreement(tokens, setting: Setting, wk, wv, pop_ref) -> float:
+    """``ik.max_quadratic_on_ball`` on the dense Kronecker problem of a few draws (built by the reference) against
+    :func:`verification.reference.ball_maximum`, in units of ``64 eps (1 + B^2 ||a|| + 2 B ||b||)``."""
+    demos = np.asarray(tokens, np.float64)[:, :setting.n]
+    wk, wv = np.asarray(wk, np.float64), np.asarray(wv, np.float64)
+    s, m, c = ref.kd_moments(ref.taylor_features(demos @ wk.T, ORDER), demos @ wv.T,
+                             np.full(demos.shape[:2], 1.0 / setting.n))
+    d_s, d_m = pop_ref[0] - s, pop_ref[1] - m
+    dv = d_m.shape[-2]
+    a = np.einsum("ab,dij->daibj", np.eye(dv), d_s).reshape(len(demos), dv * d_s.shape[-1], dv * d_s.shape[-1])
+    b = d_m.reshape(len(demos), -1)
+    exact, _ = ref.ball_maximum(a, b, setting.ball)
+    lib = np.array([float(ik.max_quadratic_on_ball(jnp.asarray(a[i]), jnp.asarray(b[i]), setting.ball).value)
+                    for i in range(len(demos))])
+    scale = 1 + setting.ball**2 * np.linalg.norm(a, axis=(1, 2)) + 2 * setting.ball * np.linalg.norm(b, axis=1)
+    return float(np.max(np.abs(lib - exact) / (64 * eps(np.float64) * scale)))
+
+
+def rademacher_exact_figures(key, keys, ball: float, num_signs: int) -> dict:
+    """On ``N <= 14`` keys: ``rademacher_exact`` and ``rademacher_closed_form`` against the reference, and the Monte
+    Carlo estimate against the exact value, two-sided within ``RADEMACHER_Z`` standard errors."""
+    gram = ref.gram("exp", keys, keys)
+    est = ik.rademacher_complexity(key, jnp.asarray(gram), ball, num_signs=num_signs)
+    exact_lib, exact_ref = float(ik.rademacher_exact(jnp.asarray(gram), ball)), float(ref.rademacher_exact(gram, ball))
+    closed_lib = float(ik.rademacher_closed_form(jnp.asarray(gram), ball))
+    closed_ref = float(ref.rademacher_closed_form(gram, ball))
+    unit = 64 * eps(np.float64) * keys.shape[0]
+    z = abs(float(est.estimate) - exact_ref) / float(est.standard_error)
+    ok = (abs(exact_lib - exact_ref) <= unit * exact_ref and abs(closed_lib - closed_ref) <= unit * closed_ref
+          and z <= RADEMACHER_Z and exact_ref <= closed_ref * (1 + unit))
+    return {"N": int(keys.shape[0]), "exact_library": exact_lib, "exact_reference": exact_ref,
+            "closed_form_library": closed_lib, "closed_form_reference": closed_ref,
+            "monte_carlo": float(est.estimate), "standard_error": float(est.standard_error),
+            "monte_carlo_z": z, "ok": bool(ok)}
+
+
 @register
 class Theorem32(Check):
     id = "thm-3.2"
@@ -118,7 +195,7 @@ class Theorem32(Check):
         draws = ctx.profile.draws
         per_setting = []
         violations_total, cases = 0, 0
-        solver_ok, rademacher_ok = True, True
+        solver_ok, rademacher_ok, reference_ok = True, True, True
         counterexample = None
         worst_ratio, worst_where = -np.inf, ""
         # smoke (the mutant self-test) keeps the two cheapest laws; every other profile runs all three
@@ -141,6 +218,16 @@ class Theorem32(Check):
                 res = sup_gaps(tokens, jax.random.fold_in(dkey, 1), demo_weights(setting.n), wk, wv, pop,
                                setting.ball, cross_sign=cross)
                 gaps = res.gap
+                # the reference: its own Taylor features, moments and trust-region solver on the same draws
+                pop_ref, pop_tokens = reference_population(setting, pkey, wk, wv, chunk)
+                gaps_ref = reference_sup_gaps(tokens, setting.n, wk, wv, pop_ref, setting.ball)
+                agree = sup_gap_agreement(gaps, gaps_ref, res.scale, pop_tokens, consts.T, consts.C, setting.ball)
+                dense = dense_agreement(tokens[:DENSE_DRAWS], setting, wk, wv, pop_ref)
+                const_agree = constants_agreement(setting, consts, wk, wv)
+                exact_rad = rademacher_exact_figures(jax.random.fold_in(rkey, 9),
+                                                     np.asarray(tokens[0, :RADEMACHER_EXACT_N]) @ np.asarray(wk).T,
+                                                     setting.ball, 2000 * ctx.profile.scale)
+                setting_agree = float(max(np.max(agree), dense, const_agree))
                 bound = mutated_bound(setting.ball, consts.C, consts.T, setting.n, mutant=ctx.mutant)
                 true_bound = theorem_bound(setting.ball, consts.C, consts.T, setting.n)
                 margin = 3 * pop.error
@@ -155,7 +242,8 @@ class Theorem32(Check):
                 phi, _ = features_targets(tokens[0], jnp.asarray(wk), jnp.asarray(wv))
                 rad = rademacher_figures(rkey, setting, phi, tokens[0] @ jnp.asarray(wk).T, consts,
                                          num_signs=1000 * ctx.profile.scale, mutant=ctx.mutant)
-                setting_rad_ok = all(v["ok"] for v in rad.values())
+                setting_rad_ok = all(v["ok"] for v in rad.values()) and exact_rad["ok"]
+                reference_ok &= setting_agree <= 1.0
                 solver_ok &= setting_solver_ok
                 rademacher_ok &= setting_rad_ok
                 violations_total += k
@@ -163,12 +251,14 @@ class Theorem32(Check):
                 ratio = float(gaps.max() / bound)
                 if ratio > worst_ratio:
                     worst_ratio, worst_where = ratio, setting.name
-                fails = lower > DELTA or not setting_solver_ok or not setting_rad_ok
+                fails = lower > DELTA or not setting_solver_ok or not setting_rad_ok or setting_agree > 1.0
                 if fails and counterexample is None:
                     counterexample = {"setting": setting.name, "weights_seed_rep": rep, "N": setting.n,
                                       "violations": k, "draws": draws, "cp_lower": lower, "bound": bound,
                                       "max_gap": float(gaps.max()), "solver_slack": slack,
-                                      "rademacher": rad, "W_K": wk.tolist(), "W_V": wv.tolist()}
+                                      "rademacher": rad, "rademacher_exact": exact_rad,
+                                      "max_reference_disagreement": setting_agree,
+                                      "W_K": wk.tolist(), "W_V": wv.tolist()}
                 per_setting.append({
                     "setting": setting.name, "rep": rep, "N": setting.n, "B": setting.ball, **dataclasses.asdict(consts),
                     "bound": bound, "bound_unmutated": true_bound, "quantile_gap": quantile,
@@ -178,16 +268,20 @@ class Theorem32(Check):
                     "population": pop.source, "population_error": pop.error,
                     "population_error_over_bound": pop.error / true_bound,
                     "solver_slack": slack, "solver_norm_excess": norm_excess, "rademacher": rad,
+                    "rademacher_exact": exact_rad,
+                    "sup_gap_vs_reference_round_off_units": float(np.max(agree)),
+                    "max_quadratic_on_ball_vs_reference": dense, "constants_vs_reference": const_agree,
                 })
         violated_any = any(s["cp_lower"] > DELTA for s in per_setting)
-        status = "violated" if (violated_any or not solver_ok or not rademacher_ok) else "holds"
+        status = "violated" if (violated_any or not solver_ok or not rademacher_ok or not reference_ok) else "holds"
         tightness = min(s["tightness"] for s in per_setting if s["tightness"])
         tightest = min(per_setting, key=lambda s: s["tightness"] or np.inf)
         rate = violations_total / cases
         summary = (f"{violations_total}/{cases} draws over the bound (δ={DELTA}); tightness "
                    f"{tightness:.2f} ({tightest['setting']}, N={tightest['N']}); exact sup via trust region"
                    f"{'' if solver_ok else ' — SOLVER GUARD FAILED'}; Rademacher MC <= (B/N)sqrt(tr K) <= BC/sqrt(N)"
-                   f"{'' if rademacher_ok else ' FAILED'}")
+                   f"{'' if rademacher_ok else ' FAILED'}; sup gaps, constants and Rademacher = reference"
+                   f"{'' if reference_ok else ' — LIBRARY DISAGREES WITH THE REFERENCE'}")
         return self.result(
             ctx, status=status, cases=cases, worst=worst_ratio, worst_label="max observed gap/bound",
             tolerance=DELTA,
@@ -196,5 +290,7 @@ class Theorem32(Check):
                               "solver guard at 64 eps (1 + B^2|dS| + 2B|dM|)"),
             tightness=tightness,
             figures={"delta": DELTA, "violation_rate": rate, "worst_setting": worst_where,
-                     "solver_ok": solver_ok, "rademacher_ok": rademacher_ok, "settings": per_setting},
+                     "solver_ok": solver_ok, "rademacher_ok": rademacher_ok, "reference_ok": reference_ok,
+                     "max_sup_gap_vs_reference": max(s["sup_gap_vs_reference_round_off_units"] for s in per_setting),
+                     "settings": per_setting},
             counterexample=counterexample, summary=summary)
