@@ -2,7 +2,7 @@
 
 Exit statuses, shared by every subcommand: 0 success; 1 a theorem or lemma violated (or a
 self-test mutant escaped); 2 usage, input or output error (reported before anything runs);
-3 a check or computation raised (status ``error``); 130 interrupted. Output paths are checked and
+3 a check or computation raised (status ``error``); 4 ``launch``: a process died; 130 interrupted. Output paths are checked and
 their folders created before anything is computed; reports are written atomically.
 
 Extending the command line (see :mod:`verification.command` for the machinery):

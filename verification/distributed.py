@@ -54,7 +54,7 @@ ENV_INIT_TIMEOUT = "ICLKD_INIT_TIMEOUT"
 ENV_AUTO = "ICLKD_DISTRIBUTED"
 
 #: exit status of ``iclkd launch`` when a process died abnormally or a peer never connected
-EXIT_LAUNCH_FAILED = 4
+EXIT_LAUNCH_FAILED = 4  # verification.command.ExitStatus.LAUNCH_FAILED, in the one table of exit statuses
 DEFAULT_INIT_TIMEOUT_S = 60
 
 

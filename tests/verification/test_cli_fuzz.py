@@ -54,6 +54,24 @@ BAD_INPUTS = [
     (["experiment", "mmd-shift", "--seed", "-3"], "seed must be in"),
     (["experiment", "mmd-shift", "--task", "poetry"], "invalid choice"),
     (["experiment", "all", "--json", "{tmp}/a.json"], "unrecognized arguments"),
+    # search (verification/adversary.py)
+    (["search", "thm-4.1", "--budget", "-5"], "must be a positive integer"),
+    (["search", "thm-4.1", "--budget", "0"], "must be a positive integer"),
+    (["search", "thm-4.1", "--budget", "4"], "--budget must be >= 8"),
+    (["search", "thm-4.1", "--budget", "1e9.5"], "not an integer"),
+    (["search", "thm-4.1", "--seed", "nan"], "not an integer"),
+    (["search", "thm-4.1", "--restarts", "0"], "must be a positive integer"),
+    (["search", "thm-4.1", "--json", f"{PROC}/s.json"], "cannot create folder"),
+    (["search", "thm-4.1", "--plot", "{tmp}"], "is a folder"),
+    (["search", "no-such-target"], "error"),
+    (["search"], "ID is required"),
+    # launch (verification/distributed.py)
+    (["launch", "-n", "0", "--", "verify"], "must be a positive integer"),
+    (["launch", "-n", "-2", "--", "verify"], "must be a positive integer"),
+    (["launch", "-n", "two", "--", "verify"], "not an integer"),
+    (["launch", "-n", "2"], "give the command to run"),
+    (["launch", "-n", "2", "--", "launch", "-n", "2"], "cannot launch itself"),
+    (["launch", "-n", "2", "--init-timeout", "0", "--", "verify"], "must be a positive integer"),
     # the top level
     ([], "required"),
     (["no-such-command"], "invalid choice"),
@@ -74,6 +92,8 @@ def nothing_runs(monkeypatch):
     monkeypatch.setattr(perf, "machine_rates", fail)
     monkeypatch.setattr(tightness, "run_cells", fail)
     monkeypatch.setattr(mmd_shift, "run", fail)
+    monkeypatch.setattr("verification.adversary.run_search", fail)
+    monkeypatch.setattr("verification.distributed.launch", fail)
 
 
 def _one_line_error(capsys) -> str:
@@ -289,3 +309,17 @@ def test_help_lists_what_each_command_runs(capsys):
     out = capsys.readouterr().out
     assert "--self-test" in out and f"with --self-test: {cli.SELF_TEST_PROFILE}" in " ".join(out.split())
 
+
+
+@pytest.mark.parametrize("failure, status", [(KeyboardInterrupt, ExitStatus.INTERRUPTED),
+                                             (RuntimeError, ExitStatus.ERROR)])
+def test_search_interrupted_or_failing(failure, status, tmp_path, monkeypatch, capsys):
+    def run_search(*args, **kwargs):
+        raise failure("planted")
+
+    monkeypatch.setattr("verification.adversary.run_search", run_search)
+    path = tmp_path / "s.json"
+    assert cli.main(["search", "thm-4.1", "--budget", "16", "--json", str(path)]) == status
+    assert not path.exists()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
