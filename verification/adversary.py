@@ -59,7 +59,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 # ----------------------------------------------------------------------------------------
 # Constraint sets: projections and reparametrisations
@@ -275,6 +274,8 @@ def _ascent_program(target: SearchTarget, restarts: int, steps: int):
 
     Cached per (target, restarts, steps): a second search of the same target reuses the compilation.
     """
+    import optax  # here, not at import: verification.api re-exports this module
+
     schedule = optax.cosine_decay_schedule(target.learning_rate, steps, alpha=0.01)
     optimizer = optax.adam(schedule)
 
@@ -435,6 +436,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=output_file, metavar="PATH", help="write the results as JSON here")
     parser.add_argument("--plot", type=output_file, metavar="PATH",
                         help="plot best-so-far ratios against evaluations, gradient vs random (PNG)")
+    parser.add_argument("--plugin", action="append", metavar="MODULE_OR_FILE", default=[],
+                        help="load checks from a plugin first (repeatable); a check that defines search_targets() "
+                             "becomes searchable")
     parser.add_argument("--list", action="store_true", help="list the searchable checks and their targets, then exit")
 
 
@@ -462,7 +466,13 @@ def run(args: argparse.Namespace) -> int:
     """Runs the searches that ``args`` selects (see :func:`add_arguments`); prints a table, writes JSON / a plot."""
     from verification.command import CommandError
     from verification.outputs import write_json
+    from verification.plugins import PluginError, load_plugin
 
+    for spec in getattr(args, "plugin", None) or []:
+        try:
+            load_plugin(spec)
+        except PluginError as err:
+            raise CommandError(f"error: {err}") from None
     if args.list:
         for cid in searchable_ids():
             for t in targets_for(cid):

@@ -30,6 +30,11 @@ Contents:
 * running: :func:`run_check` (one check, float64, an exception becomes status ``error``),
   :func:`enable_x64`;
 * searching: :func:`explore` (Hypothesis cases, shrunk counterexamples) and :class:`Exploration`;
+  worst-case search by gradient ascent (``iclkd search``): a check's ``search_targets()`` classmethod
+  returns :class:`SearchTarget` objects (protocol in :mod:`verification.adversary`), run by
+  :func:`run_search`; constraint maps :func:`project_to_ball`, :func:`project_rows_to_ball`,
+  :func:`project_to_spectral_ball`, :func:`project_to_box`, :func:`project_to_simplex`, :func:`simplex`,
+  :func:`qr_isometry`, :func:`cayley`;
 * the case strategies: :func:`attention_cases` and :class:`AttentionCase` (``case.build()`` gives
   ``(weights, demos, context, queries)``), :func:`standard_normal_pool`;
 * judging: the module :mod:`reference` (independent float64 NumPy implementations of every
@@ -41,6 +46,19 @@ Contents:
 from __future__ import annotations
 
 from verification import enable_x64, reference
+from verification.adversary import (
+    SearchResult,
+    SearchTarget,
+    cayley,
+    project_rows_to_ball,
+    project_to_ball,
+    project_to_box,
+    project_to_simplex,
+    project_to_spectral_ball,
+    qr_isometry,
+    run_search,
+    simplex,
+)
 from verification.plugins import ENTRY_POINT_GROUP, PluginError, load_plugin
 from verification.registry import (
     KINDS,
@@ -75,16 +93,27 @@ __all__ = [
     "Profile",
     "ProfileName",
     "RunContext",
+    "SearchResult",
+    "SearchTarget",
     "Status",
     "all_checks",
     "attention_cases",
+    "cayley",
     "enable_x64",
     "eps",
     "explore",
     "load_plugin",
+    "project_rows_to_ball",
+    "project_to_ball",
+    "project_to_box",
+    "project_to_simplex",
+    "project_to_spectral_ball",
+    "qr_isometry",
     "reference",
     "register",
     "relative_tolerance",
     "run_check",
+    "run_search",
+    "simplex",
     "standard_normal_pool",
 ]

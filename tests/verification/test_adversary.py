@@ -194,3 +194,48 @@ def test_every_target_searches_and_its_remeasurement_agrees(name):
             assert r.remeasured["reference_max_relative_difference"] <= 1e-9
         if r.bound is not None and not monte_carlo:
             assert r.best_ratio <= r.bound + 1e-9, r.target
+
+
+PLUGIN = '''
+import jax
+import jax.numpy as jnp
+from verification import api
+from verification.api import SearchTarget, project_to_ball
+
+
+@api.register
+class SquareOnBall(api.Check):
+    """A toy claim from outside the project: |x|^2 <= 1 on the unit ball of R^3."""
+
+    id, kind, title = "plugin-square", "theorem", "|x|^2 <= 1 on the unit ball"
+
+    def run(self, ctx):
+        return self.result(ctx, status="holds", cases=0, worst=None, worst_label="-")
+
+    @classmethod
+    def search_targets(cls):
+        return [SearchTarget(
+            name="plugin-square", description="|x|^2 on the unit ball",
+            init=lambda key: {"x": 0.1 * jax.random.normal(key, (3,), jnp.float64)},
+            objective=lambda p: jnp.sum(p["x"] ** 2),
+            project=lambda p: {"x": project_to_ball(p["x"], 1.0)},
+            remeasure=lambda p: {"ratio": float(sum(float(v) ** 2 for v in p["x"]))},
+            describe=lambda p: {"x": [float(v) for v in p["x"]]}, learning_rate=0.3, restarts=4)]
+'''
+
+
+def test_search_runs_a_plugin_check_from_a_file(tmp_path, capsys):
+    from verification.registry import REGISTRY
+
+    path = tmp_path / "square_plugin.py"
+    path.write_text(PLUGIN)
+    out = tmp_path / "plugin.json"
+    try:
+        assert A.main(["plugin-square", "--plugin", str(path), "--budget", "64", "--json", str(out)]) == 0
+    finally:
+        REGISTRY.pop("plugin-square", None)
+    entry = json.loads(out.read_text())["targets"]["plugin-square"]
+    assert entry["best_ratio"] == pytest.approx(1.0, abs=1e-9) and entry["evaluations"] == 64
+    assert entry["random_best_ratio"] < 1.0
+    assert A.main(["x", "--plugin", str(tmp_path / "missing.py")]) == 2
+    assert "no such file" in capsys.readouterr().err
