@@ -71,11 +71,11 @@ def _ignore(directory, names):
     return [n for n in names if n in ("__pycache__", ".pytest_cache", ".hypothesis") or n.endswith(".pyc")]
 
 
-def make_copy(parent: Path, with_tests: bool) -> Path:
+def make_copy(parent: Path, with_tests: bool, source_root: Path = ROOT) -> Path:
     """A fresh copy of the repository's code (no .git, no venv) under ``parent``."""
     root = Path(tempfile.mkdtemp(prefix="copy-", dir=parent))
     for name in COPIED + (COPIED_FOR_PYTEST if with_tests else ()):
-        source = ROOT / name
+        source = source_root / name
         if source.is_dir():
             shutil.copytree(source, root / name, ignore=_ignore)
         elif source.exists():
@@ -232,8 +232,9 @@ def killing_checks(baseline: RunOutcome, mutated: RunOutcome) -> tuple[list[str]
     return killed, weakened
 
 
-def evaluate(mutant: Mutant, baseline: RunOutcome, reach: dict[str, set[int]] | None, parent: Path, args) -> dict:
-    copy = make_copy(parent, with_tests=bool(args.pytest))
+def evaluate(mutant: Mutant, baseline: RunOutcome, reach: dict[str, set[int]] | None, parent: Path,
+             snapshot: Path, args) -> dict:
+    copy = make_copy(parent, with_tests=bool(args.pytest), source_root=snapshot)
     try:
         source = (copy / "iclkd_jax" / mutant.file).read_text()
         reached = reach is None or bool(statement_lines(mutant, source) & reach.get(mutant.file, set()))
@@ -300,7 +301,7 @@ def markdown(report: dict) -> str:
         pyt = f"; pytest: {'killed' if r['pytest']['killed'] else 'SURVIVES'} ({r['pytest']['outcome']})" \
             if "pytest" in r else ""
         lines += [f"- `{r['id']}` ({r['file']}, {r['kind']}): {r['description']}{extra}{pyt}",
-                  f"  - `{r['snippet'].strip()}` -> `{r['replacement'].strip()}`"]
+                  f"  - `{' '.join(r['snippet'].split())}` -> `{' '.join(r['replacement'].split())}`"]
     equivalents = [r for r in report["mutants"] if r["equivalent"]]
     if equivalents:
         lines += ["", "## Declared equivalent (excluded from the rate)", ""]
@@ -341,25 +342,28 @@ def select(args) -> tuple[list[Mutant], list[dict]]:
     return chosen, carried
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="iclkd bench mutation", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="run the representative subset (about a quarter)")
-    p.add_argument("--mutants", nargs="+", metavar="ID", help="run only these mutants")
+def add_arguments(p) -> None:
+    """The flags of ``iclkd bench mutation`` (``p``: a :class:`verification.command.Parser`)."""
+    from verification.command import output_file, positive_float, positive_int, seed
+
+    from verification.registry import PROFILES
+
+    p.add_argument("--quick", action="store_true", help="run the representative subset (a quarter, every module)")
+    p.add_argument("--mutants", nargs="+", metavar="ID", choices=tuple(BY_ID), help="run only these mutants (--list)")
     p.add_argument("--checks", nargs="+", metavar="CHECK", help="pass --only CHECK... to iclkd verify")
-    p.add_argument("--profile", default="quick", choices=("smoke", "quick", "default", "thorough"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile", default="quick", choices=tuple(PROFILES), help="verify's profile (default quick)")
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--pytest", nargs="?", const="all", choices=("all", "survivors"),
                    help="also run the mirrored tests + tests/verification (for every mutant, or verify's survivors)")
-    p.add_argument("--jobs", type=int, default=1, help="mutants run at once (default 1: one verify uses a core)")
-    p.add_argument("--timeout", type=float, default=QUICK_PROFILE_TIMEOUT_S, help="seconds per verify run")
+    p.add_argument("--jobs", type=positive_int, default=1, help="mutants run at once (default 1: a verify uses a core)")
+    p.add_argument("--timeout", type=positive_float, default=QUICK_PROFILE_TIMEOUT_S, help="seconds per verify run")
     p.add_argument("--skip-killed-in", type=Path, metavar="JSON",
                    help="re-run only the mutants a previous report did not kill (a cheap progress update)")
     p.add_argument("--no-reach", action="store_true",
                    help="run verify on every mutant, even on lines the unmutated run never executes")
-    p.add_argument("--json", type=Path, metavar="PATH", help="write the JSON report here (updated after each mutant)")
-    p.add_argument("--markdown", type=Path, metavar="PATH", help="write the Markdown report here")
+    p.add_argument("--json", type=output_file, metavar="PATH", help="the JSON report (rewritten after each mutant)")
+    p.add_argument("--markdown", type=output_file, metavar="PATH", help="the Markdown report")
     p.add_argument("--list", action="store_true", help="list the catalogue and exit")
-    return p
 
 
 def _progress(row: dict, done: int, total: int) -> None:
@@ -369,8 +373,10 @@ def _progress(row: dict, done: int, total: int) -> None:
           f"  {row['elapsed_s']} s", file=sys.stderr, flush=True)
 
 
-def _run_all(parent: Path, mutants: list[Mutant], args) -> tuple[RunOutcome, list[dict]]:
-    base_copy = make_copy(parent, with_tests=False)
+def _run_all(parent: Path, mutants: list[Mutant], args, commit: str) -> tuple[RunOutcome, list[dict]]:
+    # every copy comes from one snapshot taken now, so edits to the working tree during a long run change nothing
+    snapshot = make_copy(parent, with_tests=bool(args.pytest))
+    base_copy = make_copy(parent, with_tests=False, source_root=snapshot)
     check_imports_copy(base_copy)
     if args.no_reach:
         baseline, reach = run_verify(base_copy, args), None
@@ -383,12 +389,12 @@ def _run_all(parent: Path, mutants: list[Mutant], args) -> tuple[RunOutcome, lis
     rows: list[dict] = []
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs)
     try:
-        futures = [pool.submit(evaluate, m, baseline, reach, parent, args) for m in mutants]
+        futures = [pool.submit(evaluate, m, baseline, reach, parent, snapshot, args) for m in mutants]
         for future in concurrent.futures.as_completed(futures):
             rows.append(future.result())
             _progress(rows[-1], len(rows), len(mutants))
             if args.json:  # partial report after every mutant: a long run that is stopped keeps its results
-                _write(args.json, json.dumps(_report(args, baseline, rows, None), indent=2))
+                _write(args.json, json.dumps(_report(args, commit, baseline, rows, None), indent=2))
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         _kill_children()
@@ -397,10 +403,10 @@ def _run_all(parent: Path, mutants: list[Mutant], args) -> tuple[RunOutcome, lis
     return baseline, rows
 
 
-def _report(args, baseline: RunOutcome, rows: list[dict], elapsed: float | None) -> dict:
+def _report(args, commit: str, baseline: RunOutcome, rows: list[dict], elapsed: float | None) -> dict:
     order = {m.id: (m.file, i) for i, m in enumerate(CATALOGUE)}  # grouped by module, catalogue order within
     rows = sorted(rows, key=lambda r: order.get(r["id"], ("~", 0)))
-    return {"profile": args.profile, "seed": args.seed, "checks": args.checks, "commit": _commit(),
+    return {"profile": args.profile, "seed": args.seed, "checks": args.checks, "commit": commit,
             "timestamp": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "complete": elapsed is not None, "baseline": baseline.statuses,
             "baseline_elapsed_s": round(baseline.elapsed_s, 1),
@@ -409,47 +415,52 @@ def _report(args, baseline: RunOutcome, rows: list[dict], elapsed: float | None)
 
 
 def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    from verification.outputs import write_atomic
+
+    write_atomic(path, text)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if args.jobs < 1:
-        raise SystemExit("iclkd bench mutation: --jobs must be >= 1")
+    from verification.command import standalone
+
+    return standalone("iclkd bench mutation", sys.modules[__name__], argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``iclkd bench mutation``: each catalogue mutant on a temporary copy, ``iclkd verify`` on it, the kill rates."""
+    from verification.command import CommandError, ExitStatus
+
     if args.list:
         for m in CATALOGUE:
             flags = ("quick " if m.quick else "") + ("equivalent" if m.equivalent else "")
             print(f"{m.id:42s} {m.kind:18s} {flags:17s} {m.description}")
-        return 0
+        return ExitStatus.OK
     mutants, carried = select(args)
     for m in mutants:  # fail before any run when the catalogue no longer matches the source
-        m.apply((ROOT / "iclkd_jax" / m.file).read_text())
-    started = time.perf_counter()
+        try:
+            m.apply((ROOT / "iclkd_jax" / m.file).read_text())
+        except ValueError as err:
+            raise CommandError(str(err), ExitStatus.ERROR) from None
+    started, commit = time.perf_counter(), _commit()
     previous_handler = signal.signal(signal.SIGTERM, _kill_children)
     try:
         with tempfile.TemporaryDirectory(prefix="iclkd-mutation-") as tmp:
-            baseline, rows = _run_all(Path(tmp), mutants, args)
+            baseline, rows = _run_all(Path(tmp), mutants, args, commit)
     except KeyboardInterrupt:
         _kill_children()
-        print("iclkd bench mutation: interrupted", file=sys.stderr)
-        return 130
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
     if baseline.failure:
-        print(f"iclkd bench mutation: the unmutated baseline failed ({baseline.failure}): {baseline.detail}",
-              file=sys.stderr)
-        return 2
-    report = _report(args, baseline, rows + carried, time.perf_counter() - started)
+        raise CommandError(f"the unmutated baseline failed ({baseline.failure}): {baseline.detail}", ExitStatus.ERROR)
+    report = _report(args, commit, baseline, rows + carried, time.perf_counter() - started)
     text = markdown(report)
     print(text)
     if args.json:
         _write(args.json, json.dumps(report, indent=2))
     if args.markdown:
         _write(args.markdown, text)
-    return 0
+    return ExitStatus.OK
 
 
 if __name__ == "__main__":

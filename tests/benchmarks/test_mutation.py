@@ -48,13 +48,25 @@ def test_killing_checks_judges_status_changes():
     assert mutation.killing_checks(base, base) == ([], [])
 
 
-def test_parser_and_list(capsys):
+def test_command_line(capsys):
+    from verification.command import Parser
+
     assert mutation.main(["--list"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == len(CATALOGUE)
-    args = mutation.parser().parse_args(["--quick", "--jobs", "2", "--json", "x.json", "--pytest"])
-    assert args.quick and args.jobs == 2 and args.pytest == "all"
-    with pytest.raises(SystemExit):
-        mutation.main(["--mutants", "no-such-mutant"])
+    parser = Parser(prog="iclkd bench mutation")
+    mutation.add_arguments(parser)
+    args = parser.parse_args(["--quick", "--jobs", "2", "--pytest", "--checks", "thm-4.1"])
+    assert args.quick and args.jobs == 2 and args.pytest == "all" and args.checks == ["thm-4.1"]
+    assert args.profile == "quick"
+    assert mutation.main(["--mutants", "no-such-mutant"]) == 2
+    assert "no-such-mutant" in capsys.readouterr().err
+    assert mutation.main(["--jobs", "0"]) == 2
+
+
+def test_statement_lines_cover_the_whole_statement():
+    source = "x = 1\ny = (2 +\n     3)\nz = 4\n"
+    mutant = Mutant("m", "f.py", "3)", "4)", "constant", "")
+    assert mutation.statement_lines(mutant, source) == {2, 3}
 
 
 @pytest.mark.slow  # three verify subprocesses: ~25 s quiet, ~55 s contended
@@ -71,6 +83,7 @@ def test_end_to_end_on_two_mutants(tmp_path):
     assert rows["attention.eta-without-half"]["killed_by"] == ["lemma-eta"]
     assert rows["attention.eta-without-half"]["statuses"]["lemma-eta"] == "violated"
     assert rows["linear.prediction-sign"]["killed_by"] == []  # lemma-eta never calls the linear module
+    assert rows["linear.prediction-sign"]["reached"] is False  # so it is not even run
     assert report["summary"]["verify_kill_rate"] == 0.5
     assert report["summary"]["survivors"] == ["linear.prediction-sign"]
     assert "linear.prediction-sign" in md.read_text()
