@@ -14,4 +14,6 @@ BENCHMARKS = {
                          "benchmarks.tightness"),
     "perf": Command("speed and scale of the hot paths against NumPy, scikit-learn and the machine's limit "
                     "(docs/performance.md)", "benchmarks.perf"),
+    "mutation": Command("source-mutation score: planted library bugs that iclkd verify kills, per check "
+                        "(README, docs/theorems.md)", "benchmarks.mutation"),
 }

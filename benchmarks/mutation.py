@@ -327,7 +327,9 @@ def select(args) -> tuple[list[Mutant], list[dict]]:
     if args.mutants:
         unknown = [m for m in args.mutants if m not in BY_ID]
         if unknown:
-            raise SystemExit(f"iclkd bench mutation: unknown mutant(s) {', '.join(unknown)}; see --list")
+            from verification.command import CommandError
+
+            raise CommandError(f"unknown mutant(s) {', '.join(unknown)} (see --list)")
         chosen = [BY_ID[m] for m in args.mutants]
     else:
         chosen = [m for m in CATALOGUE if m.quick] if args.quick else list(CATALOGUE)
@@ -345,11 +347,10 @@ def select(args) -> tuple[list[Mutant], list[dict]]:
 def add_arguments(p) -> None:
     """The flags of ``iclkd bench mutation`` (``p``: a :class:`verification.command.Parser`)."""
     from verification.command import output_file, positive_float, positive_int, seed
-
     from verification.registry import PROFILES
 
     p.add_argument("--quick", action="store_true", help="run the representative subset (a quarter, every module)")
-    p.add_argument("--mutants", nargs="+", metavar="ID", choices=tuple(BY_ID), help="run only these mutants (--list)")
+    p.add_argument("--mutants", nargs="+", metavar="ID", help="run only these mutants (ids from --list)")
     p.add_argument("--checks", nargs="+", metavar="CHECK", help="pass --only CHECK... to iclkd verify")
     p.add_argument("--profile", default="quick", choices=tuple(PROFILES), help="verify's profile (default quick)")
     p.add_argument("--seed", type=seed, default=0)
