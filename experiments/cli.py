@@ -46,6 +46,12 @@ EXPERIMENTS: dict[str, Experiment] = {
     "multi-layer": Experiment("are a k-layer model's predictions k KD steps? (Theorem 3.1, open question)",
                               "experiments.multi_layer"),
     "thm31-trained": Experiment("Theorem 3.1(a) on trained one- and two-head models", "experiments.thm31_trained"),
+    "llm-mmd": Experiment("SmolLM2-135M: MMD(demonstrations, queries) vs in-context loss (Theorems 4.1/4.2)",
+                          "experiments.llm_mmd"),
+    "llm-order": Experiment("SmolLM2-135M: log D' and attention entropy vs sensitivity to demonstration order (Lemma)",
+                            "experiments.llm_order"),
+    "llm-selection": Experiment("SmolLM2-135M: demonstrations chosen by MMD vs random vs nearest neighbours",
+                                "experiments.llm_selection"),
 }
 
 

@@ -584,5 +584,5 @@ def position_product_mmd2(x: np.ndarray, p: np.ndarray, y: np.ndarray, q: np.nda
     keys = rotary(tokens @ np.asarray(wk, np.float64).T, np.concatenate([p, q]), base)
     coef = np.concatenate([np.full(len(x), -1.0 / len(x)), np.full(len(y), 1.0 / len(y))])
     # MMD^2 = ||mean embedding difference of x ⊗ phi(k)||^2: the HS double sum with values = the tokens
-    log_value, condition = log_hs_norm2(coef, tokens, keys, 0.0)
-    return float(np.exp(log_value)), float(condition)
+    total = log_hs_norm2(coef, tokens, keys, 0.0)
+    return float(total.sign * np.exp(total.log_abs)), float(total.condition)
