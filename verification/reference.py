@@ -108,22 +108,19 @@ def apply_representer(coef, values, keys, log_scale, z) -> np.ndarray:
 def hs_norm_squared(coef, values, keys, log_scale) -> tuple[np.ndarray, np.ndarray]:
     """``||W||_HS^2 = sum_ij c_i c_j <v_i, v_j> exp(k_i . k_j)`` by an explicit double sum.
 
-    The double sum runs over ``i`` and ``j`` term by term (a loop over ``i``, never a matrix
-    product of the whole), with the largest ``k_i . k_j`` factored out. Returns
-    ``(log ||W||^2, condition)``: ``condition = sum|t_ij| / |sum t_ij|`` (the relative error of the
-    sum is about ``condition * eps``); ``log`` is ``-inf`` when the sum is not positive.
+    Every term ``t_ij`` is formed on its own (broadcast over ``i`` and ``j``, the inner products
+    as elementwise sums, never a matrix product), with the largest ``k_i . k_j`` factored out.
+    Returns ``(log ||W||^2, condition)``: ``condition = sum|t_ij| / |sum t_ij|`` (the relative error
+    of the sum is about ``condition * eps``); ``log`` is ``-inf`` when the sum is not positive.
     Leading batch axes allowed.
     """
     coef, values, keys = f64(coef), f64(values), f64(keys)
-    n = coef.shape[-1]
-    shift = np.max(np.einsum("...ik,...jk->...ij", keys, keys), axis=(-1, -2))
-    total = np.zeros(shift.shape)
-    absolute = np.zeros(shift.shape)
-    for i in range(n):
-        for j in range(n):
-            t = (coef[..., i] * coef[..., j] * np.sum(values[..., i, :] * values[..., j, :], axis=-1)
-                 * np.exp(np.sum(keys[..., i, :] * keys[..., j, :], axis=-1) - shift))
-            total, absolute = total + t, absolute + np.abs(t)
+    exponents = np.sum(keys[..., :, None, :] * keys[..., None, :, :], axis=-1)          # (..., n, n)
+    shift = np.max(exponents, axis=(-1, -2))
+    inner = np.sum(values[..., :, None, :] * values[..., None, :, :], axis=-1)
+    terms = coef[..., :, None] * coef[..., None, :] * inner * np.exp(exponents - shift[..., None, None])
+    total = np.sum(terms, axis=(-1, -2))
+    absolute = np.sum(np.abs(terms), axis=(-1, -2))
     with np.errstate(divide="ignore", invalid="ignore"):
         condition = np.where(total != 0, absolute / np.abs(total), np.where(absolute == 0, 1.0, np.inf))
         log_value = np.where(total > 0, np.log(np.where(total > 0, total, 1.0)), -np.inf)

@@ -213,8 +213,9 @@ class SweepResult:
 
 
 def chunks_per_config(profile) -> int:
-    """Batches of ``CHUNK`` cases per (shape, dtype): 1 (smoke), 2 (quick), 6 (default), 33 (thorough)."""
-    return max(1, profile.examples // 6)
+    """Batches of ``CHUNK`` cases per (shape, dtype): 1 (smoke), 2 (quick), 7 (default: 6 configs x 7 x 256
+    = 10752 cases), 34 (thorough)."""
+    return max(1, -(-profile.examples // 6))
 
 
 def sweep(ctx, configs: Sequence, draw: Callable, measure: Callable, strategy, tile: Callable,

@@ -129,43 +129,53 @@ def describe(batch, i: int, measured: Measured) -> dict:
 # 2. Explicit features: jax.grad of the KD loss, to_matrix, the Taylor step's remainder
 # ----------------------------------------------------------------------------------------
 
-def _explicit_example(wq, wk, wv, demos, context, queries, omega, offset, *, order):
+def _explicit_example(wq, wk, wv, demos, context, queries, omega, offset, coef, log_scales, *, order):
     weights = ik.AttentionWeights(wq, wk, wv)
     dk = wk.shape[0]
     log_eta = ik.kd_decomposition(weights, demos, context, queries).log_eta[0]
     maps = {"taylor": ik.taylor_features(order, key_dim=dk),
             "positive": ik.FeatureMap("positive", key_dim=dk, omega=omega),
             "trig": ik.FeatureMap("trig", key_dim=dk, omega=omega, offset=offset)}
-    out = {"log_eta": log_eta}
+    # general representer operators (signed coefficients, different scales): the operator algebra itself
+    n = demos.shape[0]
+    first = ik.RepresenterOperator(coef[:n], demos @ wv.T, demos @ wk.T, log_scales[0])
+    second = ik.RepresenterOperator(coef[n:], context @ wv.T, context @ wk.T, log_scales[1])
+    z = queries[:1] @ wq.T
+    hs = ik.hs_norm(first)
+    out = {"log_eta": log_eta, "op_sum_out": ik.apply_operator(ik.add_operators(first, second), z),
+           "op_first_out": ik.apply_operator(first, z), "op_hs_log": hs.log_value}
     for name, fm in maps.items():
         zero = jnp.zeros((wv.shape[0], fm.num_features), wv.dtype)
         out[f"{name}_grad"] = jax.grad(lambda w, fm=fm: ik.kd_loss(w, weights, demos, feature_map=fm))(zero)
         out[f"{name}_matrix"] = ik.distilled_weights(weights, demos, log_eta=log_eta, feature_map=fm)
+        out[f"{name}_to_matrix"] = ik.to_matrix(first, fm)
         out[f"{name}_phi_k"] = fm(demos @ wk.T)
         out[f"{name}_phi_q"] = fm(queries[:1] @ wq.T)
     return out
 
 
 @functools.partial(jax.jit, static_argnames="order")
-def _explicit_program(wq, wk, wv, demos, context, queries, omega, offset, *, order):
+def _explicit_program(wq, wk, wv, demos, context, queries, omega, offset, coef, log_scales, *, order):
     return jax.vmap(functools.partial(_explicit_example, order=order))(wq, wk, wv, demos, context, queries,
-                                                                       omega, offset)
+                                                                       omega, offset, coef, log_scales)
 
 
 @jax.jit
 def _draw_maps(key, shape_template):
-    """Per case: ``Omega (m, d_k)`` rows N(0, I) and ``b (m,)`` uniform on [0, 2 pi) (the library's distributions)."""
-    omega_key, offset_key = jax.random.split(key)
-    omega = jax.random.normal(omega_key, (CHUNK, NUM_RANDOM_FEATURES, shape_template.shape[0]), shape_template.dtype)
-    offset = jax.random.uniform(offset_key, (CHUNK, NUM_RANDOM_FEATURES), shape_template.dtype, 0.0, 2 * math.pi)
-    return omega, offset
+    """Per case: ``Omega (m, d_k)`` rows N(0, I) and ``b (m,)`` uniform on [0, 2 pi) (the library's distributions);
+    signed coefficients ``c (32,)`` N(0, 1) and two log scales uniform in [-3, 3] for the general operators."""
+    omega_key, offset_key, coef_key, scale_key = jax.random.split(key, 4)
+    dtype = shape_template.dtype
+    omega = jax.random.normal(omega_key, (CHUNK, NUM_RANDOM_FEATURES, shape_template.shape[0]), dtype)
+    offset = jax.random.uniform(offset_key, (CHUNK, NUM_RANDOM_FEATURES), dtype, 0.0, 2 * math.pi)
+    return (omega, offset, jax.random.normal(coef_key, (CHUNK, 32), dtype),
+            jax.random.uniform(scale_key, (CHUNK, 2), dtype, -3.0, 3.0))
 
 
-def explicit_under_test(batch, omega, offset, mutant: str | None) -> dict[str, np.ndarray]:
+def explicit_under_test(batch, draws, mutant: str | None) -> dict[str, np.ndarray]:
     dtype = np.dtype(batch.dtype)
     order = TAYLOR_ORDER[batch.shape[1]]
-    out = _explicit_program(*batch.device(), jax.device_put(omega.astype(dtype)), jax.device_put(offset.astype(dtype)),
-                            order=order)
+    out = _explicit_program(*batch.device(), *(jax.device_put(a.astype(dtype)) for a in draws), order=order)
     lib = {k: np.asarray(v, np.float64) for k, v in out.items()}
     for name in MAPS:
         if mutant == "grad-missing-2/N":
@@ -185,13 +195,16 @@ def _reference_features(name, keys, omega, offset, order):
     return reference.trig_random_features(keys, omega, offset)
 
 
-def measure_explicit(batch, omega, offset, mutant: str | None) -> dict:
+def measure_explicit(batch, draws, mutant: str | None) -> dict:
     """Per-case ratios of the explicit-feature comparisons and of the Taylor step against its remainder."""
     u = eps(batch.dtype) / 2
     d, dk = batch.shape[0], batch.shape[1]
     n = batch.demos.shape[1]
     order = TAYLOR_ORDER[dk]
-    lib = explicit_under_test(batch, omega, offset, mutant)
+    omega, offset, coef_all, log_scales = draws
+    n_total = n + batch.context.shape[1]
+    coef, coef2 = coef_all[:, :n], coef_all[:, n:n_total]
+    lib = explicit_under_test(batch, (omega, offset, coef_all[:, :n_total], log_scales), mutant)
     t = lambda a: np.swapaxes(a, -1, -2)
     keys, q = batch.demos @ t(batch.wk), batch.queries[:, :1] @ t(batch.wq)
     values = batch.demos @ t(batch.wv)
@@ -222,7 +235,13 @@ def measure_explicit(batch, omega, offset, mutant: str | None) -> dict:
         tau = 8 * u * (1 + np.abs(ref_split["logits"]).max(axis=(1, 2)) + math.log(n + batch.context.shape[1]))
         matrix_ratio = (np.abs(lib[f"{name}_matrix"] - matrix_ref)
                         / ((budget + tau)[:, None, None] * eta_scale * scale + 1e-300)).max(axis=(1, 2))
-        ratios[name] = np.maximum.reduce([feature_ratio, grad_ratio, matrix_ratio])
+        # to_matrix of a general operator (signed c_i, scale e^s): exp(s) sum_i c_i v_i phi(k_i)^T
+        op_ref = reference.representer_matrix(coef, values, phi_k, log_scales[:, 0])
+        op_scale = np.exp(log_scales[:, 0])[:, None, None] * (t(np.abs(coef)[..., None] * abs_values) @ bound)
+        to_matrix_ratio = (np.abs(lib[f"{name}_to_matrix"] - op_ref)
+                           / ((budget + 4 * u * 3)[:, None, None] * op_scale + 1e-300)).max(axis=(1, 2))
+        ratios[name] = np.maximum.reduce([feature_ratio, grad_ratio, matrix_ratio, to_matrix_ratio])
+        figures[f"{name}_to_matrix_ratio"] = float(to_matrix_ratio.max())
         figures[f"{name}_grad_ratio"] = float(grad_ratio.max())
         figures[f"{name}_matrix_ratio"] = float(matrix_ratio.max())
         figures[f"{name}_feature_ratio"] = float(feature_ratio.max())
@@ -235,7 +254,40 @@ def measure_explicit(batch, omega, offset, mutant: str | None) -> dict:
         * np.abs(values).max(axis=1)
     step_error = np.abs(stepped - ref_split["w0_out"][:, 0])
     step_ratio = (step_error / (remainder + roundoff)).max(axis=1)
-    ratio = np.maximum(np.maximum.reduce(list(ratios.values())), step_ratio)
+    # the operator algebra on general operators: apply_operator(add_operators(W_1, W_2)) and hs_norm(W_1)
+    ctx_values = batch.context @ t(batch.wv)
+    ctx_keys = batch.context @ t(batch.wk)
+    want_sum = (reference.apply_representer(coef, values, keys, log_scales[:, 0], q)
+                + reference.apply_representer(coef2, ctx_values, ctx_keys, log_scales[:, 1], q))[:, 0]
+    abs_ctx_values = np.abs(batch.context) @ t(np.abs(batch.wv))
+    abs_q = np.abs(batch.queries[:, :1]) @ t(np.abs(batch.wq))
+    abs_logits = np.concatenate([abs_keys, np.abs(batch.context) @ t(np.abs(batch.wk))], axis=1) @ t(abs_q)
+    logits_all = np.concatenate([keys, ctx_keys], axis=1) @ t(q)                    # (B, n+M, 1)
+    weights_abs = np.exp(logits_all[..., 0] + np.concatenate(
+        [np.repeat(log_scales[:, :1], n, 1), np.repeat(log_scales[:, 1:], n_total - n, 1)], axis=1))
+    sum_scale = np.sum(np.abs(coef_all[:, :n_total])[..., None] * weights_abs[..., None]
+                       * np.concatenate([abs_values, abs_ctx_values], axis=1), axis=1)   # (B, d_v)
+    gamma = (2 * d + dk + 2) * u
+    op_budget = 4 * (2 * gamma * abs_logits.max(axis=(1, 2)) + (n_total + d + 8) * u
+                     + 2 * u * (np.abs(log_scales).max(axis=1) + np.abs(logits_all).max(axis=(1, 2))))
+    sum_ratio = (np.abs(lib["op_sum_out"][:, 0] - want_sum) / (op_budget[:, None] * sum_scale.max(axis=1)[:, None]
+                                                               + 1e-300)).max(axis=1)
+    hs_want, _ = reference.hs_norm_squared(coef, values, keys, log_scales[:, 0])
+    exponents = keys @ t(keys)
+    shift = exponents.max(axis=(1, 2))
+    absolute = np.sum(np.abs(coef[:, :, None] * coef[:, None, :]) * (abs_values @ t(abs_values))
+                      * np.exp(exponents - shift[:, None, None]), axis=(1, 2))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        condition = absolute / np.exp(hs_want - 2 * log_scales[:, 0] - shift)
+        kabs = (abs_keys @ t(abs_keys)).max(axis=(1, 2))
+        hs_tol = 4 * (condition * (n * n + 2 * d + values.shape[-1] + 4) * u + 2 * gamma * kabs
+                      + 4 * u * (kabs + 2 * np.abs(log_scales[:, 0]) + np.abs(hs_want)))
+        hs_err = np.where(lib["op_hs_log"] == hs_want, 0.0, np.abs(lib["op_hs_log"] - hs_want))
+        hs_ratio = np.where(np.isfinite(hs_tol), hs_err / hs_tol, 0.0)   # a sum cancelled to 0 cannot be judged
+    figures.update({"operator_sum_ratio": float(sum_ratio.max()), "operator_hs_ratio": float(np.nanmax(hs_ratio)),
+                    "operator_hs_condition_max": float(condition.max())})
+    ratio = np.maximum.reduce([np.maximum.reduce(list(ratios.values())), step_ratio, sum_ratio,
+                               np.where(np.isnan(hs_ratio), np.inf, hs_ratio)])
     figures.update({"taylor_step_ratio": float(step_ratio.max()), "taylor_step_error": float(step_error.max())})
     return {"ratio": ratio, "figures": figures}
 
@@ -261,9 +313,10 @@ class Theorem31b(Check):
         for c, (shape, dtype) in enumerate(EXPLICIT_CONFIGS):
             key = jax.random.fold_in(explicit_key, c)
             batch = draw_attention_batch(key, shape, dtype=dtype, min_scale=0.1, max_scale=0.8)
-            omega, offset = (np.asarray(a, np.float64).astype(dtype).astype(np.float64)
-                             for a in _draw_maps(jax.random.fold_in(key, 1), jnp.zeros((shape[1],))))
-            m = measure_explicit(batch, omega, offset, ctx.mutant)
+            draws = tuple(np.asarray(a, np.float64).astype(dtype).astype(np.float64)
+                          for a in _draw_maps(jax.random.fold_in(key, 1), jnp.zeros((shape[1],))))
+            omega, offset = draws[:2]
+            m = measure_explicit(batch, draws, ctx.mutant)
             explicit_cases += CHUNK
             i = int(np.argmax(m["ratio"]))
             explicit_worst = max(explicit_worst, float(m["ratio"][i]))
@@ -294,6 +347,10 @@ class Theorem31b(Check):
                    "max_grad_error_over_tolerance": max(ex_figures[f"{k}_grad_ratio"] for k in MAPS),
                    "max_to_matrix_error_over_tolerance": max(ex_figures[f"{k}_matrix_ratio"] for k in MAPS),
                    "max_feature_error_over_tolerance": max(ex_figures[f"{k}_feature_ratio"] for k in MAPS),
+                   "max_to_matrix_general_over_tolerance": max(ex_figures[f"{k}_to_matrix_ratio"] for k in MAPS),
+                   "operator_algebra_over_tolerance": {"add_operators+apply": ex_figures["operator_sum_ratio"],
+                                                       "hs_norm": ex_figures["operator_hs_ratio"],
+                                                       "hs_condition_max": ex_figures["operator_hs_condition_max"]},
                    "max_step_error_over_taylor_bound": ex_figures["taylor_step_ratio"],
                    "max_step_error": ex_figures["taylor_step_error"],
                    "explicit": ex_figures, "explicit_cases": explicit_cases,
