@@ -479,8 +479,8 @@ def ball_maximum(a, b, radius, *, iterations: int = 200):
 def kd_moments(features, targets, weights):
     """``(E phi phi^T, E t phi^T, E||t||^2)`` under row weights summing to 1 (Theorem 3.2's quadratic form)."""
     features, targets, weights = _f64(features, targets, weights)
-    return (np.einsum("...n,...ni,...nj->...ij", weights, features, features),
-            np.einsum("...n,...na,...ni->...ai", weights, targets, features),
+    weighted = weights[..., :, None] * features
+    return (np.swapaxes(weighted, -1, -2) @ features, np.swapaxes(targets, -1, -2) @ weighted,
             np.einsum("...n,...na,...na->...", weights, targets, targets))
 
 

@@ -80,6 +80,18 @@ def _raw_draw(key, size, normals, uniforms):
             jax.random.uniform(k_uniform, (size, uniforms), jnp.float64))
 
 
+#: the largest logit ||W^K x||^2 a drawn case may have: W^K is scaled down where a draw exceeds it. mmd2 returns
+#: MMD^2 itself (not its log), which overflows float64 once the largest logit passes ~709
+MAX_LOGIT = 500.0
+
+
+def cap_logits(wk, *samples):
+    """``wk (B, d_k, d)`` scaled per case so that ``max ||W^K x||^2 <= MAX_LOGIT`` over the rows of ``samples``."""
+    tokens = np.concatenate(samples, axis=-2)
+    largest = np.max(np.sum(np.einsum("bkd,bid->bik", wk, tokens) ** 2, axis=-1), axis=-1)
+    return wk * np.sqrt(np.minimum(1.0, MAX_LOGIT / np.maximum(largest, 1e-300)))[:, None, None]
+
+
 #: normals and uniforms drawn per case: fixed, so one sampler is compiled per batch size for every shape
 POOL_NORMALS, POOL_UNIFORMS = 256, 4
 
@@ -97,7 +109,7 @@ def draw_shift_batches(key, shape, size: int, *, max_scale: float = 3.0) -> tupl
     """``size`` random cases of ``shape`` and their attained counterparts (same W^K, samples projected, W^V = s U).
 
     ``W^K`` entries ``~ N(0, scale^2/d)`` with ``scale ~ U(0.1, max_scale)`` (logits ``||W^K x||^2`` up to a few
-    hundred), ``W^V ~ N(0, 1/d)``, 𝒟 and 𝒬 independent standard normal samples, 𝒬 translated by ``U(0, 3)`` along
+    hundred, capped at :data:`MAX_LOGIT`), ``W^V ~ N(0, 1/d)``, 𝒟 and 𝒬 independent standard normal samples, 𝒬 translated by ``U(0, 3)`` along
     a random direction, ``log eta ~ U(-5, 5)``.
     """
     d, dk, dv, n, m = shape
@@ -111,6 +123,7 @@ def draw_shift_batches(key, shape, size: int, *, max_scale: float = 3.0) -> tupl
     direction = parts[3] / np.linalg.norm(parts[3], axis=1, keepdims=True)
     prompt = parts[4].reshape(size, n, d) + 3.0 * uniform[:, 1, None, None] * direction[:, None, :]
     log_eta = -5.0 + 10.0 * uniform[:, 2]
+    wk = cap_logits(wk, target, prompt)
     q, _ = np.linalg.qr(parts[5].reshape(size, max(dv, d), min(dv, d)))
     u = q if dv >= d else np.swapaxes(q, -1, -2)                         # (size, dv, d), isometric
     tight_wv = (0.5 + np.abs(log_eta) / 5.0)[:, None, None] * u

@@ -88,6 +88,8 @@ class Population:
     c: jax.Array
     error: float
     source: str
+    #: the atoms or reference-sample chunks the moments were computed from (float64 NumPy), for the reference
+    samples: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,9 +191,9 @@ def population(setting: Setting, key, wk, wv, chunk: int) -> Population:
         points = np.pad(points, ((0, 0), (0, TOKEN_DIM - 1)))
         phi, t = features_targets(jnp.asarray(points), wk, wv)
         sig, m, c = moments(phi, t, jnp.full(2, 0.5))
-        return Population(sig, m, c, 0.0, "exact (two atoms)")
-    parts = [_chunk_moments(sample_tokens(dist, jax.random.fold_in(key, i), chunk), wk, wv)
-             for i in range(REFERENCE_CHUNKS)]
+        return Population(sig, m, c, 0.0, "exact (two atoms)", (points,))
+    chunks = [sample_tokens(dist, jax.random.fold_in(key, i), chunk) for i in range(REFERENCE_CHUNKS)]
+    parts = [_chunk_moments(tokens, wk, wv) for tokens in chunks]
     half = REFERENCE_CHUNKS // 2
     s1, m1, c1 = (sum(p[j] for p in parts[:half]) / half for j in range(3))
     s2, m2, c2 = (sum(p[j] for p in parts[half:]) / half for j in range(3))
@@ -200,7 +202,8 @@ def population(setting: Setting, key, wk, wv, chunk: int) -> Population:
     error = 0.5 * (b * b * float(np.linalg.norm(s1 - s2, 2)) + 2 * b * float(np.linalg.norm(m1 - m2))
                    + float(abs(c1 - c2)))
     return Population(0.5 * (s1 + s2), 0.5 * (m1 + m2), 0.5 * (c1 + c2), error,
-                      f"reference sample of {REFERENCE_CHUNKS * chunk}")
+                      f"reference sample of {REFERENCE_CHUNKS * chunk}",
+                      tuple(np.asarray(t, np.float64) for t in chunks))
 
 
 def gap_problem(tokens, weights, wk, wv, pop_sigma, pop_m, pop_c, cross_sign=1.0):
@@ -254,18 +257,11 @@ def clopper_pearson_lower(k: int, n: int, confidence: float = CONFIDENCE) -> flo
 # ------------------------------------------------------------------ the reference side of the sup gap
 
 
-def reference_population(setting: Setting, key, wk, wv, chunk: int):
-    """:func:`population`'s moments recomputed by :mod:`verification.reference` from the same atoms or the same
-    reference sample (regenerated from the same keys): ``(E phi phi^T, E t phi^T, E||t||^2)`` and the number of
-    tokens averaged (the summation-error scale)."""
-    dist = setting.distribution
+def reference_population(pop: Population, wk, wv):
+    """:func:`population`'s moments recomputed by :mod:`verification.reference` from the same atoms or reference
+    sample: ``(E phi phi^T, E t phi^T, E||t||^2)`` and the number of tokens averaged (the summation-error scale)."""
     wk, wv = np.asarray(wk, np.float64), np.asarray(wv, np.float64)
-    if dist.kind == "sphere" and dist.dim == 1:
-        points = np.asarray(dist.center)[None, :] + dist.scale * np.array([[-1.0], [1.0]])
-        tokens = [np.pad(points, ((0, 0), (0, TOKEN_DIM - 1)))]
-    else:
-        tokens = [np.asarray(sample_tokens(dist, jax.random.fold_in(key, i), chunk), np.float64)
-                  for i in range(REFERENCE_CHUNKS)]
+    tokens = pop.samples
     parts = [ref.kd_moments(ref.taylor_features(t @ wk.T, ORDER), t @ wv.T, np.full(t.shape[0], 1.0 / t.shape[0]))
              for t in tokens]
     return tuple(sum(p[j] for p in parts) / len(parts) for j in range(3)), sum(t.shape[0] for t in tokens)

@@ -50,7 +50,7 @@ def _one_setting(draws=8):
 
 def _agreement(setting, key, wk, wv, pop, tokens, chunk):
     res = sup_gap.sup_gaps(tokens, key, sup_gap.demo_weights(setting.n), wk, wv, pop, setting.ball)
-    pop_ref, count = sup_gap.reference_population(setting, key, wk, wv, chunk)
+    pop_ref, count = sup_gap.reference_population(pop, wk, wv)
     gaps_ref = sup_gap.reference_sup_gaps(tokens, setting.n, wk, wv, pop_ref, setting.ball)
     consts = sup_gap.constants(setting, wk, wv)
     return float(np.max(sup_gap.sup_gap_agreement(res.gap, gaps_ref, res.scale, count, consts.T, consts.C,
@@ -72,7 +72,7 @@ def test_a_solver_reporting_too_much_or_too_little_is_caught(monkeypatch):
 
 def test_dense_solver_and_rademacher_against_the_reference(monkeypatch):
     setting, key, wk, wv, pop, tokens, chunk = _one_setting()
-    pop_ref, _ = sup_gap.reference_population(setting, key, wk, wv, chunk)
+    pop_ref, _ = sup_gap.reference_population(pop, wk, wv)
     assert thm_3_2.dense_agreement(tokens[:2], setting, wk, wv, pop_ref) <= 1.0
     keys = np.asarray(tokens[0, :10]) @ np.asarray(wk).T
     assert thm_3_2.rademacher_exact_figures(key, keys, 1.0, 4000)["ok"]

@@ -75,7 +75,7 @@ class Conjecture32(Check):
         consts = base.constants(setting, wk, wv)
         chunk = draws * base.N_MAX
         pop = base.population(setting, pkey, wk, wv, chunk)
-        pop_ref, pop_tokens = base.reference_population(setting, pkey, wk, wv, chunk)
+        pop_ref, pop_tokens = base.reference_population(pop, wk, wv)
         gaps, disagreement = [], 0.0
         for i, n in enumerate(N_GRID):
             key = jax.random.fold_in(dkey, i)

@@ -54,6 +54,7 @@ from verification.registry import Check, RunContext, register
 from verification.search import explore
 from verification.shift_cases import (
     OPERATIONS,
+    cap_logits,
     draw_normals,
     log_agreement,
     map_batches,
@@ -104,7 +105,7 @@ def _build(wk, wv, target, direction, scale_family, t):
     mean = target.mean(axis=-2, keepdims=True)
     prompt = np.where(scale_family[:, None, None], mean + (1.0 + t[:, None, None]) * (target - mean),
                       target + t[:, None, None] * direction[:, None, :])
-    return PairBatch(wk, wv, target, prompt, np.where(scale_family, "scale", "shift"))
+    return PairBatch(cap_logits(wk, target, prompt), wv, target, prompt, np.where(scale_family, "scale", "shift"))
 
 
 def draw_pairs(key, shape, size: int) -> PairBatch:

@@ -219,7 +219,7 @@ class Theorem32(Check):
                                setting.ball, cross_sign=cross)
                 gaps = res.gap
                 # the reference: its own Taylor features, moments and trust-region solver on the same draws
-                pop_ref, pop_tokens = reference_population(setting, pkey, wk, wv, chunk)
+                pop_ref, pop_tokens = reference_population(pop, wk, wv)
                 gaps_ref = reference_sup_gaps(tokens, setting.n, wk, wv, pop_ref, setting.ball)
                 agree = sup_gap_agreement(gaps, gaps_ref, res.scale, pop_tokens, consts.T, consts.C, setting.ball)
                 dense = dense_agreement(tokens[:DENSE_DRAWS], setting, wk, wv, pop_ref)
