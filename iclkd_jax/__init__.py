@@ -45,6 +45,7 @@ from iclkd_jax.linear import lsa_query_tokens
 from iclkd_jax.linear import lsa_tokens
 from iclkd_jax.linear import von_oswald_weights
 from iclkd_jax.mmd import PermutationTestResult
+from iclkd_jax.mmd import default_block_size
 from iclkd_jax.mmd import mmd
 from iclkd_jax.mmd import mmd2
 from iclkd_jax.mmd import mmd2_from_features
@@ -74,6 +75,7 @@ __all__ = [
     "attention_operators",
     "AttentionWeights",
     "BallMaximum",
+    "default_block_size",
     "distilled_weight_difference",
     "distilled_weights",
     "EigenbasisMaximum",

@@ -1,5 +1,7 @@
 """MMD^2: dense vs NumPy, blocked vs dense, features vs linear kernel, bad inputs, jit/vmap, memory bound."""
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import np_reference as ref
@@ -98,6 +100,18 @@ def test_unbiased_can_be_negative_and_is_returned_as_is(key):
     assert min(values) < 0 < max(values)
 
 
+def _intermediate_sizes(jaxpr):
+    """Element counts of every intermediate of ``jaxpr``, loop bodies included."""
+    for eqn in jaxpr.eqns:
+        for v in eqn.outvars:
+            yield int(np.prod(v.aval.shape)) if hasattr(v.aval, "shape") else 0
+        for p in eqn.params.values():
+            for sub in (p if isinstance(p, (list, tuple)) else [p]):
+                inner = getattr(sub, "jaxpr", None)
+                if inner is not None:
+                    yield from _intermediate_sizes(getattr(inner, "jaxpr", inner))
+
+
 def test_blocked_memory_is_bounded_by_block_size(key):
     """No intermediate of the blocked computation is as large as an n x m Gram matrix."""
     from iclkd_jax.mmd import _mmd2_blocked
@@ -106,21 +120,11 @@ def test_blocked_memory_is_bounded_by_block_size(key):
     block = 8
     jaxpr = jax.make_jaxpr(lambda a, b: _mmd2_blocked(a, b, ik.rbf_kernel(bandwidth=1.0), True, block))(x, y)
 
-    def sizes(jx):
-        for eqn in jx.eqns:
-            for v in eqn.outvars:
-                yield int(np.prod(v.aval.shape)) if hasattr(v.aval, "shape") else 0
-            for p in eqn.params.values():
-                for sub in (p if isinstance(p, (list, tuple)) else [p]):
-                    inner = getattr(sub, "jaxpr", None)
-                    if inner is not None:
-                        yield from sizes(getattr(inner, "jaxpr", inner))
-
-    biggest = max(sizes(jaxpr.jaxpr))
+    biggest = max(_intermediate_sizes(jaxpr.jaxpr))
     assert biggest <= max(block * block * 3, 2 * (n + m) * 3, (n // block) ** 2), biggest
     assert biggest < n * m // 4
     dense = jax.make_jaxpr(lambda a, b: ik.mmd2(a, b, ik.rbf_kernel(bandwidth=1.0)))(x, y)
-    assert max(sizes(dense.jaxpr)) >= n * m                            # the check can see a Gram matrix
+    assert max(_intermediate_sizes(dense.jaxpr)) >= n * m                            # the check can see a Gram matrix
 
 
 BAD = [
@@ -160,3 +164,80 @@ def test_jit_vmap_and_no_retrace_across_bandwidths(key):
     for bw in (0.5, 2.0, 3.0):                      # the bandwidth is a pytree leaf, not a static argument
         ik.mmd2(x, y, ik.rbf_kernel(bandwidth=bw), estimator="unbiased")
     assert ik.trace_counts()[name] == before
+
+
+def _primitives(jaxpr):
+    """Names of the floating-point primitives (integer index arithmetic of the tile loop excluded)."""
+    for eqn in jaxpr.eqns:
+        if any(jnp.issubdtype(getattr(v.aval, "dtype", jnp.int32), jnp.floating) for v in eqn.outvars):
+            yield eqn.primitive.name
+        for p in eqn.params.values():
+            for sub in (p if isinstance(p, (list, tuple)) else [p]):
+                inner = getattr(sub, "jaxpr", None)
+                if inner is not None:
+                    yield from _primitives(getattr(inner, "jaxpr", inner))
+
+
+def test_default_path_is_chosen_by_size():
+    """Dense up to DENSE_MAX_ROWS rows per sample, DEFAULT_BLOCK_SIZE tiles above (the measured crossover)."""
+    mmd_module = importlib.import_module("iclkd_jax.mmd")  # ik.mmd is the function
+    assert mmd_module.DENSE_MAX_ROWS == 256 and mmd_module.DEFAULT_BLOCK_SIZE == 384
+    assert ik.default_block_size(1, 1) is None
+    assert ik.default_block_size(256, 256) is None
+    assert ik.default_block_size(257, 3) == 384
+    assert ik.default_block_size(3, 10_000) == 384
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="n"):
+            ik.default_block_size(bad, 4)
+
+
+def test_default_call_dispatches_and_matches_the_explicit_path(key):
+    """The default call runs the dense program for small samples, the blocked one above; same value as explicit."""
+    kernel = KERNELS["rbf"][0]()
+    small = samples(key, 7, 8)
+    big = samples(key, 258, 5)
+    dense, blocked = "iclkd_jax.mmd._mmd2_dense", "iclkd_jax.mmd._mmd2_blocked"
+    counts = ik.trace_counts()
+    ik.mmd2(*small, kernel)
+    after_small = ik.trace_counts()
+    assert after_small.get(dense, 0) == counts.get(dense, 0) + 1 and after_small.get(blocked, 0) == counts.get(blocked, 0)
+    default = ik.mmd2(*big, kernel)
+    after_big = ik.trace_counts()
+    assert after_big.get(blocked, 0) == after_small.get(blocked, 0) + 1 and after_big[dense] == after_small[dense]
+    assert float(default) == float(ik.mmd2(*big, kernel, block_size=384))       # the same compiled program
+    assert ik.trace_counts()[blocked] == after_big[blocked]
+    want, scale = reference("rbf", *big, "biased")
+    assert abs(float(default) - want) <= (263**2 + 8) * EPS64 * scale
+
+
+def test_default_call_memory_is_bounded_above_the_crossover(key):
+    """Above DENSE_MAX_ROWS the default call holds no n x m Gram matrix (memory O((n + m) d))."""
+    n = m = 600
+    x, y = samples(key, n, m)
+    jaxpr = jax.make_jaxpr(lambda a, b: ik.mmd2(a, b, ik.rbf_kernel(bandwidth=1.0)))(x, y)
+
+    assert max(_intermediate_sizes(jaxpr.jaxpr)) <= 384 * 384 < n * m
+
+
+@pytest.mark.parametrize("block", [None, 4])
+def test_product_kernel_sums_factor_times_shifted_exp(key, block):
+    """No log|x.x'| and no sign array: the product kernel is summed as (x.x') exp(logit - shift), one exp per entry."""
+    x, y = samples(key)
+    kernel = ik.product_kernel(WK)
+    jaxpr = jax.make_jaxpr(lambda a, b: ik.mmd2(a, b, kernel, block_size=block))(x, y)
+    names = list(_primitives(jaxpr.jaxpr))
+    assert "log" not in names and "sign" not in names and "exp" in names
+
+
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+def test_product_kernel_large_logits_float64(key, estimator):
+    """Product kernel with logits ~ 3e2 (float64): only the exponent is max-shifted; dense, blocked, NumPy agree."""
+    x, y = samples(key, scale=7.0)
+    wk = jnp.eye(3)[:2] * 1.2                                       # logits |W^K x|^2 up to a few hundred
+    kernel = ik.product_kernel(wk)
+    want, scale = ref.mmd2(*(ref.gram("product", a, b, wk=wk) for a, b in ((x, x), (y, y), (x, y))), estimator)
+    assert np.isfinite(want) and scale > 1e100
+    tol = (23**2 + 8 * 400) * EPS64 * scale
+    for block in (None, 3, 8):
+        got = float(ik.mmd2(x, y, kernel, estimator=estimator, block_size=block))
+        assert abs(got - want) <= tol, (block, got, want)
