@@ -11,7 +11,9 @@ times the median, and the CONTROL ``k~ = product_kernel(W^K) / (M_x M_phi)^2``, 
 is Theorem 4.1: the control must survive.
 
 Cases: batches drawn with ``jax.random`` (:data:`SHAPES`; 𝒟 standard normal, 𝒬 a translation of 𝒟 by
-``t ~ U(0.05, 3)`` or 𝒟 scaled about its mean by ``1 + t``: equal means, different covariance); every
+``t ~ U(0.05, 3)`` or 𝒟 scaled about its mean by ``1 + t``: equal means, different covariance; for the
+scale family 𝒟 is mirrored about 0 (rows ``x, -x``), so both means are exactly 0 in floating point and the
+linear kernel's MMD^2 is exactly 0, which ``--certify`` proves in rational arithmetic); every
 kernel evaluated on every case under one ``jax.vmap``-ed program per shape; the float64 reference
 (:mod:`verification.reference`, its own median heuristic) on the same cases. Hypothesis then searches
 pairs and shrinks the linear kernel's counterexample to a minimal one.
@@ -102,8 +104,12 @@ class PairBatch:
 
 
 def _build(wk, wv, target, direction, scale_family, t):
-    mean = target.mean(axis=-2, keepdims=True)
-    prompt = np.where(scale_family[:, None, None], mean + (1.0 + t[:, None, None]) * (target - mean),
+    # scale family: 𝒟 mirrored about 0 (x and -x round alike, an odd row is 0), so 𝒟 and 𝒬 = (1 + t) 𝒟 both
+    # have mean exactly 0: an exact counterexample for the linear kernel, not MMD^2 ~ 1e-33 from rounding
+    half = target.shape[-2] // 2
+    mirrored = np.concatenate([target[..., :half, :], -target[..., :half, :], 0.0 * target[..., 2 * half:, :]], axis=-2)
+    target = np.where(scale_family[:, None, None], mirrored, target)
+    prompt = np.where(scale_family[:, None, None], (1.0 + t[:, None, None]) * target,
                       target + t[:, None, None] * direction[:, None, :])
     return PairBatch(cap_logits(wk, target, prompt), wv, target, prompt, np.where(scale_family, "scale", "shift"))
 
@@ -125,7 +131,7 @@ class PairCase:
 
     seed: int
     shape: tuple[int, int, int, int]
-    family: str      # "scale": 𝒬 = mean + (1 + t)(𝒟 - mean); "shift": 𝒬 = 𝒟 + t u
+    family: str      # "scale": 𝒬 = (1 + t) 𝒟, 𝒟 mirrored about 0 (exactly equal means); "shift": 𝒬 = 𝒟 + t u
     t: float
     scale: float     # W^K entries ~ N(0, scale^2 / d)
 
