@@ -346,19 +346,20 @@ def select(args) -> tuple[list[Mutant], list[dict]]:
 
 def add_arguments(p) -> None:
     """The flags of ``iclkd bench mutation`` (``p``: a :class:`verification.command.Parser`)."""
-    from verification.command import output_file, positive_float, positive_int, seed
+    from verification.command import LazyChoices, check_ids, input_file, output_file, positive_float, positive_int, seed
     from verification.registry import PROFILES
 
     p.add_argument("--quick", action="store_true", help="run the representative subset (a quarter, every module)")
     p.add_argument("--mutants", nargs="+", metavar="ID", help="run only these mutants (ids from --list)")
-    p.add_argument("--checks", nargs="+", metavar="CHECK", help="pass --only CHECK... to iclkd verify")
+    p.add_argument("--checks", nargs="+", metavar="CHECK", choices=LazyChoices(check_ids),
+                   help="pass --only CHECK... to iclkd verify")
     p.add_argument("--profile", default="quick", choices=tuple(PROFILES), help="verify's profile (default quick)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--pytest", nargs="?", const="all", choices=("all", "survivors"),
                    help="also run the mirrored tests + tests/verification (for every mutant, or verify's survivors)")
     p.add_argument("--jobs", type=positive_int, default=1, help="mutants run at once (default 1: a verify uses a core)")
     p.add_argument("--timeout", type=positive_float, default=QUICK_PROFILE_TIMEOUT_S, help="seconds per verify run")
-    p.add_argument("--skip-killed-in", type=Path, metavar="JSON",
+    p.add_argument("--skip-killed-in", type=input_file, metavar="JSON",
                    help="re-run only the mutants a previous report did not kill (a cheap progress update)")
     p.add_argument("--no-reach", action="store_true",
                    help="run verify on every mutant, even on lines the unmutated run never executes")

@@ -231,6 +231,23 @@ def output_dir(text: str) -> Path:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def input_file(text: str) -> Path:
+    """An input file: resolved; it must exist and be readable (checked while parsing)."""
+    path = Path(os.path.abspath(os.path.expanduser(text)))
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{path}: no such file" if not path.exists() else f"{path} is not a file")
+    if not os.access(path, os.R_OK):
+        raise argparse.ArgumentTypeError(f"{path} is not readable")
+    return path
+
+
+def check_ids() -> list[str]:
+    """The ids of the registered checks (built-in and installed plugins): ``choices=LazyChoices(check_ids)``."""
+    from verification.registry import all_checks
+
+    return list(all_checks())
+
+
 def _integer(text: str) -> int:
     try:
         return int(text)

@@ -46,6 +46,17 @@ BAD_INPUTS = [
     (["bench", "tightness", "--out", f"{PROC}/t"], "cannot create folder"),
     (["bench", "tightness", "--seed", "nan"], "not an integer"),
     (["bench", "tightness", "--only", "thm-9.9"], "invalid choice"),
+    # bench mutation (benchmarks/mutation.py)
+    (["bench", "mutation", "--jobs", "0"], "must be a positive integer"),
+    (["bench", "mutation", "--timeout", "-5"], "finite positive number"),
+    (["bench", "mutation", "--timeout", "nan"], "finite positive number"),
+    (["bench", "mutation", "--seed", "nan"], "not an integer"),
+    (["bench", "mutation", "--json", f"{PROC}/m.json"], "cannot create folder"),
+    (["bench", "mutation", "--markdown", "{tmp}"], "is a folder"),
+    (["bench", "mutation", "--mutants", "no-such-mutant"], "unknown mutant"),
+    (["bench", "mutation", "--checks", "no-such-check"], "invalid choice"),
+    (["bench", "mutation", "--skip-killed-in", "{tmp}/missing.json"], "no such file"),
+    (["bench", "mutation", "--profile", "fastest"], "invalid choice"),
     # experiment
     (["experiment"], "required"),
     (["experiment", "no-such-experiment"], "invalid choice"),
@@ -94,6 +105,7 @@ def nothing_runs(monkeypatch):
     monkeypatch.setattr(mmd_shift, "run", fail)
     monkeypatch.setattr("verification.adversary.run_search", fail)
     monkeypatch.setattr("verification.distributed.launch", fail)
+    monkeypatch.setattr("benchmarks.mutation.make_copy", fail)
 
 
 def _one_line_error(capsys) -> str:
