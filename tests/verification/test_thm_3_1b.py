@@ -40,14 +40,17 @@ def _log_eta_off(original):
     return decomposition
 
 
-@pytest.mark.parametrize("name, make", [("kd_loss", _loss_over_n_minus_1), ("distilled_weights", _double_eta),
-                                        ("kd_decomposition", _log_eta_off)])
+@pytest.mark.parametrize("name, make", [
+    ("kd_loss", _loss_over_n_minus_1),
+    pytest.param("distilled_weights", _double_eta, marks=pytest.mark.slow),
+    pytest.param("kd_decomposition", _log_eta_off, marks=pytest.mark.slow)])
 def test_planted_library_bugs_are_violations(monkeypatch, name, make):
     with planted(monkeypatch, name, make):
         result = run_check("thm-3.1b", profile="smoke", seed=0, shrink=False)
     assert result.status == "violated", (name, result.summary)
 
 
+@pytest.mark.slow
 def test_wrong_sign_in_a_taylor_coefficient_is_a_violation(monkeypatch):
     original = features._taylor
 

@@ -37,6 +37,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 import iclkd_jax as ik
+from verification import reference
 from verification.feature_variance import per_feature_variance
 from verification.registry import Check, RunContext, register
 from verification.search import explore
@@ -181,6 +182,75 @@ def taylor_kernels_under_test(u, z, key_dim, mutant):
     return kernels
 
 
+REFERENCE_FEATURES = 64             # features of the maps compared entry by entry with the reference
+
+
+@functools.partial(jax.jit, static_argnames=("dtype",))
+def _maps_program(key, u, z, *, dtype):
+    """Every feature map of the library, drawn from ``key`` in ``dtype``: features of ``u``, ``kernel(u, z)``
+    and the draw (so the reference can be evaluated on the same ``Omega, b``)."""
+    keys = jax.random.split(key, 3)
+    maps = {"positive": ik.positive_random_features(keys[0], REFERENCE_FEATURES, key_dim=KEY_DIM, dtype=dtype),
+            "orthogonal": ik.positive_random_features(keys[1], REFERENCE_FEATURES, key_dim=KEY_DIM, orthogonal=True,
+                                                      dtype=dtype),
+            "trig": ik.trig_random_features(keys[2], REFERENCE_FEATURES, key_dim=KEY_DIM, dtype=dtype),
+            "taylor": ik.taylor_features(TAYLOR_MAX_ORDER[KEY_DIM], key_dim=KEY_DIM),
+            "identity": ik.identity_features(key_dim=KEY_DIM)}
+    out = {name: {"phi": fm(u), "kernel": fm.kernel(u, z)} for name, fm in maps.items()}
+    taylor2 = ik.taylor_features(TAYLOR_MAX_ORDER[2], key_dim=2)
+    out["taylor2"] = {"phi": taylor2(u[:, :2]), "kernel": taylor2.kernel(u[:, :2], z[:, :2])}
+    for name in ("positive", "orthogonal", "trig"):
+        out[name]["omega"] = maps[name].omega
+    out["trig"]["offset"] = maps["trig"].offset
+    return out
+
+
+def feature_maps_vs_reference(key, u, z) -> tuple[float, dict]:
+    """Every map's features and kernel against :mod:`verification.reference` on the same draw, both dtypes.
+
+    Tolerance per entry (``u`` = unit round-off of the dtype, inputs already rounded to it): positive
+    features ``4 rho phi`` with ``rho = (d_k + 6) u (1 + max|Omega||u| + |u|^2)`` (the exponent's absolute
+    error); trigonometric ``4 rho e^{|u|^2/2} sqrt(2/m)`` (the phase's); Taylor ``4 (p + 1)(d_k + 2) u phi(|u|)``
+    (p rounded factors); identity exact. ``kernel(u, z)``: ``4 (2 rho + (m + 2) u) |phi(u)|.|phi(z)|``.
+    """
+    worst, figures = 0.0, {}
+    for dtype in ("float64", "float32"):
+        uu, zz = u.astype(dtype).astype(np.float64), z.astype(dtype).astype(np.float64)
+        unit = eps(dtype) / 2
+        lib = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64),
+                                     _maps_program(key, jax.device_put(uu.astype(dtype)),
+                                                   jax.device_put(zz.astype(dtype)), dtype=dtype))
+        for name, got in lib.items():
+            dk = 2 if name == "taylor2" else KEY_DIM
+            a, b = uu[:, :dk], zz[:, :dk]
+            if name in ("positive", "orthogonal"):
+                phi_a, phi_b = (reference.positive_random_features(x, got["omega"]) for x in (a, b))
+                rho = (dk + 6) * unit * (1 + (np.abs(a) @ np.abs(got["omega"]).T).max() + np.sum(a * a, -1).max())
+                bound_a, bound_b = phi_a, phi_b
+            elif name == "trig":
+                phi_a, phi_b = (reference.trig_random_features(x, got["omega"], got["offset"]) for x in (a, b))
+                rho = (dk + 6) * unit * (1 + (np.abs(a) @ np.abs(got["omega"]).T).max() + np.sum(a * a, -1).max())
+                bound_a, bound_b = (np.exp(0.5 * np.sum(x * x, -1, keepdims=True)) * math.sqrt(2 / REFERENCE_FEATURES)
+                                    * np.ones_like(p) for x, p in ((a, phi_a), (b, phi_b)))
+            elif name.startswith("taylor"):
+                order = TAYLOR_MAX_ORDER[dk]
+                phi_a, phi_b = reference.taylor_features(a, order), reference.taylor_features(b, order)
+                rho = (order + 1) * (dk + 2) * unit
+                bound_a, bound_b = reference.taylor_features(np.abs(a), order), reference.taylor_features(np.abs(b), order)
+            else:
+                phi_a, phi_b, rho, bound_a, bound_b = a, b, 0.0, np.abs(a), np.abs(b)
+            m = phi_a.shape[-1]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                feature = np.where(got["phi"] == phi_a, 0.0, np.abs(got["phi"] - phi_a) / (4 * rho * bound_a))
+                kernel_tol = 4 * (2 * rho + (m + 2) * unit) * (bound_a @ bound_b.T)
+                kernel = np.where(got["kernel"] == phi_a @ phi_b.T, 0.0,
+                                  np.abs(got["kernel"] - phi_a @ phi_b.T) / kernel_tol)
+            ratio = float(np.nan_to_num(max(feature.max(), kernel.max()), nan=np.inf))
+            figures[f"{name}_{dtype}"] = ratio
+            worst = max(worst, ratio)
+    return worst, figures
+
+
 @register
 class LemmaFeatures(Check):
     id = "lemma-features"
@@ -197,9 +267,13 @@ class LemmaFeatures(Check):
         pair_key, draw_key = jax.random.split(ctx.key)
         u, z = _pairs(pair_key)
         kappa = np.exp(np.sum(u * z, axis=-1))
+        # every map, both dtypes, entry by entry against the reference on the same draw (two-sided)
+        reference_ratio, reference_figures = feature_maps_vs_reference(jax.random.fold_in(draw_key, 7), u, z)
         n_keys = CHUNK * max(2, ctx.profile.examples * ctx.profile.scale // 2)
         keys = jax.random.split(draw_key, n_keys)
         failures, stats = [], {}
+        if not reference_ratio <= 1.0:
+            failures.append({"test": "feature maps = reference", "ratio_per_map": reference_figures})
         for kind in KINDS:
             est = estimates_under_test(keys, u, z, kind, ctx.mutant)
             rel = est / kappa - 1.0                                        # (R, len(M_GRID), P)
@@ -265,11 +339,13 @@ class LemmaFeatures(Check):
                                                    per_feature_variance("positive", u, z)).tolist(),
                    "orthogonal_over_iid_mse": orth_ratio.tolist(),
                    "m_needed_for_10pct": m_needed,
-                   "taylor_max_error_over_remainder": taylor_worst, "taylor_cases": exploration.cases}
+                   "taylor_max_error_over_remainder": taylor_worst, "taylor_cases": exploration.cases,
+                   "feature_maps_vs_reference_over_tolerance": reference_figures}
         worst_slope = max(abs(s + 0.5) / se for s, se in slopes.values())
         return self.result(
             ctx, status="violated" if failures else "holds", cases=n_keys * len(KINDS) + exploration.cases,
-            worst=max(worst_slope / Z, taylor_worst), worst_label="max(|slope+1/2|/(4.5 se), Taylor error/bound)",
+            worst=max(worst_slope / Z, taylor_worst, reference_ratio),
+            worst_label="max(|slope+1/2|/(4.5 se), Taylor error/bound, features/reference error/tolerance)",
             tolerance=1.0,
             tolerance_reason="random features: 4.5-sigma intervals (Bonferroni over ~100 tests) from R independent "
                              "keys; Taylor: Lagrange remainder + 64 eps exp(|u||z|) round-off",
