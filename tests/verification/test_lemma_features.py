@@ -15,7 +15,7 @@ def test_holds_on_the_real_implementation():
     for name, (slope, se) in f["slopes_[value,se]"].items():
         assert -0.6 <= slope <= -0.4, (name, slope, se)
     assert max(f["mean_rel_error_max"].values()) < 0.5
-    assert f["taylor_max_error_over_remainder"] <= 1.0 and f["taylor_cases"] >= 10
+    assert f["taylor_max_error_over_remainder"] <= 1.0 and f["taylor_cases"] >= 8
     assert max(f["feature_maps_vs_reference_over_tolerance"].values()) <= 1.0
     assert {k.rsplit("_", 1)[0] for k in f["feature_maps_vs_reference_over_tolerance"]} == {
         "positive", "orthogonal", "trig", "taylor", "taylor2", "identity"}
