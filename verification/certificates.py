@@ -84,6 +84,8 @@ class Claim:
     #: an equivalent (or stronger) claim tried when this one is undecided, e.g. a difference form that is
     #: exactly 0 at an attained equality; this claim is then proven through it
     alternative: Claim | None = None
+    #: the claim a proven certificate shows first (else the tightest claim decided on balls)
+    headline: bool = False
 
     @property
     def exact(self) -> bool:
@@ -111,7 +113,7 @@ class Claim:
     def describe(self) -> dict:
         lhs, rhs = _as_ball(self.lhs), _as_ball(self.rhs)
         out = {"claim": self.name, "status": self.status(), "lhs": _string(self.lhs), "rhs": _string(self.rhs),
-               "exact_rational": self.exact}
+               "exact_rational": self.exact, "headline": self.headline}
         if self.alternative is not None and self._own_status() == "not proven":
             out["via"] = self.alternative.describe()
         if lhs.is_finite() and rhs.is_finite():
@@ -119,6 +121,8 @@ class Claim:
                        lhs_relative_radius=C.relative_radius(lhs), rhs_relative_radius=C.relative_radius(rhs),
                        # lower(rhs) - upper(lhs): > 0 proven, the gap the balls left
                        margin=float(rhs.lower() - lhs.upper()))
+            if rhs > 0:  # the instance's exact ratio lhs / rhs, enclosed
+                out["ratio"] = C.to_string(lhs / rhs)
         return out
 
 
@@ -146,8 +150,11 @@ def summarise(claims: Sequence[Claim], precision: int) -> dict:
         key = described[statuses.index("violation proven")]
     elif all(s == "proven" for s in statuses):
         status = "proven"
-        # the headline is the tightest claim (smallest relative margin)
-        key = min(described, key=lambda d: d.get("margin", math.inf) / max(abs(_mid(d["rhs"])), 1e-300))
+        # the headline: a claim marked so, else the tightest claim decided on balls (smallest relative margin)
+        marked = [d for d in described if d["headline"]]
+        candidates = [d for d in described if not d["exact_rational"]] or described
+        key = marked[0] if marked else min(
+            candidates, key=lambda d: d.get("margin", math.inf) / max(abs(_mid(d["rhs"])), 1e-300))
     else:
         status = "not proven"
         key = described[statuses.index("not proven")]
@@ -388,7 +395,7 @@ def thm_linear_claims(wc: dict) -> list[Claim]:
     n, d = len(tokens), max(demos_f.shape[1], dk)
     tol = 8 * (n + d) * eps
     claims = [Claim("|sum_j v_j (k_j . q) - (W_0 + ΔW) q| = 0 exactly (dual form, rational arithmetic)",
-                    identity_gap, Fraction(0))]
+                    identity_gap, Fraction(0), headline=True)]
     scale = max(scale, Fraction(1, 10**300))
     for key in ("attention_out", "dual_out"):
         if key in wc:
@@ -570,10 +577,14 @@ def thm_4_2_claims(wc: dict) -> list[Claim]:
     difference = _bound_difference(s)  # Theorem 4.1; both chains multiply it by a positive factor
     claims = []
     for r, x in enumerate(queries):
-        phi = C.feature_norm(C.matvec(s.wk, C.ball_vector(x)))
-        # lhs 0, rhs the Cauchy-Schwarz gap ||ΔW||^2 ||phi||^2 - ||ΔW phi||^2: proven >= 0 (exactly 0 when attained)
-        claims.append(Claim(f"query {r}: ||ΔW phi(W^K x)|| <= ||ΔW||_HS ||phi(W^K x)|| "
-                            "(0 <= ||ΔW||^2 ||phi||^2 - ||ΔW phi||^2)", arb(0), _cauchy_schwarz_gap_at(s, x)))
+        z = C.matvec(s.wk, C.ball_vector(x))
+        phi = C.feature_norm(z)
+        shift = C.norm(C.apply_operator(s.coef, s.values, s.keys, 2 * s.eta, z))
+        # decided on the two sides, else through the Cauchy-Schwarz gap ||ΔW||^2 ||phi||^2 - ||ΔW phi||^2 >= 0
+        # (exactly 0 when attained)
+        gap = Claim(f"query {r}: 0 <= ||ΔW||^2 ||phi||^2 - ||ΔW phi||^2", arb(0), _cauchy_schwarz_gap_at(s, x))
+        claims.append(Claim(f"query {r}: ||ΔW phi(W^K x)|| <= ||ΔW||_HS ||phi(W^K x)||", shift, s.dw * phi,
+                            alternative=gap))
         claims.append(Claim(f"query {r}: ||ΔW|| ||phi(W^K x)|| <= 2 eta ||W^V||_op MMD_k exp(||W^K x||^2/2)",
                             s.dw * phi, s.bound * phi, alternative=difference))
     rb = C.ball_matrix(reference)
@@ -653,7 +664,7 @@ def conj_4_1_claims(wc: dict) -> list[Claim]:
         exact = C.linear_mmd2_exact(s.target_f, s.prompt_f)
         if exact == 0:
             return [positive, Claim("MMD_linear^2 = ||mean 𝒟 - mean 𝒬||^2 <= 0, i.e. = 0 exactly (rational "
-                                    "arithmetic): no constant c can hold", Fraction(0), Fraction(0))]
+                                    "arithmetic): no constant c can hold", Fraction(0), Fraction(0), headline=True)]
         mmd2 = C.as_ball(C.fraction(exact))
     else:
         x, y = s.target, s.prompt

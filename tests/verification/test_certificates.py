@@ -121,7 +121,7 @@ def test_thm_4_2_attained_equality_is_proven_exactly():
     assert cert["status"] == "proven", cert["reason"]
     # the prediction bound is an equality there: proven through a Cauchy-Schwarz gap that is exactly 0
     cauchy = cert["claims"][0]
-    assert cauchy["status"] == "proven" and cauchy["rhs"] == "0 ± 0"
+    assert cauchy["status"] == "proven" and cauchy["via"]["rhs"] == "0 ± 0"
     # and Theorem 4.1's inequality too (W^V^T W^V an exact multiple of I on the value block)
     assert cert["claims"][1]["via"]["rhs"] == "0 ± 0"
 
