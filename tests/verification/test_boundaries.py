@@ -6,10 +6,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("iclkd_jax", "verification", "benchmarks", "experiments")
 #: known offenders, each with its owner; remove an entry when it is fixed (the test then guards it)
-KNOWN_PRIVATE_IMPORTS = {
-    # the perf benchmark times the blocked path directly (issue 12, perf helper: mmd2's path choice)
-    "benchmarks/perf.py: from iclkd_jax.mmd import ['_mmd2_blocked']",
-}
+KNOWN_PRIVATE_IMPORTS: set[str] = set()
 
 
 def _imports(path: Path):

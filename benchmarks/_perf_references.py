@@ -1,0 +1,99 @@
+"""The references of ``iclkd bench perf``: plain NumPy and scikit-learn code, in the dtype ours runs in.
+
+Every function keeps the dtype of its inputs (float32 in, float32 arithmetic; NumPy >= 2 keeps
+Python scalars weak), so a ratio "ours / NumPy" compares the same arithmetic on both sides.
+Kernel sums run over row chunks (memory bounded, as a careful NumPy user would write them).
+scikit-learn's ``rbf_kernel`` is called with arrays of that dtype; what it does inside (it
+computes float32 distances through float64 chunks) is its own choice, reported as is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sqdist(a, b):
+    """Pairwise squared distances by the expansion, both sets centred on the mean of ``b``."""
+    centre = b.mean(axis=0)
+    a, b = a - centre, b - centre
+    return np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * (a @ b.T), 0)
+
+
+def rbf(bandwidth):
+    def gram(a, b):
+        return np.exp(sqdist(a, b) * a.dtype.type(-1.0 / (2.0 * bandwidth**2)))
+    return gram
+
+
+def product(wk):
+    def gram(a, b):
+        w = wk.astype(a.dtype)
+        return (a @ b.T) * np.exp((a @ w.T) @ (b @ w.T).T)
+    return gram
+
+
+def kernel_sum(gram_fn, a, b, exclude_diagonal, chunk=2048):
+    """``sum_ij k(a_i, b_j)`` over row chunks of ``chunk`` rows, in the inputs' dtype."""
+    total = a.dtype.type(0)
+    for start in range(0, a.shape[0], chunk):
+        block = gram_fn(a[start:start + chunk], b)
+        if exclude_diagonal:
+            rows = np.arange(block.shape[0])
+            block[rows, start + rows] = 0
+        total += block.sum()
+    return total
+
+
+def mmd2(gram_fn, x, y, unbiased):
+    n, m = len(x), len(y)
+    sxx = kernel_sum(gram_fn, x, x, unbiased)
+    syy = kernel_sum(gram_fn, y, y, unbiased)
+    sxy = kernel_sum(gram_fn, x, y, False)
+    if unbiased:
+        return sxx / (n * (n - 1)) + syy / (m * (m - 1)) - 2 * sxy / (n * m)
+    return sxx / n**2 + syy / m**2 - 2 * sxy / (n * m)
+
+
+def sklearn_mmd2(x, y, bandwidth, unbiased):
+    """MMD^2 from scikit-learn's three RBF Gram matrices (n x n memory: the way it is usually written)."""
+    from sklearn.metrics.pairwise import rbf_kernel
+    gamma = 1.0 / (2 * bandwidth**2)
+    n, m = len(x), len(y)
+    kxx, kyy, kxy = rbf_kernel(x, x, gamma=gamma), rbf_kernel(y, y, gamma=gamma), rbf_kernel(x, y, gamma=gamma)
+    if unbiased:
+        return ((kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+                - 2 * kxy.sum() / (n * m))
+    return kxx.mean() + kyy.mean() - 2 * kxy.mean()
+
+
+def kd_decomposition(wq, wk, wv, demos, queries):
+    """Softmax attention's output, log partition function and entropy (Theorem 3.1), max-shifted."""
+    q = queries @ wq.T
+    logits = q @ (demos @ wk.T).T
+    top = logits.max(axis=1, keepdims=True)
+    log_z = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+    weights = np.exp(logits - log_z[:, None])
+    out = weights @ (demos @ wv.T)
+    entropy = -(weights * (logits - log_z[:, None])).sum(axis=1)
+    return out, log_z, entropy
+
+
+def permutation_test(gram, n, labels):
+    m = gram.shape[0] - n
+    coeffs = labels / n - (1 - labels) / m
+    stats = ((coeffs @ gram) * coeffs).sum(axis=1)
+    return stats[0], (1 + np.sum(stats[1:] >= stats[0])) / len(stats)
+
+
+def max_quadratic_on_ball(a, b, radius):
+    lam, vec = np.linalg.eigh(a)
+    beta = vec.T @ b
+    lo, hi = max(lam[-1], 0.0), max(lam[-1], 0.0) + np.linalg.norm(b) / radius + 1.0
+    for _ in range(100):  # bisection on the secular equation ||(mu - lam)^-1 beta|| = R
+        mu = 0.5 * (lo + hi)
+        if np.linalg.norm(beta / (mu - lam)) > radius:
+            lo = mu
+        else:
+            hi = mu
+    w = vec @ (beta / (lam - hi))
+    return w @ a @ w - 2 * b @ w

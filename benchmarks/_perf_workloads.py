@@ -1,0 +1,241 @@
+"""The workloads of ``iclkd bench perf``: each times ours, its references in the same dtype, and the limit.
+
+A :class:`Bench` collects rows. Every workload builds its inputs in one dtype and hands the
+references (:mod:`benchmarks._perf_references`) arrays of that same dtype, so each speed-up
+compares the same arithmetic. The work the limit model counts (:func:`mmd_work`) is the
+least the algorithm must do, so that no honest implementation can beat ``limit_s``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import _perf_references as ref
+from benchmarks._timing import best_time, jax_time, limit_seconds
+
+DTYPES = ("float32", "float64")
+#: the explicit tile size of the blocked rows (the default call chooses its own, see mmd.default_block_size)
+BLOCK = 512
+
+
+class Bench:
+    """Rows of one run: timings (minimum over repeats), speed-ups and limit fractions."""
+
+    def __init__(self, rates, repeats, budget_s, *, quiet=False):
+        self.rates, self.repeats, self.budget_s, self.rows, self.quiet = rates, repeats, budget_s, [], quiet
+
+    def ours(self, fn):
+        return jax_time(fn, repeats=self.repeats, budget_s=self.budget_s)
+
+    def ref(self, fn):
+        return best_time(fn, repeats=self.repeats, budget_s=self.budget_s)
+
+    def add(self, name, n, d, dtype, ours, numpy_s=None, sklearn_s=None, work=None, **extra):
+        """One row; ``work`` is ``dict(flops=, exps=, bytes_read=)`` for the limit model (None: no limit)."""
+        compile_s, ours_s = ours if ours is not None else (None, None)
+        row = {"name": name, "n": n, "d": d, "dtype": dtype,
+               "ours_s": ours_s, "compile_s": compile_s, "numpy_s": numpy_s, "sklearn_s": sklearn_s,
+               "speedup_numpy": (numpy_s / ours_s) if (numpy_s and ours_s) else None,
+               "speedup_sklearn": (sklearn_s / ours_s) if (sklearn_s and ours_s) else None,
+               "work": work, **extra}
+        self._limit(row)
+        self.rows.append(row)
+        if not self.quiet:
+            print(line(row), flush=True)
+        return row
+
+    def _limit(self, row):
+        work, ours_s = row["work"], row["ours_s"]
+        row["limit_s"] = None if work is None else limit_seconds(self.rates, row["dtype"], **work)
+        row["limit_fraction"] = (row["limit_s"] / ours_s) if (row["limit_s"] is not None and ours_s) else None
+
+    def relimit(self, rates):
+        """Every row's limit at new machine rates (the highest seen in the run: a tighter limit, never a looser one)."""
+        self.rates = rates
+        for row in self.rows:
+            self._limit(row)
+
+
+def line(row) -> str:
+    def f(v, spec):
+        return "-" if v is None else format(v, spec)
+    return (f"{row['name']:34s} n={row['n']:>9} d={f(row['d'], '>3')} {row['dtype']:7s} ours={f(row['ours_s'], '.4g')}s "
+            f"compile={f(row['compile_s'], '.3g')}s numpy={f(row['numpy_s'], '.4g')}s "
+            f"x{f(row['speedup_numpy'], '.3g')} sklearn={f(row['sklearn_s'], '.4g')}s x{f(row['speedup_sklearn'], '.3g')} "
+            f"limit={f(row['limit_fraction'], '.2f')} {row.get('note', '')}")
+
+
+def mmd_work(n: int, m: int, d: int, *, key_dim: int = 0) -> tuple[float, float]:
+    """``(flops, exps)`` that an MMD^2 of a dot-product-based kernel must do at least.
+
+    Entries: the symmetric within-sample sums need their upper triangles with the diagonal,
+    ``n (n + 1) / 2`` and ``m (m + 1) / 2``, the cross sum all ``n m``. Each entry costs one
+    exp and ``2 (d + d_k)`` FLOPs (the inner product ``x . y``; for the product kernel also
+    ``(W^K x) . (W^K y)``); the product kernel adds the projections ``W^K x``, ``2 (n + m) d d_k``.
+    Everything else (subtractions, the max shift, the sums) is counted as free, which makes
+    the limit faster than any implementation can be.
+    """
+    entries = n * (n + 1) / 2 + m * (m + 1) / 2 + n * m
+    return 2.0 * (d + key_dim) * entries + 2.0 * (n + m) * d * key_dim, entries
+
+
+def normal(key, shape, dtype, shift=0.0):
+    return jax.random.normal(key, shape, dtype) + jnp.asarray(shift, dtype)
+
+
+def bench_attention(b: Bench, sizes, key):
+    from iclkd_jax import kd_decomposition, random_attention_weights, softmax_attention
+    d, q = 64, 128
+    for n in sizes:
+        k1, k2, k3, key = jax.random.split(key, 4)
+        for dtype in DTYPES:
+            w = random_attention_weights(k1, token_dim=d, key_dim=d, value_dim=d, dtype=dtype)
+            demos, queries = normal(k2, (n, d), dtype), normal(k3, (q, d), dtype)
+            nw = [np.asarray(a) for a in w]
+            nd, nq = np.asarray(demos), np.asarray(queries)
+            flops = 2.0 * n * d * 2 * d + 2.0 * q * d * d + 2.0 * q * n * d * 2
+            work = dict(flops=flops, exps=q * n)
+            numpy_s = b.ref(lambda: ref.kd_decomposition(*nw, nd, nq))
+            b.add("attention/kd_decomposition", n, d, dtype, b.ours(lambda: kd_decomposition(w, demos, None, queries)),
+                  numpy_s, None, work, queries=q)
+            if dtype == "float32":
+                b.add("attention/softmax", n, d, dtype, b.ours(lambda: softmax_attention(w, demos, queries)),
+                      numpy_s, None, work, queries=q, note="NumPy reference computes the full decomposition")
+
+
+def bench_gram(b: Bench, sizes, key):
+    from sklearn.metrics.pairwise import rbf_kernel as sk_rbf
+
+    from iclkd_jax import product_kernel, rbf_kernel
+    d, dk = 64, 8
+    gram = jax.jit(lambda k, x: k(x, x))
+    for n in sizes:
+        k1, k2, key = jax.random.split(key, 3)
+        x = normal(k1, (n, d), jnp.float32)
+        xn = np.asarray(x)
+        h = math.sqrt(d)
+        kern = rbf_kernel(bandwidth=jnp.float32(h))
+        b.add("gram/rbf", n, d, "float32", b.ours(lambda: gram(kern, x)), b.ref(lambda: ref.rbf(h)(xn, xn)),
+              b.ref(lambda: sk_rbf(xn, xn, gamma=1 / (2 * h * h))),
+              dict(flops=2.0 * d * n * n, exps=n * n),
+              note="full n x n output (writes n^2 entries; the limit model ignores the write)")
+        if n <= 1_000:
+            wk = np.asarray(normal(k2, (dk, d), jnp.float32)) * 0.05
+            pk = product_kernel(jnp.asarray(wk))
+            b.add("gram/product", n, d, "float32", b.ours(lambda: gram(pk, x)),
+                  b.ref(lambda: ref.product(wk)(xn, xn)), None,
+                  dict(flops=2.0 * (d + dk) * n * n, exps=n * n))
+
+
+def bench_mmd(b: Bench, sizes, key, *, numpy_max=10_000, sklearn_max=10_000, float64_max=10_000):
+    """The headline: the default ``mmd2`` call (RBF biased and unbiased, product kernel) in both dtypes.
+
+    The product kernel uses ``d_k = 8``, tokens scaled by 1/8 and ``W^K`` by 0.3 (logits of order 1).
+    ``rel_err_vs_numpy64`` compares each value with the NumPy float64 reference (computed once, untimed).
+    """
+    from iclkd_jax import default_block_size, mmd2, product_kernel, rbf_kernel
+    d, dk = 64, 8
+    h = math.sqrt(2 * d)
+    for n in sizes:
+        k1, k2, k3, key = jax.random.split(key, 4)
+        x64, y64 = normal(k1, (n, d), jnp.float64), normal(k2, (n, d), jnp.float64, 0.05)
+        wk64 = normal(k3, (dk, d), jnp.float64) * 0.3
+        workloads = [("rbf", "biased", rbf_kernel, ref.rbf(h), 1.0, 0), ("rbf", "unbiased", rbf_kernel, ref.rbf(h), 1.0, 0),
+                     ("product", "biased", product_kernel, ref.product(np.asarray(wk64)), 1 / 8, dk)]
+        truth = {}
+        for kind, estimator, make, gram_fn, scale, key_dim in workloads:
+            unb = estimator == "unbiased"
+            for dtype in DTYPES if n <= float64_max else DTYPES[:1]:
+                x, y = (x64 * scale).astype(dtype), (y64 * scale).astype(dtype)
+                kern = rbf_kernel(bandwidth=jnp.asarray(h, dtype)) if kind == "rbf" else make(wk64.astype(dtype))
+                xn, yn = np.asarray(x), np.asarray(y)
+                flops, exps = mmd_work(n, n, d, key_dim=key_dim)
+                ours = b.ours(lambda: mmd2(x, y, kern, estimator=estimator))
+                value = float(mmd2(x, y, kern, estimator=estimator))
+                numpy_s = sklearn_s = None
+                if n <= numpy_max:
+                    numpy_s = b.ref(lambda: ref.mmd2(gram_fn, xn, yn, unb))
+                    if (kind, estimator) not in truth:
+                        truth[kind, estimator] = float(ref.mmd2(gram_fn, np.asarray(x64 * scale), np.asarray(y64 * scale), unb))
+                if kind == "rbf" and n <= sklearn_max:
+                    sklearn_s = b.ref(lambda: ref.sklearn_mmd2(xn, yn, h, unb))
+                want = truth.get((kind, estimator))
+                block = default_block_size(n, n)
+                b.add(f"mmd2/{kind}/{estimator}/default", n, d, dtype, ours, numpy_s, sklearn_s,
+                      dict(flops=flops, exps=exps), m=n, value=value, key_dim=key_dim,
+                      path="dense" if block is None else f"blocked{block}",
+                      rel_err_vs_numpy64=None if want is None else abs(value - want) / abs(want))
+
+
+def bench_features(b: Bench, n, key):
+    from iclkd_jax import mmd2_from_features
+    dim = 8
+    k1, k2 = jax.random.split(key)
+    fx, fy = normal(k1, (n, dim), jnp.float32), normal(k2, (n, dim), jnp.float32, 0.01)
+    fxn, fyn = np.asarray(fx), np.asarray(fy)
+    work = dict(bytes_read=2.0 * n * dim * 4)
+    b.add("mmd2_from_features/biased", n, dim, "float32", b.ours(lambda: mmd2_from_features(fx, fy)),
+          b.ref(lambda: np.sum((fxn.mean(0) - fyn.mean(0)) ** 2)), None, work, m=n,
+          note="memory-bound: limit = bytes read / measured read bandwidth")
+    b.add("mmd2_from_features/unbiased", n, dim, "float32",
+          b.ours(lambda: mmd2_from_features(fx, fy, estimator="unbiased")), None, None, work, m=n)
+
+
+def bench_permutation(b: Bench, size, key):
+    from iclkd_jax import mmd_permutation_test, rbf_kernel
+    total, perms = size
+    n, d = total // 2, 64
+    k1, k2, k3 = jax.random.split(key, 3)
+    x, y = normal(k1, (n, d), jnp.float32), normal(k2, (total - n, d), jnp.float32, 0.05)
+    h = math.sqrt(2 * d)
+    kern = rbf_kernel(bandwidth=jnp.float32(h))
+    z = np.concatenate([np.asarray(x), np.asarray(y)])
+    rng = np.random.default_rng(0)
+    base = (np.arange(total) < n).astype(np.float32)
+
+    def numpy_test():
+        labels = np.concatenate([base[None], rng.permuted(np.tile(base, (perms, 1)), axis=1)])
+        return ref.permutation_test(ref.rbf(h)(z, z), n, labels)
+
+    flops = 2.0 * (perms + 1) * total**2 + 2.0 * d * total * (total + 1) / 2
+    b.add("mmd_permutation_test/rbf", total, d, "float32",
+          b.ours(lambda: mmd_permutation_test(x, y, kern, key=k3, num_permutations=perms)), b.ref(numpy_test), None,
+          dict(flops=flops, exps=total * (total + 1) / 2), permutations=perms,
+          note="n + m pooled points; one Gram matrix, one (B+1, N) x (N, N) product")
+
+
+def bench_ball(b: Bench, n, key):
+    from iclkd_jax import max_quadratic_on_ball
+    k1, k2 = jax.random.split(key)
+    g = jax.random.normal(k1, (n, n), jnp.float64)
+    a = (g + g.T) / 2
+    vec = jax.random.normal(k2, (n,), jnp.float64)
+    an, bn = np.asarray(a), np.asarray(vec)
+    b.add("max_quadratic_on_ball", n, n, "float64", b.ours(lambda: max_quadratic_on_ball(a, vec, 1.0)),
+          b.ref(lambda: ref.max_quadratic_on_ball(an, bn, 1.0)), None,
+          dict(flops=4.0 / 3.0 * n**3),
+          note="limit: 4/3 n^3 FLOPs (the tridiagonal reduction every symmetric eigensolver starts with); d = n")
+
+
+def bench_rademacher(b: Bench, size, key):
+    from iclkd_jax import rademacher_complexity
+    n, signs = size
+    d = 16
+    k1, k2 = jax.random.split(key)
+    keys = jax.random.normal(k1, (n, d), jnp.float64) / math.sqrt(d)
+    gram = jnp.exp(keys @ keys.T)
+    gn = np.asarray(gram)
+    rng = np.random.default_rng(0)
+
+    def numpy_mc():
+        s = rng.choice(np.array([-1.0, 1.0]), size=(signs, n))
+        return np.mean(np.sqrt(np.maximum(((s @ gn) * s).sum(1), 0)))
+
+    b.add("rademacher_complexity", n, d, "float64",
+          b.ours(lambda: rademacher_complexity(k2, gram, 1.0, num_signs=signs)), b.ref(numpy_mc), None,
+          dict(flops=2.0 * signs * n * n), num_signs=signs,
+          note="Monte Carlo over sign vectors on a given Gram matrix")
