@@ -287,7 +287,7 @@ class LemmaEta(Check):
                              "1 + log(N+M)) against an extended-precision reference: the round-off of the shifted "
                              "logits, per dtype",
             figures=figures, counterexample=counterexample, worst_case=result.worst_case,
-            summary=(f"{cases} cases ({figures['cases_per_second']:.0f}/s): log D' and log eta = reference to "
+            summary=(f"{cases} cases: log D' and log eta = reference to "
                      f"{fmt(figures['max_abs_error_log_eta'])} (abs) for |logit| up to "
                      f"{figures['max_abs_logit']:.0f}; eta spans 1e{figures['log10_eta_range'][0]:.0f}.."
                      f"1e{figures['log10_eta_range'][1]:.0f}; entropy {figures['entropy_range_nats'][0]:.2g}.."

@@ -369,7 +369,7 @@ class Theorem31b(Check):
                              "feature's relative round-off; Taylor step: Lagrange remainder + round-off",
             tightness=tightness if np.isfinite(tightness) else None, figures=figures, counterexample=counterexample,
             worst_case=result.worst_case,
-            summary=(f"{result.cases} kernel-form cases ({figures['cases_per_second']:.0f}/s): -eta grad L(0) phi(q) = "
+            summary=(f"{result.cases} kernel-form cases: -eta grad L(0) phi(q) = "
                      f"reference to {fmt(figures['max_kernel_error_float64'])} (f64) / "
                      f"{fmt(figures['max_kernel_error_float32'])} (f32); {explicit_cases} explicit cases "
                      f"(Taylor, positive, trig): jax.grad and to_matrix within "

@@ -244,7 +244,7 @@ class TheoremLinear(Check):
             tolerance_reason="errors relative to the sum of absolute terms, within 8 (n + d) eps per dtype "
                              "(round-off of n products of length d)",
             figures=figures, counterexample=result.counterexample, worst_case=result.worst_case,
-            summary=(f"{result.cases} cases ({figures['cases_per_second']:.0f}/s): dual form = reference to "
+            summary=(f"{result.cases} cases: dual form = reference to "
                      f"{fmt(figures['max_dual_error_float64'])} (f64) / {fmt(figures['max_dual_error_float32'])} "
                      f"(f32); von Oswald LSA = GD step = reference to {fmt(figures['max_gd_error_float64'])} (f64) / "
                      f"{fmt(figures['max_gd_error_float32'])} (f32), relative to the sum of absolute terms"))
