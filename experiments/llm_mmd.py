@@ -21,14 +21,16 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from experiments import common as C
 from experiments import llm_common as L
+from experiments import output as O
+from experiments import statistics as S
+from experiments.configs import Options
 
 NAME = "llm-mmd"
 RHOS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def run(opts: C.Options) -> C.Result:
+def run(opts: Options) -> O.Result:
     model = L.load_model(opts)
     words, per_level = (16, 6) if opts.quick else (24, 20)
     layers = (0, L.DEFAULT_LAYER)
@@ -60,25 +62,29 @@ def run(opts: C.Options) -> C.Result:
     key = jax.random.key(opts.seed)
     per_level_loss = {}
     for level, rho in enumerate(RHOS):
-        mean, ci = C.mean_ci(jax.random.fold_in(key, level), loss[levels == level])
+        mean, ci = S.mean_ci(jax.random.fold_in(key, level), loss[levels == level])
         per_level_loss[str(rho)] = {"mean": mean, "ci": ci}
     correlations = {}
     measures = [f"{kind}_layer{layer}" for layer in layers for kind in ("log_mmd2_product", "mmd2_rbf")]
     for j, name in enumerate(measures):
         values = np.array([r[name] for r in rows])
-        rho_all, ci_all = C.spearman_ci(jax.random.fold_in(key, 100 + j), values, loss)
-        within = [C.spearman(values[levels == lv], loss[levels == lv]) for lv in range(len(RHOS))]
-        within_mean, within_ci = C.mean_ci(jax.random.fold_in(key, 200 + j), within)
+        rho_all, ci_all = S.spearman_ci(jax.random.fold_in(key, 100 + j), values, loss)
+        within = [S.spearman(values[levels == lv], loss[levels == lv]) for lv in range(len(RHOS))]
+        # a level where the MMD is constant (the RBF MMD at rho = 0 on layer 0 is exactly 0) has no rank
+        # correlation: it is left out of the mean, and the number of levels used is reported
+        finite = [w for w in within if np.isfinite(w)]
+        within_mean, within_ci = S.mean_ci(jax.random.fold_in(key, 200 + j), finite) if finite else (np.nan, [np.nan] * 2)
         correlations[name] = {"spearman": rho_all, "ci": ci_all, "within_level_spearman_mean": within_mean,
-                              "within_level_ci": within_ci, "within_level_spearman": within}
+                              "within_level_ci": within_ci, "within_level_spearman": within,
+                              "levels_with_a_within_level_correlation": len(finite)}
     data = {"task": "copy", "layers": list(layers), "words": words, "prompts_per_level": per_level, "rhos": list(RHOS),
             "loss_per_level": per_level_loss, "correlations": correlations, "rows": rows}
     md = [f"# {NAME}: MMD(demonstrations, queries) vs in-context loss (SmolLM2-135M, copy task)", "",
           f"{len(rows)} prompts ({per_level} per corruption level), {words} words each; layers {layers}.", "",
           "| corruption rho | query loss (nats) [95% CI] |", "| --- | --- |"]
-    md += [f"| {rho} | {C.fmt_ci(v['mean'], v['ci'])} |" for rho, v in per_level_loss.items()]
+    md += [f"| {rho} | {O.fmt_ci(v['mean'], v['ci'])} |" for rho, v in per_level_loss.items()]
     md += ["", "| MMD | Spearman with loss (all prompts) | within corruption levels (mean) |", "| --- | --- | --- |"]
-    md += [f"| {n} | {C.fmt_ci(v['spearman'], v['ci'])} | {C.fmt_ci(v['within_level_spearman_mean'], v['within_level_ci'])} |"
+    md += [f"| {n} | {O.fmt_ci(v['spearman'], v['ci'])} | {O.fmt_ci(v['within_level_spearman_mean'], v['within_level_ci'])} |"
            for n, v in correlations.items()]
 
     def scatter(plt):
@@ -90,4 +96,4 @@ def run(opts: C.Options) -> C.Result:
         fig.suptitle("SmolLM2 copy task: colour = corruption level")
         return fig
 
-    return C.Result(NAME, data, "\n".join(md) + "\n", {"scatter": scatter})
+    return O.Result(NAME, data, "\n".join(md) + "\n", {"scatter": scatter})

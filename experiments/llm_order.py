@@ -19,8 +19,10 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from experiments import common as C
 from experiments import llm_common as L
+from experiments import output as O
+from experiments import statistics as S
+from experiments.configs import Options
 
 NAME = "llm-order"
 SIZES = (2, 4, 8)
@@ -37,7 +39,7 @@ def recall_prompt(model, keys, values, query_index):
     return np.asarray(ids + [int(values[query_index])]), len(ids) - 1
 
 
-def run(opts: C.Options) -> C.Result:
+def run(opts: Options) -> O.Result:
     model = L.load_model(opts)
     per_size, orders = (5, 4) if opts.quick else (20, 8)
     layer = L.DEFAULT_LAYER
@@ -67,12 +69,12 @@ def run(opts: C.Options) -> C.Result:
     sens = np.array([r["sensitivity"] for r in rows])
     correlations = {}
     for j, name in enumerate(("log_partition", "log_eta", "attention_entropy")):
-        value, ci = C.spearman_ci(jax.random.fold_in(key, j), [r[name] for r in rows], sens)
+        value, ci = S.spearman_ci(jax.random.fold_in(key, j), [r[name] for r in rows], sens)
         correlations[name] = {"spearman": value, "ci": ci}
     by_size = {}
     for j, n in enumerate(SIZES):
         sub = [r for r in rows if r["N"] == n]
-        mean, ci = C.mean_ci(jax.random.fold_in(key, 10 + j), [r["loss_mean"] for r in sub])
+        mean, ci = S.mean_ci(jax.random.fold_in(key, 10 + j), [r["loss_mean"] for r in sub])
         by_size[str(n)] = {"loss": mean, "loss_ci": ci, "accuracy": float(np.mean([r["accuracy"] for r in sub])),
                            "sensitivity": float(np.mean([r["sensitivity"] for r in sub]))}
     data = {"task": "recall", "layer": layer, "orders": orders, "prompts_per_size": per_size,
@@ -80,10 +82,10 @@ def run(opts: C.Options) -> C.Result:
     md = [f"# {NAME}: log D' and attention entropy vs sensitivity to demonstration order (SmolLM2-135M)", "",
           f"{len(rows)} recall prompts, {orders} orders each; layer {layer} at the query position.", "",
           "| N | loss (nats) [95% CI] | accuracy | sensitivity (std over orders) |", "| --- | --- | --- | --- |"]
-    md += [f"| {n} | {C.fmt_ci(v['loss'], v['loss_ci'])} | {v['accuracy']:.2f} | {v['sensitivity']:.3f} |"
+    md += [f"| {n} | {O.fmt_ci(v['loss'], v['loss_ci'])} | {v['accuracy']:.2f} | {v['sensitivity']:.3f} |"
            for n, v in by_size.items()]
     md += ["", "| quantity | Spearman with order sensitivity [95% CI] |", "| --- | --- |"]
-    md += [f"| {n} | {C.fmt_ci(v['spearman'], v['ci'])} |" for n, v in correlations.items()]
+    md += [f"| {n} | {O.fmt_ci(v['spearman'], v['ci'])} |" for n, v in correlations.items()]
 
     def scatter(plt):
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
@@ -93,4 +95,4 @@ def run(opts: C.Options) -> C.Result:
             ax.set_ylabel("std of the loss over orders")
         return fig
 
-    return C.Result(NAME, data, "\n".join(md) + "\n", {"scatter": scatter})
+    return O.Result(NAME, data, "\n".join(md) + "\n", {"scatter": scatter})

@@ -30,15 +30,17 @@ import itertools
 import jax
 import numpy as np
 
-from experiments import common as C
 from experiments import llm_common as L
+from experiments import output as O
+from experiments import statistics as S
+from experiments.configs import Options
 
 NAME = "llm-selection"
 POOL_RHOS = (0.25, 0.5, 0.75, 1.0)
 STRATEGIES = ("mmd-rbf", "mmd-product", "knn", "random")
 
 
-def run(opts: C.Options) -> C.Result:
+def run(opts: Options) -> O.Result:
     model = L.load_model(opts)
     words, prompts = (12, 6) if opts.quick else (16, 24)
     layer = L.DEFAULT_LAYER
@@ -87,8 +89,8 @@ def run(opts: C.Options) -> C.Result:
     summary = {}
     for j, name in enumerate(STRATEGIES):
         loss = np.array([r[name]["loss"] for r in rows])
-        mean, ci = C.mean_ci(jax.random.fold_in(key, j), loss)
-        diff, diff_ci = C.mean_ci(jax.random.fold_in(key, 10 + j), loss - np.array([r["random"]["loss"] for r in rows]))
+        mean, ci = S.mean_ci(jax.random.fold_in(key, j), loss)
+        diff, diff_ci = S.mean_ci(jax.random.fold_in(key, 10 + j), loss - np.array([r["random"]["loss"] for r in rows]))
         summary[name] = {"loss": mean, "ci": ci, "minus_random": diff, "minus_random_ci": diff_ci,
                          "mean_rho_chosen": float(np.mean([r[name]["rho"] for r in rows]))}
     data = {"task": "copy", "layer": layer, "words": words, "prompts": prompts, "pool_rhos": list(POOL_RHOS),
@@ -96,7 +98,7 @@ def run(opts: C.Options) -> C.Result:
     md = [f"# {NAME}: demonstration selection for SmolLM2-135M (copy task)", "",
           f"{prompts} prompts, a pool of {2 * len(POOL_RHOS)} candidates of {words} words, 2 chosen; layer {layer}.", "",
           "| strategy | query loss [95% CI] | minus random [95% CI] | mean rho of the chosen |", "| --- | --- | --- | --- |"]
-    md += [f"| {n} | {C.fmt_ci(v['loss'], v['ci'])} | {C.fmt_ci(v['minus_random'], v['minus_random_ci'])} | "
+    md += [f"| {n} | {O.fmt_ci(v['loss'], v['ci'])} | {O.fmt_ci(v['minus_random'], v['minus_random_ci'])} | "
            f"{v['mean_rho_chosen']:.2f} |" for n, v in summary.items()]
 
     def bars(plt):
@@ -108,4 +110,4 @@ def run(opts: C.Options) -> C.Result:
         ax.set_ylabel("query loss (nats)")
         return fig
 
-    return C.Result(NAME, data, "\n".join(md) + "\n", {"loss": bars})
+    return O.Result(NAME, data, "\n".join(md) + "\n", {"loss": bars})

@@ -143,6 +143,9 @@ class MiniLM:
     wv: np.ndarray
     bv: np.ndarray
     tokenizer: object = dataclasses.field(repr=False)
+    #: every encoder layer's weights as stored (``wq .. bv`` as above, ``wo, bo`` the attention output,
+    #: ``ln1_*``, ``wi, bi`` the intermediate GELU layer, ``wf, bf`` its output, ``ln2_*``); empty if not loaded
+    encoder: tuple = dataclasses.field(default=(), repr=False)
 
     # -- inputs ------------------------------------------------------------------------
     def encode(self, segments: list[str] | tuple[str, ...]) -> Encoding:
@@ -194,6 +197,59 @@ class MiniLM:
         mean = summed.mean(axis=-1, keepdims=True)
         var = ((summed - mean) ** 2).mean(axis=-1, keepdims=True)
         return (summed - mean) / np.sqrt(var + self.layer_norm_eps) * self.ln_weight + self.ln_bias
+
+    # -- all layers -----------------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        return len(self.encoder)
+
+    def at_layer(self, layer: int) -> "MiniLM":
+        """This model with ``wq .. bv`` of encoder layer ``layer`` (so every layer-0 method applies to it)."""
+        if not 0 <= layer < self.num_layers:
+            raise ValueError(f"layer must be in 0..{self.num_layers - 1}, got {layer}")
+        w = self.encoder[layer]
+        return dataclasses.replace(self, **{k: w[k] for k in ("wq", "bq", "wk", "bk", "wv", "bv")})
+
+    def layer_inputs(self, ids: np.ndarray, type_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """The hidden states entering every encoder layer, ``(L, b, n, d)`` (see :meth:`_encoder`)."""
+        return self._encoder(ids, type_ids, attention_mask)[0]
+
+    def _encoder(self, ids, type_ids, attention_mask) -> tuple[np.ndarray, np.ndarray]:
+        """The hidden states entering every encoder layer, ``(L, b, n, d)`` float64 (BertEncoder, eval mode).
+
+        ``ids, type_ids, attention_mask``: ``(b, n)``. Layer ``l + 1``'s input is
+        ``LN2(h1 + W_f gelu(W_i h1 + b_i) + b_f)`` with ``h1 = LN1(h + W_o ctx + b_o)``, ``ctx`` the
+        heads of :meth:`self_attention` concatenated, GELU exact (erf), LayerNorm with the biased variance.
+        """
+        from scipy.special import erf
+
+        ids, type_ids = np.asarray(ids, np.int64), np.asarray(type_ids, np.int64)
+        mask = np.asarray(attention_mask, np.float64)
+        b, n = ids.shape
+
+        def layer_norm(x, weight, bias):
+            mean = x.mean(axis=-1, keepdims=True)
+            var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+            return (x - mean) / np.sqrt(var + self.layer_norm_eps) * weight + bias
+
+        h = np.stack([self.embed(ids[i], type_ids[i]) for i in range(b)])
+        states = []
+        for layer, w in enumerate(self.encoder):
+            states.append(h)
+            ctx = self.at_layer(layer).self_attention(h, mask).transpose(0, 2, 1, 3).reshape(b, n, self.hidden)
+            h1 = layer_norm(h + ctx @ w["wo"].T + w["bo"], w["ln1_weight"], w["ln1_bias"])
+            inner = h1 @ w["wi"].T + w["bi"]
+            inner = 0.5 * inner * (1.0 + erf(inner / np.sqrt(2.0)))
+            h = layer_norm(h1 + inner @ w["wf"].T + w["bf"], w["ln2_weight"], w["ln2_bias"])
+        return np.stack(states), h
+
+    def sentence_embedding(self, text: str) -> np.ndarray:
+        """all-MiniLM-L6-v2's sentence embedding: the mean of the last layer's states, L2-normalised."""
+        enc = self.encode([text])
+        ids, types = enc.ids[None], enc.type_ids[None]
+        mask = np.ones(ids.shape)
+        pooled = self._encoder(ids, types, mask)[1][0].mean(axis=0)
+        return pooled / np.linalg.norm(pooled)
 
     # -- the layer ------------------------------------------------------------------
     def self_attention(self, hidden: np.ndarray, attention_mask: np.ndarray | None = None) -> np.ndarray:
@@ -295,9 +351,26 @@ def load(directory: str | Path | None = None) -> MiniLM:
             arrays[field] = np.asarray(f.get_tensor(prefix + name), np.float64)
     if arrays["wq"].shape != (hidden, hidden) or arrays["word"].shape[1] != hidden:
         raise ValueError(f"unexpected shapes: query {arrays['wq'].shape}, word embeddings {arrays['word'].shape}")
+    layer_names = {"wq": "attention.self.query.weight", "bq": "attention.self.query.bias",
+                   "wk": "attention.self.key.weight", "bk": "attention.self.key.bias",
+                   "wv": "attention.self.value.weight", "bv": "attention.self.value.bias",
+                   "wo": "attention.output.dense.weight", "bo": "attention.output.dense.bias",
+                   "ln1_weight": "attention.output.LayerNorm.weight", "ln1_bias": "attention.output.LayerNorm.bias",
+                   "wi": "intermediate.dense.weight", "bi": "intermediate.dense.bias",
+                   "wf": "output.dense.weight", "bf": "output.dense.bias",
+                   "ln2_weight": "output.LayerNorm.weight", "ln2_bias": "output.LayerNorm.bias"}
+    encoder = []
+    with safe_open(str(directory / "model.safetensors"), framework="numpy") as f:
+        for layer in range(int(config["num_hidden_layers"])):
+            names_l = {k: f"{prefix}encoder.layer.{layer}.{v}" for k, v in layer_names.items()}
+            missing = [n for n in names_l.values() if n not in available]
+            if missing:
+                raise ValueError(f"{directory}/model.safetensors lacks {missing[:3]}")
+            encoder.append({k: np.asarray(f.get_tensor(n), np.float64) for k, n in names_l.items()})
     tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
     tokenizer.no_truncation()
     tokenizer.no_padding()
     return MiniLM(directory=directory, hidden=hidden, heads=heads, head_dim=hidden // heads,
                   layer_norm_eps=float(config["layer_norm_eps"]),
-                  max_positions=int(config["max_position_embeddings"]), tokenizer=tokenizer, **arrays)
+                  max_positions=int(config["max_position_embeddings"]), tokenizer=tokenizer, encoder=tuple(encoder),
+                  **arrays)

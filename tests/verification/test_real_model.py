@@ -76,6 +76,17 @@ def test_head_map_with_absorbed_bias_reproduces_the_layer(model):
         np.testing.assert_allclose(out, reference[h], rtol=0, atol=1e-13)
 
 
+def test_encoder_reproduces_the_published_sentence_similarities(model):
+    # sentence-transformers' documentation of all-MiniLM-L6-v2 (cosine of mean-pooled, normalised embeddings):
+    # 0.7553 for the two "man eating" sentences, 0.8939 for the two movie sentences; a wrong layer order, GELU or
+    # LayerNorm moves these in the first or second decimal
+    e = {t: model.sentence_embedding(t) for t in ["A man is eating food.", "A man is eating a piece of bread.",
+                                                  "The new movie is awesome", "The new movie is so great"]}
+    assert e["A man is eating food."] @ e["A man is eating a piece of bread."] == pytest.approx(0.7553, abs=5e-4)
+    assert e["The new movie is awesome"] @ e["The new movie is so great"] == pytest.approx(0.8939, abs=5e-4)
+    assert model.num_layers == 6
+
+
 def test_run_reports_both_theorems_and_they_hold(model, real_model):
     from verification import report
 
@@ -87,6 +98,7 @@ def test_run_reports_both_theorems_and_they_hold(model, real_model):
     assert thm31.status == "holds", thm31.summary
     assert thm31.figures["heads"] == 12 and len(thm31.figures["per_head_rel_error"]) == 12
     assert thm31.figures["max_rel_error"] <= min(thm31.tolerance, 1e-10)
+    assert thm31.figures["layers"] == [0, 5] and len(thm31.figures["per_layer_max_rel_error"]) == 2   # smoke
     assert thm41.status == "holds", thm41.summary
     assert len(thm41.figures["per_head_ratio"]) == len(thm41.figures["per_head_tightness"]) == 12
     assert 0 < thm41.figures["max_ratio"] <= 1 and thm41.tightness >= 1
