@@ -355,3 +355,10 @@ def test_cli_certify_without_python_flint_stops_before_running(monkeypatch, caps
     monkeypatch.setitem(sys.modules, "flint", None)  # `import flint` now raises ImportError
     assert cli.main(["verify", "--profile", "smoke", "--certify"]) == 2
     assert "pip install 'iclkd-jax[certify]'" in capsys.readouterr().err
+
+
+def test_cli_certify_is_not_part_of_the_self_test(capsys):
+    from verification import cli
+
+    assert cli.main(["verify", "--self-test", "--certify"]) == 2
+    assert "--certify" in capsys.readouterr().err
