@@ -23,7 +23,8 @@ worst_case keys (float64 arrays as nested lists; tokens are rows):
 
 * thm-3.1a, thm-3.1b: ``wq, wk (d_k, d)``, ``wv (d_v, d)``, ``demos (N, d)``, ``context (M, d)``,
   ``queries (Q, d)`` or ``query (d,)``; optional library outputs ``w0_out, dw_out (Q, d_v)`` (3.1a: the decomposition;
-  3.1b: the kernel-form KD steps ``-eta grad L(0)`` applied to ``phi(q)``), ``op_out (Q, d_v)`` (3.1a:
+  3.1b: the kernel-form KD steps ``-eta grad L(0)`` applied to ``phi(q)``; with one query, 3.1b's optional
+  ``log_eta`` is the library's step size), ``op_out (Q, d_v)`` (3.1a:
   the representer operator ``W_0`` applied), ``tolerance`` (relative to ``max|v_j|``; default
   ``64 eps (1 + max|logit|)``). Every check may give ``eps`` or ``dtype`` (``"float32"``): the unit
   round-off its tolerance is derived with (float64's by default); inputs of a float32 case are float32
@@ -337,6 +338,13 @@ def thm_3_1b_claims(wc: dict) -> list[Claim]:
         gaps += [abs(s - t) for s, t in zip(outs[0] + outs[1], split_w0 + split_dw)]
     claims = [Claim(f"|-eta grad L(0) phi(q) - softmax split| / max|v_j| <= tolerance {tolerance:.3g} "
                     "(identity enclosed, both parts)", C.ball_max(gaps) / scale, tol)]
+    if "log_eta" in wc and len(atts) == 1:  # the library's step size at the recorded query
+        att = atts[0]
+        logits = np.concatenate([demos, context]) @ wk.T @ (wq @ queries[0])
+        budget = 16 * _eps(wc) * (1 + float(np.abs(logits).max()) + math.log(len(logits)))
+        exact = arb(att.n_demos).log() - arb(2).log() - att.log_partition
+        claims.append(Claim(f"|log eta (library) - log(N / (2 D'))| <= {budget:.3g} (lemma-eta's budget)",
+                            abs(C.ball(float(wc["log_eta"])) - exact), C.ball(budget)))
     return claims + _library_claims(wc, scale, tol, tolerance, {"w0_out": steps_w0, "dw_out": steps_dw})
 
 

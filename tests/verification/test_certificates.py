@@ -362,3 +362,15 @@ def test_cli_certify_is_not_part_of_the_self_test(capsys):
 
     assert cli.main(["verify", "--self-test", "--certify"]) == 2
     assert "--certify" in capsys.readouterr().err
+
+
+def test_thm_3_1b_checks_the_recorded_step_size():
+    wc = attention_instance(seed=8, q=1)
+    demos, context = np.asarray(wc["demos"]), np.asarray(wc["context"])
+    logits = np.concatenate([demos, context]) @ np.asarray(wc["wk"]).T @ (np.asarray(wc["wq"]) @ wc["queries"][0])
+    log_d = logits.max() + math.log(np.exp(logits - logits.max()).sum())
+    good = dict(wc, log_eta=math.log(len(demos) / 2) - log_d)
+    cert = K.certify_instance("thm-3.1b", good)
+    assert cert["status"] == "proven" and any("log eta" in c["claim"] for c in cert["claims"])
+    doubled = dict(good, log_eta=good["log_eta"] + math.log(2))  # eta off by 2
+    assert K.certify_instance("thm-3.1b", doubled)["status"] == "violation proven"
