@@ -259,10 +259,10 @@ def evaluate(mutant: Mutant, baseline: RunOutcome, reach: dict[str, set[int]] | 
         shutil.rmtree(copy, ignore_errors=True)
 
 
-def summarise(rows: list[dict], baseline: RunOutcome) -> dict:
+def summarise(rows: list[dict], checks: list[str]) -> dict:
     scored = [r for r in rows if not r["equivalent"]]
     per_check = {}
-    for cid in baseline.statuses:
+    for cid in checks:
         kills = [r["id"] for r in scored if cid in r["killed_by"]]
         per_check[cid] = {"kills": len(kills), "rate": len(kills) / len(scored) if scored else None, "mutants": kills}
     killed = [r for r in scored if r["killed_by"]]
@@ -307,9 +307,10 @@ def markdown(report: dict) -> str:
         lines += ["", "## Declared equivalent (excluded from the rate)", ""]
         for r in equivalents:
             lines.append(f"- `{r['id']}` ({r['file']}): {r['equivalent']} (killed by: {', '.join(r['killed_by']) or 'none'})")
-    lines += ["", "## Every mutant", "", "| mutant | kind | killed by | s |", "| --- | --- | --- | --- |"]
+    lines += ["", "## Every mutant", "", "| mutant | kind | killed by | s | measured on |", "| --- | --- | --- | --- | --- |"]
     for r in report["mutants"]:
-        lines.append(f"| {r['id']} | {r['kind']} | {', '.join(r['killed_by']) or '**survives**'} | {r['elapsed_s']} |")
+        lines.append(f"| {r['id']} | {r['kind']} | {', '.join(r['killed_by']) or '**survives**'} | {r['elapsed_s']} "
+                     f"| {r.get('carried_from', report['commit'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -366,6 +367,8 @@ def add_arguments(p) -> None:
     p.add_argument("--json", type=output_file, metavar="PATH", help="the JSON report (rewritten after each mutant)")
     p.add_argument("--markdown", type=output_file, metavar="PATH", help="the Markdown report")
     p.add_argument("--list", action="store_true", help="list the catalogue and exit")
+    p.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
+                   help="run nothing: combine these reports (the first that has a mutant wins) into --json/--markdown")
 
 
 def _progress(row: dict, done: int, total: int) -> None:
@@ -413,7 +416,26 @@ def _report(args, commit: str, baseline: RunOutcome, rows: list[dict], elapsed: 
             "complete": elapsed is not None, "baseline": baseline.statuses,
             "baseline_elapsed_s": round(baseline.elapsed_s, 1),
             "elapsed_s": None if elapsed is None else round(elapsed, 1), "mutants": rows,
-            "summary": summarise(rows, baseline)}
+            "summary": summarise(rows, list(baseline.statuses))}
+
+
+def merge(reports: list[dict]) -> dict:
+    """One report from several (the first that has a mutant wins; older rows keep ``carried_from``).
+
+    For runs split over time (survivors first on the newest main, the rest re-confirmed or carried): the
+    result says, per mutant, which commit it was measured on.
+    """
+    first = reports[0]
+    rows: dict[str, dict] = {}
+    for report in reports:
+        for row in report["mutants"]:
+            if row["id"] in BY_ID and row["id"] not in rows:
+                rows[row["id"]] = row if report is first else dict(row, carried_from=row.get("carried_from",
+                                                                                          report["commit"]))
+    order = {m.id: (m.file, i) for i, m in enumerate(CATALOGUE)}
+    merged = sorted(rows.values(), key=lambda r: order[r["id"]])
+    return dict(first, mutants=merged, complete=all(r.get("complete") for r in reports),
+                merged_from=[r["commit"] for r in reports], summary=summarise(merged, list(first["baseline"])))
 
 
 def _write(path: Path, text: str) -> None:
@@ -437,6 +459,9 @@ def run(args: argparse.Namespace) -> int:
             flags = ("quick " if m.quick else "") + ("equivalent" if m.equivalent else "")
             print(f"{m.id:42s} {m.kind:18s} {flags:17s} {m.description}")
         return ExitStatus.OK
+    if args.merge:
+        report = merge([json.loads(Path(p).read_text()) for p in args.merge])
+        return _emit(report, args)
     mutants, carried = select(args)
     for m in mutants:  # fail before any run when the catalogue no longer matches the source
         try:
@@ -455,14 +480,17 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous_handler)
     if baseline.failure:
         raise CommandError(f"the unmutated baseline failed ({baseline.failure}): {baseline.detail}", ExitStatus.ERROR)
-    report = _report(args, commit, baseline, rows + carried, time.perf_counter() - started)
+    return _emit(_report(args, commit, baseline, rows + carried, time.perf_counter() - started), args)
+
+
+def _emit(report: dict, args) -> int:
     text = markdown(report)
     print(text)
     if args.json:
         _write(args.json, json.dumps(report, indent=2))
     if args.markdown:
         _write(args.markdown, text)
-    return ExitStatus.OK
+    return 0
 
 
 if __name__ == "__main__":

@@ -89,3 +89,18 @@ def test_end_to_end_on_two_mutants(tmp_path):
     assert "linear.prediction-sign" in md.read_text()
     # the working tree was never touched
     assert BY_ID["attention.eta-without-half"].snippet in (ROOT / "iclkd_jax" / "attention.py").read_text()
+
+
+def test_merge_prefers_the_first_report_and_says_where_rows_come_from():
+    def row(mid, killed):
+        return {"id": mid, "equivalent": BY_ID[mid].equivalent, "killed_by": killed, "reached": True}
+
+    new = {"commit": "new", "complete": True, "baseline": {"thm-3.1a": "holds"},
+           "mutants": [row("attention.softmax-axis", ["thm-3.1a"])]}
+    old = {"commit": "old", "complete": True, "baseline": {"thm-3.1a": "holds"},
+           "mutants": [row("attention.softmax-axis", []), row("attention.entropy-sign", [])]}
+    merged = mutation.merge([new, old])
+    rows = {r["id"]: r for r in merged["mutants"]}
+    assert rows["attention.softmax-axis"]["killed_by"] == ["thm-3.1a"] and "carried_from" not in rows["attention.softmax-axis"]
+    assert rows["attention.entropy-sign"]["carried_from"] == "old"
+    assert merged["summary"]["killed_by_verify"] == 1 and merged["summary"]["scored"] == 2
