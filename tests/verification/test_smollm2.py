@@ -100,15 +100,16 @@ def test_every_layers_attention_matches_the_numpy_reference(model):
 
 
 # -- the real-model checks (verification/real_smollm2.py) -------------------------------------------------
-# By default on two layers (first and last): the whole 270-head run takes ~70 s on 2 cores and is slow-marked.
+# By default on one layer each (the last; the mutant on the first): the 270-head run takes ~35 s on 2 cores and is
+# slow-marked (every layer's forward-pass heads are compared with the reference in the test above).
 def test_thm_31a_real_holds_on_a_layer_subset(model):
     from verification import real_smollm2
 
-    result = real_smollm2.check_31a(model, 0, "smoke", None, layers=[0, 29])
+    result = real_smollm2.check_31a(model, 0, "smoke", None, layers=[29])
     assert result.status == "holds", result.summary
     assert result.figures["max_rel_error"] <= min(result.tolerance, 1e-10)
     assert result.figures["max_mapping_rel_error"] <= result.tolerance     # the forward pass = the reference
-    assert len(result.figures["per_head_rel_error"]) == 2 and len(result.figures["per_head_rel_error"][0]) == 9
+    assert len(result.figures["per_head_rel_error"]) == 1 and len(result.figures["per_head_rel_error"][0]) == 9
 
 
 @pytest.mark.slow
@@ -125,7 +126,7 @@ def test_half_split_rope_is_caught(model):
     # the convention the issue warns about: the default run keeps this one mutant, the rest are slow-marked
     from verification import real_smollm2
 
-    result = real_smollm2.check_31a(model, 0, "smoke", "half-split-rope", layers=[1])
+    result = real_smollm2.check_31a(model, 0, "smoke", "half-split-rope", layers=[0])
     assert result.status == "violated", result.summary
 
 
