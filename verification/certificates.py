@@ -767,11 +767,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
     import json
     import sys
-    from pathlib import Path
+
+    from verification.command import input_file, output_file
+    from verification.outputs import write_json
 
     parser = argparse.ArgumentParser(prog="python -m verification.certificates", description=main.__doc__)
-    parser.add_argument("report", type=Path, help="a JSON report written by iclkd verify --json")
-    parser.add_argument("--output", type=Path, help="write the report with its certificates here")
+    parser.add_argument("report", type=input_file, help="a JSON report written by iclkd verify --json")
+    parser.add_argument("--output", type=output_file, help="write the report with its certificates here")
     args = parser.parse_args(argv)
     try:
         report = json.loads(args.report.read_text())
@@ -785,7 +787,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{check['id']:16s} {cert['status'] + bits:28s} {cert.get('reason', '')}")
     print(f"certificates: {report['certify_elapsed_s']:.2f} s")
     if args.output:
-        args.output.write_text(json.dumps(report, indent=2))
+        write_json(args.output, report)  # atomically
     return 0
 
 

