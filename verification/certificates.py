@@ -764,17 +764,20 @@ def certify_report(report: dict) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m verification.certificates REPORT.json [--output PATH]``: certify the worst cases of an
     existing report without re-running the checks (``iclkd verify --certify`` does both in one run)."""
-    import argparse
     import json
     import sys
 
-    from verification.command import input_file, output_file
+    from verification.command import CommandError, Parser, input_file, output_file
     from verification.outputs import write_json
 
-    parser = argparse.ArgumentParser(prog="python -m verification.certificates", description=main.__doc__)
+    parser = Parser(prog="python -m verification.certificates", description=main.__doc__)
     parser.add_argument("report", type=input_file, help="a JSON report written by iclkd verify --json")
     parser.add_argument("--output", type=output_file, help="write the report with its certificates here")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except CommandError as err:  # one line, exit 2 (verification.command)
+        print(f"{parser.prog}: {err}", file=sys.stderr)
+        return err.status
     try:
         report = json.loads(args.report.read_text())
     except (OSError, json.JSONDecodeError) as err:
