@@ -363,5 +363,5 @@ class Conjecture41(Check):
                      "library_checks_in_round_off_units": library_checks | {"median_bandwidth (batched)": median,
                                                                             "hs_norm of ΔW": dw},
                      "permutation_test": dataclasses.asdict(permutation), "disagreements": disagreements,
-                     "cases_per_second_batched": sum(b.size for b in batches) / batched_s},
+                     "cases_per_second": sum(b.size for b in batches) / batched_s},
             counterexample=counterexample, worst_case=worst_case, summary=summary)
