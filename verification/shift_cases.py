@@ -159,6 +159,7 @@ class ShiftCase:
         u = q if dv >= d else q.T
         project = u.T @ u if dv < d else np.eye(d)
         tight_wv = (0.5 + abs(self.log_eta) / 5.0) * u
+        wk = cap_logits(wk[None], target[None], prompt[None])[0]
         one = lambda *a: ShiftBatch(*(np.asarray(x, np.float64)[None] for x in a))  # noqa: E731
         return (one(wk, wv, target, prompt, self.log_eta),
                 one(wk, tight_wv, target @ project, prompt @ project, self.log_eta))
