@@ -161,12 +161,23 @@ def judge(batch: ShiftBatch, mutant: str | None, *, attained: bool, chunk: int) 
 
 def blocked_agreement(batch: ShiftBatch, cases: int) -> float:
     """``mmd2(..., block_size=3)`` (the tiled path: odd tiles, padding, the online max shift) against the reference,
-    on the first ``cases`` cases, one by one (one compiled program; under ``vmap`` it compiles 3x slower)."""
+    on the first ``cases`` cases, one by one (one compiled program per kernel; under ``vmap`` it compiles 3x slower):
+    the product kernel (biased), and the RBF kernel (bandwidth 1; biased and unbiased), whose zero-padded rows
+    would contribute ``exp(-|x|^2/2)`` if a padding mask were off (they contribute 0 to the product kernel)."""
     refs = reference_weight_shift(batch)
-    lib = np.array([float(ik.mmd2(jnp.asarray(batch.target[i]), jnp.asarray(batch.prompt[i]),
-                                  ik.product_kernel(jnp.asarray(batch.wk[i])), block_size=3)) for i in range(cases)])
-    sub = ref.LogSum(*(np.asarray(f)[:cases] for f in refs.mmd2))
-    return float(np.max(agreement(lib, sub, refs.round_off[:cases])))
+    worst = 0.0
+    for kind, estimator in (("product", "biased"), ("rbf", "biased"), ("rbf", "unbiased")):
+        params = {"wk": batch.wk[:cases]} if kind == "product" else {"bandwidth": np.ones(cases)}
+        total = ref.log_mmd2(batch.target[:cases], batch.prompt[:cases], kind, estimator=estimator, **params)
+        lib = np.array([float(ik.mmd2(jnp.asarray(batch.target[i]), jnp.asarray(batch.prompt[i]),
+                                      ik.product_kernel(jnp.asarray(batch.wk[i])) if kind == "product"
+                                      else ik.rbf_kernel(bandwidth=1.0), estimator=estimator, block_size=3))
+                        for i in range(cases)])
+        pooled = np.concatenate([batch.target[:cases], batch.prompt[:cases]], axis=1)
+        unit = refs.round_off[:cases] if kind == "product" else OPERATIONS * eps(np.float64) * (
+            1.0 + np.max(ref.pairwise_squared_distances(pooled, pooled), axis=(1, 2)) / 2)  # 1 + max |log k|
+        worst = max(worst, float(np.max(agreement(lib, total, unit))))
+    return worst
 
 
 def _family_batches(key, draws: int):
