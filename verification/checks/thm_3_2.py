@@ -163,21 +163,27 @@ def dense_agreement(tokens, setting: Setting, wk, wv, pop_ref) -> float:
 
 
 def rademacher_exact_figures(key, keys, ball: float, num_signs: int) -> dict:
-    """On ``N <= 14`` keys: ``rademacher_exact`` and ``rademacher_closed_form`` against the reference, and the Monte
-    Carlo estimate against the exact value, two-sided within ``RADEMACHER_Z`` standard errors."""
+    """On ``N <= 14`` keys: ``rademacher_exact`` and ``rademacher_closed_form`` against the reference, the Monte
+    Carlo estimate against the exact value, two-sided within ``RADEMACHER_Z`` standard errors, and its standard
+    error against the exact spread over all sign vectors."""
     gram = ref.gram("exp", keys, keys)
     est = ik.rademacher_complexity(key, jnp.asarray(gram), ball, num_signs=num_signs)
-    exact_lib, exact_ref = float(ik.rademacher_exact(jnp.asarray(gram), ball)), float(ref.rademacher_exact(gram, ball))
+    exact_ref, spread = ref.rademacher_moments(gram, ball)
+    exact_lib = float(ik.rademacher_exact(jnp.asarray(gram), ball))
+    # the standard error against the exact spread / sqrt(S): a sample standard deviation of S draws is within
+    # ~6 / sqrt(2 S) of the true one (relative, z = 6, bounded fourth moment of a bounded variable)
+    se_exact = spread / math.sqrt(num_signs)
+    se_ok = abs(float(est.standard_error) / se_exact - 1.0) <= 6.0 / math.sqrt(2.0 * num_signs)
     closed_lib = float(ik.rademacher_closed_form(jnp.asarray(gram), ball))
     closed_ref = float(ref.rademacher_closed_form(gram, ball))
     unit = 64 * eps(np.float64) * keys.shape[0]
     z = abs(float(est.estimate) - exact_ref) / float(est.standard_error)
     ok = (abs(exact_lib - exact_ref) <= unit * exact_ref and abs(closed_lib - closed_ref) <= unit * closed_ref
-          and z <= RADEMACHER_Z and exact_ref <= closed_ref * (1 + unit))
+          and z <= RADEMACHER_Z and exact_ref <= closed_ref * (1 + unit) and se_ok)
     return {"N": int(keys.shape[0]), "exact_library": exact_lib, "exact_reference": exact_ref,
             "closed_form_library": closed_lib, "closed_form_reference": closed_ref,
             "monte_carlo": float(est.estimate), "standard_error": float(est.standard_error),
-            "monte_carlo_z": z, "ok": bool(ok)}
+            "standard_error_exact": se_exact, "monte_carlo_z": z, "ok": bool(ok)}
 
 
 @register
