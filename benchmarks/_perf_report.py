@@ -20,7 +20,8 @@ def markdown(report) -> str:
              "Machine rates measured in the same run: " + "; ".join(
                  f"{dt}: matmul {r['matmul_flops'] / 1e9:.1f} GFLOP/s ({r['how']['matmul']}), "
                  f"exp {r['exp_per_s'] / 1e9:.2f} G/s ({r['how']['exp']})"
-                 for dt, r in meta["rates"].items()) + f"; read bandwidth {meta['rates']['float32']['read_bytes_per_s'] / 1e9:.1f} GB/s "
+                 for dt, r in meta["rates"].items())
+             + f"; read bandwidth {meta['rates']['float32']['read_bytes_per_s'] / 1e9:.1f} GB/s "
              "(each the highest of the measurements at the start and the end of the run).",
              "",
              "| workload | n | d | dtype | ours (s) | compile (s) | NumPy (s) | ×NumPy | sklearn (s) | ×sklearn | limit |",
@@ -31,7 +32,8 @@ def markdown(report) -> str:
                      f"{fmt(r['sklearn_s'])} | {fmt(r['speedup_sklearn'])} | {fmt(r['limit_fraction'], '.0%')} |")
     mem = report.get("memory")
     if mem:
-        lines += ["", f"Memory of the default MMD^2 call (d = {mem['d']}, float32, tiles of {mem['block_size']} rows): " + ", ".join(
+        lines += ["", f"Memory of the default MMD^2 call (d = {mem['d']}, float32, "
+                      f"tiles of {mem['block_size']} rows): " + ", ".join(
             f"n = m = {r['n']}: peak RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB" for r in mem["measured"])
             + (f"; process baseline (JAX imported, nothing computed) {mem['baseline_rss_bytes'] / 2**20:.0f} MiB"
                if mem.get("baseline_rss_bytes") else "") + "."]

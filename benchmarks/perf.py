@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     report = {"meta": {"mode": mode, "jax": jax.__version__, "numpy": np.__version__,
                        "machine": f"{platform.machine()} {os.cpu_count()} CPUs", "devices": str(jax.devices()),
                        "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"), "load_average": load,
-                       "load_average_end": os.getloadavg(), "rates": rates, "rates_start": start_rates, "timing": "minimum over repeats; compile_s = first call - warm call",
+                       "load_average_end": os.getloadavg(), "rates": rates, "rates_start": start_rates,
+                       "timing": "minimum over repeats; compile_s = first call - warm call",
                        "persistent_compilation_cache": False, "wall_s": time.perf_counter() - started},
               "rows": bench.rows, "memory": memory}
     if args.json:

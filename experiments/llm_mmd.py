@@ -11,8 +11,8 @@ the MMD): the query loss (mean next-token NLL over the query list), the log MMD^
 position-aware product kernel of a layer's heads between the demonstration tokens and the
 query tokens (with their positions), and the RBF MMD^2 on the same hidden states, at two
 layers fixed in advance: 0 (the normalised embeddings: the tokens themselves) and
-``DEFAULT_LAYER`` (15, mid-depth: contextual states). Reported: the loss per level (bootstrap CI), Spearman's rho of each MMD with the
-loss over all prompts, and within levels (the MMD's information beyond the corruption
+``DEFAULT_LAYER`` (15, mid-depth: contextual states). Reported: the loss per level (bootstrap CI),
+Spearman's rho of each MMD with the loss over all prompts, and within levels (the MMD's information beyond the corruption
 level; mean over levels), each with a bootstrap CI over prompts.
 """
 

@@ -270,11 +270,13 @@ def check_41(model: smollm2.SmolLM2, seed: int, profile: str, mutant: str | None
 
                 # MMD^2: mean-embedding distance of x ⊗ phi(R(p) W^K x) (W^V = [I 0]), or a mutant's kernel
                 if mutant == "positions-ignored":
-                    mmd2 = float(ik.mmd2(jnp.asarray(xa[model_layer]), jnp.asarray(xb[model_layer]), ik.product_kernel(jnp.asarray(wk))))
+                    mmd2 = float(ik.mmd2(jnp.asarray(xa[model_layer]), jnp.asarray(xb[model_layer]),
+                                         ik.product_kernel(jnp.asarray(wk))))
                     mmd_cond = 1.0
                 elif mutant == "rbf-kernel-mmd":
                     bandwidth = ik.median_bandwidth(xa[model_layer], xb[model_layer])
-                    mmd2 = float(ik.mmd2(jnp.asarray(xa[model_layer]), jnp.asarray(xb[model_layer]), ik.rbf_kernel(bandwidth=bandwidth)))
+                    mmd2 = float(ik.mmd2(jnp.asarray(xa[model_layer]), jnp.asarray(xb[model_layer]),
+                                         ik.rbf_kernel(bandwidth=bandwidth)))
                     mmd_cond = 1.0
                 elif mutant == "wrong-kv-group-kernel":
                     kz = np.concatenate([x, _rotate(x @ wk_kernel.T, pos, c.rope_base)], axis=1)

@@ -109,8 +109,8 @@ def draw_shift_batches(key, shape, size: int, *, max_scale: float = 3.0) -> tupl
     """``size`` random cases of ``shape`` and their attained counterparts (same W^K, samples projected, W^V = s U).
 
     ``W^K`` entries ``~ N(0, scale^2/d)`` with ``scale ~ U(0.1, max_scale)`` (logits ``||W^K x||^2`` up to a few
-    hundred, capped at :data:`MAX_LOGIT`), ``W^V ~ N(0, 1/d)``, 𝒟 and 𝒬 independent standard normal samples, 𝒬 translated by ``U(0, 3)`` along
-    a random direction, ``log eta ~ U(-5, 5)``.
+    hundred, capped at :data:`MAX_LOGIT`), ``W^V ~ N(0, 1/d)``, 𝒟 and 𝒬 independent standard normal samples,
+    𝒬 translated by ``U(0, 3)`` along a random direction, ``log eta ~ U(-5, 5)``.
     """
     d, dk, dv, n, m = shape
     sizes = [dk * d, dv * d, m * d, d, n * d, max(dv, d) * min(dv, d)]

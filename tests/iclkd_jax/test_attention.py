@@ -136,7 +136,8 @@ def test_property_convex_combination_and_eta(n, m, seed, scale):
     out = ref.f64(dec.output)
     slack = 1e-12 * np.max(np.abs(values))
     assert np.all(out <= values.max(0) + slack) and np.all(out >= values.min(0) - slack)
-    np.testing.assert_allclose(dec.log_eta, np.log(n / 2.0) - ref.f64(dec.log_partition), rtol=0, atol=1e-12 * (1 + np.max(np.abs(dec.log_partition))))
+    np.testing.assert_allclose(dec.log_eta, np.log(n / 2.0) - ref.f64(dec.log_partition), rtol=0,
+                               atol=1e-12 * (1 + np.max(np.abs(dec.log_partition))))
     ent = ref.f64(dec.attention_entropy)
     assert np.all(ent >= -1e-12) and np.all(ent <= np.log(n + m) + 1e-12)
     want = ref.attention_parts(*w, demos, context, queries)

@@ -351,7 +351,8 @@ class LemmaFeatures(Check):
                              "keys; Taylor: Lagrange remainder + 64 eps exp(|u||z|) round-off",
             figures=figures, counterexample=failures[0] if failures else None,
             summary=(f"slopes {', '.join(f'{k} {v[0]:.3f}' for k, v in slopes.items() if '1.0' in k)} "
-                     f"(R={n_keys} keys); orth/iid MSE <= {float(orth_ratio[rate_columns.repeat(len(M_GRID), 0)].max()):.2f} for |u+z| <= 1; Taylor error <= "
+                     f"(R={n_keys} keys); orth/iid MSE <= "
+                     f"{float(orth_ratio[rate_columns.repeat(len(M_GRID), 0)].max()):.2f} for |u+z| <= 1; Taylor error <= "
                      f"{taylor_worst:.2f} x remainder; m for 10% error at |u+z|=2: "
                      f"{m_needed['|u+z|=2.0']['predicted']:.0f} predicted, "
                      f"{m_needed['|u+z|=2.0']['measured']:.0f} measured"
