@@ -492,9 +492,10 @@ def run(args: argparse.Namespace) -> int:
         result = run_search(target, budget=args.budget, seed=args.seed, restarts=args.restarts)
         results.append(result)
         print(_row(result), flush=True)
-    if args.json:
-        write_json(args.json, {"id": args.id, "budget": args.budget, "seed": args.seed,
-                               "targets": {r.target: r.to_json() for r in results}})
+        if args.json:  # rewritten (atomically) after every target: a long run that is stopped keeps its results
+            write_json(args.json, {"id": args.id, "budget": args.budget, "seed": args.seed,
+                                   "complete": len(results) == len(targets),
+                                   "targets": {r.target: r.to_json() for r in results}})
     if args.plot:
         plot(results, args.plot)
     return 0
