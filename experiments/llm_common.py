@@ -1,8 +1,8 @@
 """Shared pieces of the SmolLM2 experiments (``llm-mmd``, ``llm-order``, ``llm-selection``; issue 16).
 
-In-context tasks on which SmolLM2-135M measurably learns from the prompt (checked: the
-``copy`` task's loss falls from ~10 nats with unrelated demonstrations to ~2 with the
-right ones):
+In-context tasks on which SmolLM2-135M measurably learns from the prompt (measured, full
+``llm-mmd`` run: the ``copy`` task's query loss is 12.5 nats after unrelated demonstrations and
+3.9 after the right ones; ``recall`` reaches 33-44 % accuracy where chance is ~0):
 
 * ``copy``: the demonstrations are a list of single-token words, the query is the same
   list again; the loss is the mean next-token NLL over the query (the second copy).
