@@ -22,7 +22,7 @@ def markdown(report) -> str:
                  f"exp {r['exp_per_s'] / 1e9:.2f} G/s ({r['how']['exp']})"
                  for dt, r in meta["rates"].items())
              + f"; read bandwidth {meta['rates']['float32']['read_bytes_per_s'] / 1e9:.1f} GB/s "
-             "(each the highest of the measurements at the start and the end of the run).",
+             f"(each the highest of {meta.get('rate_measurements', 2)} measurements spread over the run).",
              "",
              "| workload | n | d | dtype | ours (s) | compile (s) | NumPy (s) | ×NumPy | sklearn (s) | ×sklearn | limit |",
              "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import _perf_references as ref
-from benchmarks._timing import best_time, jax_time, limit_seconds
+from benchmarks._timing import best_time, fastest_rates, jax_time, limit_seconds
 
 DTYPES = ("float32", "float64")
 #: the explicit tile size of the blocked rows (the default call chooses its own, see mmd.default_block_size)
@@ -25,8 +25,15 @@ BLOCK = 512
 class Bench:
     """Rows of one run: timings (minimum over repeats), speed-ups and limit fractions."""
 
-    def __init__(self, rates, repeats, budget_s, *, quiet=False):
+    def __init__(self, rates, repeats, budget_s, *, quiet=False, measure_rates=None):
+        """``measure_rates``: if given, called after every row; the machine rates are the highest seen so far.
+
+        On a shared machine the load changes from second to second: rates measured only once,
+        in a busy moment, would be beaten by a workload timed in a quiet one. Measuring them
+        between rows gives both the same chances, and the highest rate is the tightest limit.
+        """
         self.rates, self.repeats, self.budget_s, self.rows, self.quiet = rates, repeats, budget_s, [], quiet
+        self.rate_samples, self.measure_rates = [rates], measure_rates
 
     def ours(self, fn):
         return jax_time(fn, repeats=self.repeats, budget_s=self.budget_s)
@@ -46,6 +53,9 @@ class Bench:
         self.rows.append(row)
         if not self.quiet:
             print(line(row), flush=True)
+        if self.measure_rates is not None:
+            self.rate_samples.append(self.measure_rates())
+            self.rates = fastest_rates(*self.rate_samples)
         return row
 
     def _limit(self, row):

@@ -6,8 +6,8 @@ that it is a real compile), NumPy and, where one applies, scikit-learn reference
 same dtype as ours** (the headline workloads, RBF and product-kernel MMD^2 and the KD
 decomposition, run in float32 and float64), and the fraction of this machine's limit reached.
 
-The limit model (measured in the same run, at its start and end, by
-``_timing.machine_rates``; the highest rate of each kind kept):
+The limit model (measured in the same run by ``_timing.machine_rates``, at the start, after
+every row and at the end; the highest rate of each kind kept):
 
     limit_s = matmul_flops / F  +  exps / E  +  bytes_read / BW
 
@@ -98,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
     rate_args = _TINY_RATES if mode == "tiny" else {}
     load = os.getloadavg()
     start_rates = machine_rates(**rate_args)
-    bench = wl.Bench(start_rates, repeats=1 if mode == "tiny" else 3, budget_s=0.5 if mode == "tiny" else 2.0)
+    # between rows except in the tiny (test) mode, whose rows take milliseconds
+    bench = wl.Bench(start_rates, repeats=1 if mode == "tiny" else 3, budget_s=0.5 if mode == "tiny" else 2.0,
+                     measure_rates=None if mode == "tiny" else lambda: machine_rates(**rate_args))
     key = jax.random.key(0)
     keys = dict(zip(("attention", "gram", "mmd", "features", "permutation", "ball", "rademacher"),
                     jax.random.split(key, 7)))
@@ -120,12 +122,13 @@ def run(args: argparse.Namespace) -> int:
         wl.bench_rademacher(bench, sizes["rademacher"], keys["rademacher"])
     if "memory" in want:
         memory = bench_memory(bench, sizes["memory"], sizes["memory_baseline"], sizes["large"])
-    rates = fastest_rates(start_rates, machine_rates(**rate_args))
+    rates = fastest_rates(*bench.rate_samples, machine_rates(**rate_args))
     bench.relimit(rates)
     report = {"meta": {"mode": mode, "jax": jax.__version__, "numpy": np.__version__,
                        "machine": f"{platform.machine()} {os.cpu_count()} CPUs", "devices": str(jax.devices()),
                        "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"), "load_average": load,
                        "load_average_end": os.getloadavg(), "rates": rates, "rates_start": start_rates,
+                       "rate_measurements": len(bench.rate_samples) + 1,
                        "timing": "minimum over repeats; compile_s = first call - warm call",
                        "persistent_compilation_cache": False, "wall_s": time.perf_counter() - started},
               "rows": bench.rows, "memory": memory}
