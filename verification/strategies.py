@@ -111,7 +111,8 @@ def _attention_sizes(shape) -> list[tuple[int, ...]]:
     return [(dk, d), (dk, d), (dv, d), (n, d), (m, d), (q, d)]
 
 
-_POOL_WIDTH = max(sum(int(np.prod(s)) for s in _attention_sizes(shape)) for shape in SHAPES)
+#: normals per case drawn in one call (one compilation whatever the shape); shapes needing more are refused
+_POOL_WIDTH = 256
 
 
 @jax.jit
@@ -162,6 +163,8 @@ def draw_attention_batch(key: jax.Array, shape, *, dtype: str, min_scale: float 
                          max_scale: float = 6.0) -> AttentionBatch:
     """``CHUNK`` problems of ``shape``: weights ``N(0, s^2/d)`` with ``s`` log-uniform in
     ``[min_scale, max_scale]`` per case, tokens ``N(0, I)``; every draw from ``key``."""
+    if sum(int(np.prod(s)) for s in _attention_sizes(shape)) > _POOL_WIDTH:
+        raise ValueError(f"shape {shape} needs more than {_POOL_WIDTH} normals per case")
     normal, uniform = (np.asarray(a, np.float64) for a in _chunk_draw(key))
     scale = min_scale * (max_scale / min_scale) ** uniform
     d = shape[0]

@@ -39,12 +39,13 @@ import numpy as np
 import iclkd_jax as ik
 from verification import reference
 from verification.search import explore
-from verification.strategies import CHUNK, SHAPES, AttentionBatch
+from verification.strategies import CHUNK, AttentionBatch
 from verification.tolerances import eps
 
-#: the shapes of the shared kernel-form program (one compilation per shape and dtype, ~1 s each on one
-#: core): one demonstration and no context; d < d_k without context; d > d_k with context
-KERNEL_SHAPES = tuple(s for s in SHAPES if s != (4, 2, 3, 4, 3, 2))
+#: the shapes ``(d, d_k, d_v, N, M, Q)`` of the shared kernel-form program (one compilation per shape and
+#: dtype, ~1 s each on one core): one demonstration and no context; d < d_k without context and with
+#: d_v = d_k (keys and values swapped would otherwise fail on shapes, never on values); d > d_k with context
+KERNEL_SHAPES = ((2, 2, 1, 1, 0, 2), (3, 4, 4, 16, 0, 3), (8, 4, 3, 16, 3, 2))
 
 
 def _per_query(weights, demos, context, query, log_eta, log_eta_context):
