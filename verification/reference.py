@@ -528,3 +528,63 @@ def rademacher_moments(gram_matrix, radius) -> tuple[float, float]:
 def rademacher_exact(gram_matrix, radius):
     """``R_N = (B/N) E_sigma sqrt(sigma^T K sigma)`` over all ``2^N`` sign vectors."""
     return rademacher_moments(gram_matrix, radius)[0]
+
+
+# ----------------------------------------------------------------------------------------
+# Real models (THEOREMS.md, "Real models"): a llama attention layer with rotary positions,
+# grouped-query heads and a causal mask; Theorem 4.1's position-aware product kernel.
+# ----------------------------------------------------------------------------------------
+def rotary(x: np.ndarray, positions: np.ndarray, base: float) -> np.ndarray:
+    """``R(p) x`` for rows ``x (n, d_head)``: the adjacent pairs ``(2i, 2i+1)`` as complex numbers times ``e^{i p θ_i}``.
+
+    ``θ_i = base^(-2i / d_head)``: the GGUF layout of llama's rotary embedding (THEOREMS.md,
+    "Real models": rotations of 2x2 blocks; which pairs is a convention of the weight layout).
+    """
+    x = np.asarray(x, np.float64)
+    half = x.shape[-1] // 2
+    theta = base ** (-2.0 * np.arange(half) / x.shape[-1])
+    z = (x[..., 0::2] + 1j * x[..., 1::2]) * np.exp(1j * np.outer(np.asarray(positions, np.float64), theta))
+    out = np.empty_like(x)
+    out[..., 0::2], out[..., 1::2] = z.real, z.imag
+    return out
+
+
+def llama_head_attention(x: np.ndarray, wq: np.ndarray, wk: np.ndarray, wv: np.ndarray, *, heads: int,
+                         kv_heads: int, base: float) -> np.ndarray:
+    """Each query head's causal attention output of a llama layer, ``(heads, n, d_head)``, float64.
+
+    ``x (n, d)`` are the layer's normalised tokens; ``wq (heads d_head, d)``, ``wk, wv (kv_heads d_head, d)``
+    in ``(out, in)`` layout. Head ``h`` reads key/value head ``h // (heads / kv_heads)``; its logits are
+    ``(R(t) W^Q_h x_t) . (R(j) W^K_g x_j) / sqrt(d_head)`` for ``j <= t`` (THEOREMS.md, "Real models").
+    """
+    x = np.asarray(x, np.float64)
+    n = x.shape[0]
+    d_head = wq.shape[0] // heads
+    group = heads // kv_heads
+    positions = np.arange(n)
+    out = np.empty((heads, n, d_head))
+    for h in range(heads):
+        g = h // group
+        q = rotary(x @ np.asarray(wq, np.float64)[h * d_head:(h + 1) * d_head].T, positions, base)
+        k = rotary(x @ np.asarray(wk, np.float64)[g * d_head:(g + 1) * d_head].T, positions, base)
+        v = x @ np.asarray(wv, np.float64)[g * d_head:(g + 1) * d_head].T
+        for t in range(n):
+            logits = k[:t + 1] @ q[t] / np.sqrt(d_head)
+            weights = np.exp(logits - logits.max())
+            out[h, t] = weights @ v[:t + 1] / weights.sum()
+    return out
+
+
+def position_product_mmd2(x: np.ndarray, p: np.ndarray, y: np.ndarray, q: np.ndarray, wk: np.ndarray,
+                          base: float) -> tuple[float, float]:
+    """Biased ``MMD^2`` of samples ``(x, p)`` and ``(y, q)`` under ``k((x,p),(x',p')) = (x.x') exp((R(p)W^K x).(R(p')W^K x'))``.
+
+    THEOREMS.md, "Real models" (Theorem 4.1 with tokens replaced by (token, position) pairs);
+    ``wk (d_k, d)`` includes any folded temperature. Returns ``(MMD^2, condition)``.
+    """
+    tokens = np.concatenate([x, y]).astype(np.float64)
+    keys = rotary(tokens @ np.asarray(wk, np.float64).T, np.concatenate([p, q]), base)
+    coef = np.concatenate([np.full(len(x), -1.0 / len(x)), np.full(len(y), 1.0 / len(y))])
+    # MMD^2 = ||mean embedding difference of x ⊗ phi(k)||^2: the HS double sum with values = the tokens
+    total = log_hs_norm2(coef, tokens, keys, 0.0)
+    return float(total.sign * np.exp(total.log_abs)), float(total.condition)
