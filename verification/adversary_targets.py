@@ -421,25 +421,39 @@ def thm_3_2(atoms=ATOMS, n=N_DEMOS, draws=SEARCH_DRAWS) -> list[SearchTarget]:
                 "wk": project_to_spectral_ball(p["wk"], 1.0), "wv": project_to_spectral_ball(p["wv"], 1.0),
                 "log_b": project_to_box(p["log_b"], math.log(BALL_RANGE[0]), math.log(BALL_RANGE[1]))}
 
-    def objective(p):
-        """``E[G_N] / bound``, E over ``draws`` multinomial samples, with the score-function term for the weights.
-
-        The samples are Gumbel-max draws from fixed uniforms (piecewise constant in the weights), so the
-        pathwise gradient misses how the weights move the sample; the score-function term
-        ``(G - mean G) d log p(counts)`` adds it (value unchanged: it is zero at the current point).
-        """
+    def gaps_and_bound(p):
+        """The exact sup gaps of ``draws`` multinomial samples (Gumbel-max from fixed uniforms), ``log p(counts)``,
+        and the bound with the exact sups ``T``, ``C`` over the atoms."""
         pi, phi, t, big_t, big_c = _law(p)
         ball = jnp.exp(p["log_b"])
         pop = sup_gap.moments(phi, t, pi)
         idx = jax.random.categorical(draw_key, p["logits"], shape=(draws, n))
         counts = jnp.sum(jax.nn.one_hot(idx, atoms, dtype=phi.dtype), axis=1)
         gaps = jax.vmap(lambda w: _one_gap(phi, t, pop, w, ball))(counts / n)
-        log_p = counts @ jnp.log(pi)
+        return gaps, counts @ jnp.log(pi), _bound_32(ball, big_c, big_t, n)
+
+    def objective_mean(p):
+        """``E[G_N] / bound``, E over ``draws`` multinomial samples, with the score-function term for the weights.
+
+        The samples are Gumbel-max draws from fixed uniforms (piecewise constant in the weights), so the
+        pathwise gradient misses how the weights move the sample; the score-function term
+        ``(G - mean G) d log p(counts)`` adds it (value unchanged: it is zero at the current point).
+        """
+        gaps, log_p, bound = gaps_and_bound(p)
         centred = jax.lax.stop_gradient(gaps - jnp.mean(gaps))
         surrogate = jnp.mean(gaps) + jnp.mean(centred * (log_p - jax.lax.stop_gradient(log_p)))
-        return surrogate / _bound_32(ball, big_c, big_t, n)
+        return surrogate / bound
 
-    def remeasure(p):
+    def objective_quantile(p):
+        """The ``(1 - delta)``-quantile of the draws' gaps over the bound (the statement's own quantity).
+
+        Pathwise gradient only (a quantile has no simple score-function term): the weights move it through the
+        population moments and the bound, not through the sample.
+        """
+        gaps, _, bound = gaps_and_bound(p)
+        return jnp.quantile(gaps, 1.0 - sup_gap.DELTA) / bound
+
+    def measure(p):
         q = _np(p)
         pi = np.exp(q["logits"] - q["logits"].max())
         pi /= pi.sum()
@@ -469,7 +483,7 @@ def thm_3_2(atoms=ATOMS, n=N_DEMOS, draws=SEARCH_DRAWS) -> list[SearchTarget]:
         ref_gaps = np.asarray(ref_gaps)
         scale = np.maximum(np.abs(ref_gaps), 1e-300)
         mean = float(gaps.mean())
-        return {"ratio": mean / bound, "ratio_standard_error": float(gaps.std(ddof=1) / math.sqrt(gaps.size)) / bound,
+        return {"mean_ratio": mean / bound, "mean_ratio_standard_error": float(gaps.std(ddof=1) / math.sqrt(gaps.size)) / bound,
                 "quantile_ratio": float(np.quantile(gaps, 1 - sup_gap.DELTA)) / bound,
                 "max_ratio": float(gaps.max()) / bound, "violations": int(np.sum(gaps > bound)),
                 "draws": int(gaps.size), "bound": bound, "T": big_t, "C": big_c, "B": ball, "N": n,
@@ -486,12 +500,20 @@ def thm_3_2(atoms=ATOMS, n=N_DEMOS, draws=SEARCH_DRAWS) -> list[SearchTarget]:
         out["delta"] = sup_gap.DELTA
         return out
 
-    return [SearchTarget(
-        name="thm-3.2",
-        description=f"E sup_(||W||<=B) [L - L_N] / bound for a law on {atoms} learnable atoms (unit ball) and "
-                    f"weights, W^K, W^V (||.||_op <= 1), B; N = {n}, Taylor order {sup_gap.ORDER}",
-        init=init, objective=objective, project=project, remeasure=remeasure, describe=describe,
-        ratio_label="E[sup gap] / bound", learning_rate=0.05, restarts=8)]
+    law = (f"a law on {atoms} learnable atoms (unit ball) and weights, W^K, W^V (||.||_op <= 1), B; N = {n}, "
+           f"Taylor order {sup_gap.ORDER}")
+    return [
+        SearchTarget(name="thm-3.2/mean", description=f"E sup_(||W||<=B) [L - L_N] / bound for {law}",
+                     init=init, objective=objective_mean, project=project,
+                     remeasure=lambda p: (lambda m: {"ratio": m["mean_ratio"], **m})(measure(p)),
+                     describe=describe, ratio_label="E[sup gap] / bound", learning_rate=0.05, restarts=8),
+        SearchTarget(name="thm-3.2/quantile",
+                     description=f"(1-delta)-quantile of sup_(||W||<=B) [L - L_N] / bound for {law}",
+                     init=init, objective=objective_quantile, project=project,
+                     remeasure=lambda p: (lambda m: {"ratio": m["quantile_ratio"], **m})(measure(p)),
+                     describe=describe, ratio_label="95% quantile of sup gap / bound", learning_rate=0.05,
+                     restarts=8),
+    ]
 
 
 # ----------------------------------------------------------------------------------------

@@ -131,7 +131,7 @@ def test_cli_rejects_unknown_ids_and_small_budgets(capsys):
 def test_cli_lists_every_target(capsys):
     assert A.main(["--list"]) == 0
     out = capsys.readouterr().out
-    for name in ("thm-4.1", "thm-4.2/prediction", "thm-4.2/risk", "thm-3.2", "lemma-features/trig",
+    for name in ("thm-4.1", "thm-4.2/prediction", "thm-4.2/risk", "thm-3.2/mean", "thm-3.2/quantile", "lemma-features/trig",
                  "conj-4.1/rbf-1x", "conj-4.1/product-control"):
         assert name in out
 
