@@ -62,7 +62,10 @@ def enable_compilation_cache() -> None:
         return
     try:
         jax.config.update("jax_compilation_cache_dir", cache_dir)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+        # every program, however quick to compile: verify and the tests compile a few hundred small
+        # programs, and caching those under 0.1 s too took the warm default profile 68.5 s -> 59.7 s
+        # (the compile-bound checks 25-45 % faster), for ~3 MB of cache (issue 12.5)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     except Exception:  # an unwritable cache must never stop verification
         pass
 
