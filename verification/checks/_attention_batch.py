@@ -72,7 +72,9 @@ def _example(wq, wk, wv, demos, context, queries):
     out = {"attention": ik.softmax_attention(weights, jnp.concatenate([demos, context]), queries),
            "w0_out": dec.w0_out, "dw_out": dec.dw_out, "log_partition": dec.log_partition,
            "log_eta": dec.log_eta, "log_eta_context": dec.log_eta_context, "entropy": dec.attention_entropy,
-           "teacher": ik.teacher(weights, demos)}
+           "teacher": ik.teacher(weights, demos),
+           # the lemma's standalone log D' over all N + M tokens
+           "log_partition_direct": ik.log_partition(weights, jnp.concatenate([demos, context]), queries)}
     per_query = jax.vmap(_per_query, in_axes=(None, None, None, 0, 0, 0))(
         weights, demos, context, queries, dec.log_eta, dec.log_eta_context)
     out.update(per_query)

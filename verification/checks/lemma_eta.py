@@ -7,8 +7,9 @@ and entropy ``log(N+M)``; sharp attention (one logit ahead by a gap g) has entro
 
 Measured: the library's ``log_partition``, ``log_eta``, ``log_eta_context`` and
 ``attention_entropy`` (:func:`iclkd_jax.kd_decomposition`, the compiled program shared with
-thm-3.1a/b) against :mod:`verification.reference` in extended precision (``np.longdouble``) on
-the same (dtype-rounded) logits, two-sided; ``log eta_Q = -inf`` exactly when M = 0.
+thm-3.1a/b), and the standalone :func:`iclkd_jax.log_partition` over all ``N + M`` tokens,
+against :mod:`verification.reference` in extended precision (``np.longdouble``) on the same
+(dtype-rounded) logits, two-sided; ``log eta_Q = -inf`` exactly when M = 0.
 Logits are exact by construction (``W^Q = W^K = [I_2 0; 0 0]``, query tokens ``e_1, e_2``, so a
 logit is one token coordinate). Vectorised: ``CHUNK`` cases per compiled call for each shape of
 ``_attention_batch.KERNEL_SHAPES`` and both dtypes, patterns (per case, from ``RunContext.key``):
@@ -114,13 +115,13 @@ def draw_logit_batch(key, shape, dtype: str) -> AttentionBatch:
 def proxies_under_test(batch: AttentionBatch, mutant: str | None) -> dict[str, np.ndarray]:
     """The library's (log D', log eta, log eta_Q, entropy) per case and query, with a mutant applied."""
     lib = library_quantities(batch)
-    out = {k: lib[k] for k in ("log_partition", "log_eta", "log_eta_context", "entropy")}
+    out = {k: lib[k] for k in ("log_partition", "log_eta", "log_eta_context", "entropy", "log_partition_direct")}
     n, m = batch.demos.shape[1], batch.context.shape[1]
     logits = batch_logits(batch)
     if mutant == "naive-logsumexp":
         with np.errstate(over="ignore", divide="ignore"):
             naive = np.log(np.sum(np.exp(logits.astype(batch.dtype)), axis=-1)).astype(np.float64)
-        out["log_partition"] = naive
+        out["log_partition"] = out["log_partition_direct"] = naive
         out["log_eta"] = math.log(n / 2) - naive
         out["log_eta_context"] = (math.log(m / 2) - naive) if m else out["log_eta_context"]
     elif mutant == "eta-missing-half":
@@ -151,6 +152,8 @@ def measure(batch: AttentionBatch, mutant: str | None) -> Measured:
             "entropy": reference.attention_entropy(logits).astype(np.float64)}
     tol = 16 * eps(batch.dtype) * (1 + np.abs(logits).max(axis=-1) + math.log(n + m))
     errors = {k: _abs_error(got[k], want[k]) for k in want}
+    errors["log_partition"] = np.maximum(errors["log_partition"],
+                                         _abs_error(got["log_partition_direct"], want["log_partition"]))
     per_query = np.max([errors["log_partition"] / tol, errors["log_eta"] / tol, errors["log_eta_context"] / tol,
                         errors["entropy"] / (tol * (1 + math.log(n + m)))], axis=0)        # (B, Q)
     finite = np.where(np.isfinite(got["log_eta"]), got["log_eta"], np.nan)
@@ -163,7 +166,7 @@ def measure(batch: AttentionBatch, mutant: str | None) -> Measured:
                      "max_log10_eta": np.max(np.where(np.isnan(finite), -np.inf, finite), axis=1) / math.log(10),
                      "max_minus_log10_eta": -np.min(np.where(np.isnan(finite), np.inf, finite), axis=1) / math.log(10),
                      "max_entropy": got["entropy"].max(axis=1), "max_minus_entropy": -got["entropy"].min(axis=1)},
-                    record={k: v[:, None] for k, v in got.items()})
+                    record={k: v[:, None] for k, v in got.items() if k != "log_partition_direct"})
 
 
 def describe(batch: AttentionBatch, i: int, measured: Measured) -> dict:
