@@ -486,16 +486,29 @@ def run(args: argparse.Namespace) -> int:
         targets = resolve(args.id)
     except ValueError as err:
         raise CommandError(f"error: {err}") from None
-    results = []
-    print(f"{'target':26s} {'best ratio':>12s} {'random':>12s} {'evals':>8s} {'agreement':>9s} {'time':>8s}  ratio")
-    for target in targets:
-        result = run_search(target, budget=args.budget, seed=args.seed, restarts=args.restarts)
-        results.append(result)
-        print(_row(result), flush=True)
-        if args.json:  # rewritten (atomically) after every target: a long run that is stopped keeps its results
+    from verification import distributed
+
+    def search(target: SearchTarget) -> SearchResult:
+        return run_search(target, budget=args.budget, seed=args.seed, restarts=args.restarts)
+
+    def write(results: list[SearchResult]) -> None:
+        if args.json:
             write_json(args.json, {"id": args.id, "budget": args.budget, "seed": args.seed,
                                    "complete": len(results) == len(targets),
                                    "targets": {r.target: r.to_json() for r in results}})
+
+    print(f"{'target':26s} {'best ratio':>12s} {'random':>12s} {'evals':>8s} {'agreement':>9s} {'time':>8s}  ratio")
+    if distributed.process_count() > 1:  # target j on process j mod N (docs/distributed.md); each has its own key
+        results = distributed.distributed_map(search, targets)
+        for result in results:
+            print(_row(result), flush=True)
+        write(results)
+    else:
+        results = []
+        for target in targets:
+            results.append(search(target))
+            print(_row(results[-1]), flush=True)
+            write(results)  # rewritten (atomically) after every target: a stopped long run keeps its results
     if args.plot:
         plot(results, args.plot)
     return 0

@@ -14,8 +14,8 @@ How a multi-process run works (docs/distributed.md has the recipes for SLURM, GP
 2. The work is a list of independent items (checks, mutants, sweep cells, search targets).
    :func:`distributed_map` gives item ``j`` to process ``j mod N``; each process computes its items
    on its local devices with the item's own key (a function of the seed and the item, never of the
-   process), then every process receives every result in item order (``process_allgather`` of the
-   pickled results). The outcome is therefore identical, figure for figure, to a one-process run.
+   process), then every process receives every result in item order (the pickled results travel
+   through the coordination service's key-value store). The outcome is therefore identical, figure for figure, to a one-process run.
    Monte-Carlo sweeps that are one big batch instead use :mod:`iclkd_jax.sharding`, whose draws are
    split over every device of every process with the same guarantee.
 
@@ -30,6 +30,7 @@ that into a one-line message and exit status :data:`EXIT_LAUNCH_FAILED`.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import pickle
 import re
@@ -172,16 +173,39 @@ def is_root() -> bool:
     return process_index() == 0
 
 
-def _allgather_bytes(payload: bytes) -> list[bytes]:
-    import numpy as np
-    from jax.experimental import multihost_utils
+#: distributed_map calls so far in this process (every process makes the same calls in the same order)
+_gather_calls = itertools.count()
+#: the coordination service carries the gathered results in pieces of this size (gRPC messages are bounded)
+_PIECE = 1 << 20
+#: how long a process waits for a peer's results: a peer that dies is reported by the launcher or the
+#: coordination service's heartbeats long before this
+_GATHER_TIMEOUT_MS = 7 * 24 * 3600 * 1000
 
-    sizes = np.asarray(multihost_utils.process_allgather(np.asarray([len(payload)], np.int64))).reshape(-1)
-    width = max(int(sizes.max()), 1)
-    buffer = np.zeros(width, np.uint8)
-    buffer[: len(payload)] = np.frombuffer(payload, np.uint8)
-    gathered = np.asarray(multihost_utils.process_allgather(buffer)).reshape(len(sizes), width)
-    return [gathered[i, : int(sizes[i])].tobytes() for i in range(len(sizes))]
+
+def _allgather_bytes(payload: bytes) -> list[bytes]:
+    """Every process's ``payload``, in process order, through the coordination service's key-value store.
+
+    Not a collective (``process_allgather``): the gloo CPU collectives give up when one process reaches
+    them more than 30 s before another, which unequal shares of checks or search targets do routinely.
+    """
+    from jax._src.distributed import global_state  # the runtime's client: JAX has no public key-value API
+
+    client = global_state.client
+    call, me, count = next(_gather_calls), process_index(), process_count()
+    prefix = f"iclkd/gather/{call}"
+    pieces = [payload[i:i + _PIECE] for i in range(0, len(payload), _PIECE)] or [b""]
+    for i, piece in enumerate(pieces):
+        client.key_value_set_bytes(f"{prefix}/{me}/{i}", piece)
+    client.key_value_set(f"{prefix}/{me}/pieces", str(len(pieces)))  # last: its presence means complete
+    gathered = []
+    for rank in range(count):
+        if rank == me:
+            gathered.append(payload)
+            continue
+        n = int(client.blocking_key_value_get(f"{prefix}/{rank}/pieces", _GATHER_TIMEOUT_MS))
+        gathered.append(b"".join(client.blocking_key_value_get_bytes(f"{prefix}/{rank}/{i}", _GATHER_TIMEOUT_MS)
+                                 for i in range(n)))
+    return gathered
 
 
 def distributed_map(fn: Callable[[T], R], items: Sequence[T], *,
