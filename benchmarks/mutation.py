@@ -213,8 +213,11 @@ def run_pytest(copy: Path, mutant: Mutant, timeout_s: float) -> dict:
     except subprocess.TimeoutExpired:
         return {"killed": True, "outcome": TIMEOUT, "paths": paths, "elapsed_s": time.perf_counter() - started}
     tail = proc.stdout.strip().splitlines()[-1:] if proc.stdout.strip() else []
-    return {"killed": proc.returncode != 0, "outcome": f"exit {proc.returncode}: {' '.join(tail)}", "paths": paths,
-            "elapsed_s": time.perf_counter() - started}
+    # which test failed: a kill by a test that also fails on the unmutated tree is no kill (check it with
+    # `pytest NODE` on main before trusting a pytest-only kill)
+    failed = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    return {"killed": proc.returncode != 0, "outcome": f"exit {proc.returncode}: {' '.join(tail)}", "failed": failed,
+            "paths": paths, "elapsed_s": time.perf_counter() - started}
 
 
 def killing_checks(baseline: RunOutcome, mutated: RunOutcome) -> tuple[list[str], list[str]]:
@@ -297,6 +300,7 @@ def markdown(report: dict) -> str:
         lines.append("None.")
     for r in survivors:
         extra = "; **never executed** by the verify run" if not r.get("reached", True) else ""
+        extra += f"; measured on {r['carried_from']} (carried)" if "carried_from" in r else ""
         extra += f"; weakened {', '.join(r['weakened'])} to inconclusive" if r["weakened"] else ""
         pyt = f"; pytest: {'killed' if r['pytest']['killed'] else 'SURVIVES'} ({r['pytest']['outcome']})" \
             if "pytest" in r else ""
@@ -430,6 +434,7 @@ def merge(reports: list[dict]) -> dict:
     for report in reports:
         for row in report["mutants"]:
             if row["id"] in BY_ID and row["id"] not in rows:
+                row = dict(row, equivalent=BY_ID[row["id"]].equivalent)  # the catalogue's current judgement
                 rows[row["id"]] = row if report is first else dict(row, carried_from=row.get("carried_from",
                                                                                           report["commit"]))
     order = {m.id: (m.file, i) for i, m in enumerate(CATALOGUE)}
