@@ -15,7 +15,8 @@ How a multi-process run works (docs/distributed.md has the recipes for SLURM, GP
    :func:`distributed_map` gives item ``j`` to process ``j mod N``; each process computes its items
    on its local devices with the item's own key (a function of the seed and the item, never of the
    process), then every process receives every result in item order (the pickled results travel
-   through the coordination service's key-value store). The outcome is therefore identical, figure for figure, to a one-process run.
+   through the coordination service's key-value store). The outcome is therefore identical, figure for
+   figure, to a one-process run.
    Monte-Carlo sweeps that are one big batch instead use :mod:`iclkd_jax.sharding`, whose draws are
    split over every device of every process with the same guarantee.
 
