@@ -51,7 +51,7 @@ import iclkd_jax as ik
 from verification import minilm
 from verification.registry import PROFILES, CheckResult
 from verification.runner import guarded
-from verification.tolerances import eps
+from verification.tolerances import bound_ratio_status, eps
 
 MODELS = ("minilm", "smollm2")
 EPS64 = eps("float64")
@@ -320,12 +320,7 @@ def _check_41(model: minilm.MiniLM, seed: int, profile: str, mutant: str | None)
     # ~ eps (1 + |k_i.k_j|) (the exp of a rounded dot product) amplified by its condition sum|t|/|sum t|;
     # the SVD norm adds ~eps. 64 eps (cond_hs + cond_mmd)(1 + max k.k) bounds the relative error of ratio².
     per_pair_tol = 64 * EPS64 * (cond_hs + cond_mmd) * (1.0 + max_log_kernel)
-    tolerance = float(per_pair_tol.max())
-    if tolerance > 1e-3:
-        status = "inconclusive"
-    else:
-        status = "violated" if bool(np.any(ratio > 1.0 + per_pair_tol) or np.any(crosscheck > per_pair_tol)
-                                    or not np.all(np.isfinite(ratio))) else "holds"
+    status, tolerance = bound_ratio_status(ratio, crosscheck, per_pair_tol)
     tightness = 1.0 / ratio
     worst_l, worst_h, worst_p = np.unravel_index(np.argmax(ratio), ratio.shape)
     figures = {

@@ -18,6 +18,15 @@ from verification.registry import CheckResult
 TIMING_FIELDS = ("elapsed_s", "total_elapsed_s", "cases_per_second")
 
 
+def strip_timing(value: Any) -> Any:
+    """A report (or any part of one) without its :data:`TIMING_FIELDS`: what the same seed reproduces exactly."""
+    if isinstance(value, dict):
+        return {k: strip_timing(v) for k, v in value.items() if k not in TIMING_FIELDS}
+    if isinstance(value, list):
+        return [strip_timing(v) for v in value]
+    return value
+
+
 def environment() -> dict[str, Any]:
     import jaxlib
 

@@ -23,3 +23,20 @@ def relative_tolerance(dtype, *, condition: float = 1.0, operations: float = 64.
     """
     return float(operations * max(condition, 1.0) * eps(dtype))
 
+
+
+def bound_ratio_status(ratio: np.ndarray, crosscheck: np.ndarray, tolerance: np.ndarray, *,
+                       inconclusive_above: float = 1e-3) -> tuple[str, float]:
+    """The verdict on ratios observed/bound that must stay <= 1, with a cross-check against a reference.
+
+    ``violated`` when a ratio exceeds ``1 + tolerance``, a cross-check difference exceeds ``tolerance``
+    (element-wise) or a ratio is not finite; ``inconclusive`` when the largest tolerance is above
+    ``inconclusive_above`` (the round-off budget is then too wide for a verdict); else ``holds``.
+    Returns the status and the largest tolerance.
+    """
+    largest = float(np.max(tolerance))
+    if largest > inconclusive_above:
+        return "inconclusive", largest
+    violated = bool(np.any(ratio > 1.0 + tolerance) or np.any(crosscheck > tolerance)
+                    or not np.all(np.isfinite(ratio)))
+    return ("violated" if violated else "holds"), largest

@@ -6,7 +6,7 @@ import pytest
 
 from verification import cli
 from verification.registry import REGISTRY, Check, register
-from verification.report import TIMING_FIELDS
+from verification.report import strip_timing
 
 
 class _AlwaysViolated(Check):
@@ -27,12 +27,6 @@ def violated_check():
     REGISTRY.pop(_AlwaysViolated.id)
 
 
-def _strip_timing(value):
-    if isinstance(value, dict):
-        return {k: _strip_timing(v) for k, v in value.items() if k not in TIMING_FIELDS}
-    if isinstance(value, list):
-        return [_strip_timing(v) for v in value]
-    return value
 
 
 def _verify(tmp_path, *extra, name="out.json"):
@@ -57,9 +51,9 @@ def test_json_report_schema_and_exit_status(tmp_path, capsys):
 def test_same_seed_same_report(tmp_path):
     _, first = _verify(tmp_path, "--only", "thm-3.1a", "--seed", "7", name="a.json")
     _, second = _verify(tmp_path, "--only", "thm-3.1a", "--seed", "7", name="b.json")
-    assert _strip_timing(first) == _strip_timing(second)
+    assert strip_timing(first) == strip_timing(second)
     _, other = _verify(tmp_path, "--only", "thm-3.1a", "--seed", "8", name="c.json")
-    assert _strip_timing(other)["checks"][0]["figures"] != _strip_timing(first)["checks"][0]["figures"]
+    assert strip_timing(other)["checks"][0]["figures"] != strip_timing(first)["checks"][0]["figures"]
 
 
 def test_violated_theorem_exits_nonzero_and_reports_counterexample(tmp_path, violated_check, capsys):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from verification import distributed as D
+from verification.report import strip_timing
 
 WORKER_DIR = str(Path(__file__).parent)
 
@@ -77,16 +78,6 @@ def test_a_peer_that_never_starts_is_a_clear_error_not_a_hang(capfd):
     assert "Check failure stack trace" not in err  # the abort is summarised, not dumped
 
 
-def _strip_timing(value):
-    from verification.report import TIMING_FIELDS
-
-    if isinstance(value, dict):
-        return {k: _strip_timing(v) for k, v in value.items() if k not in TIMING_FIELDS}
-    if isinstance(value, list):
-        return [_strip_timing(v) for v in value]
-    return value
-
-
 def test_two_process_verify_gives_the_one_process_report(tmp_path, capfd):
     import json
     import subprocess
@@ -102,7 +93,7 @@ def test_two_process_verify_gives_the_one_process_report(tmp_path, capfd):
     assert "lemma-eta" in out and "thm-linear" in out  # process 0's table is streamed
     first = json.loads((tmp_path / "one.json").read_text())
     second = json.loads((tmp_path / "two.json").read_text())
-    assert _strip_timing(first) == _strip_timing(second)
+    assert strip_timing(first) == strip_timing(second)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.json", "two.json"]  # no stray temporary files
 
 
