@@ -12,7 +12,7 @@ against :mod:`verification.reference` in extended precision (``np.longdouble``) 
 (dtype-rounded) logits, two-sided; ``log eta_Q = -inf`` exactly when M = 0.
 Logits are exact by construction (``W^Q = W^K = [I_2 0; 0 0]``, query tokens ``e_1, e_2``, so a
 logit is one token coordinate). Vectorised: ``CHUNK`` cases per compiled call for each shape of
-``_attention_batch.KERNEL_SHAPES`` and both dtypes, patterns (per case, from ``RunContext.key``):
+``attention_batch.KERNEL_SHAPES`` and both dtypes, patterns (per case, from ``RunContext.key``):
 Gaussian around a centre (spread log-uniform up to 1e3), flat, sharp (gap up to 1e3); centres
 uniform in ``[−1e3, 1e3]``, where a naive ``exp`` overflows (> 709) or underflows (< −745) in
 float64. Then fixed anchors (flat at ±1e3, a sharp gap sweep 0..800 whose entropy must decrease
@@ -43,7 +43,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from verification import reference
-from verification.checks._attention_batch import (
+from verification.attention_batch import (
     KERNEL_SHAPES,
     Measured,
     fmt,

@@ -16,12 +16,12 @@ the same (dtype-rounded) inputs, two-sided (``|library - reference| <= tolerance
   ``(W_0 + ΔW) phi(q)`` as an operator, against the reference split and attention;
 * ``log ||W_0||_HS^2`` of :func:`iclkd_jax.hs_norm` against the reference's explicit double sum.
 
-Cases: ``CHUNK`` cases per compiled call for each shape of ``_attention_batch.KERNEL_SHAPES`` (d < d_k
+Cases: ``CHUNK`` cases per compiled call for each shape of ``attention_batch.KERNEL_SHAPES`` (d < d_k
 and d > d_k, N = 1, M = 0) in float64 and float32, weights ``N(0, s^2/d)`` with s log-uniform in
 [0.1, 6] (logits up to a few hundred), every draw from ``RunContext.key``; then Hypothesis
 cases (same shapes) through the same compiled programs, shrunk to a minimal case on failure.
 
-Tolerance: the round-off budget of :mod:`verification.checks._attention_batch`, per dtype,
+Tolerance: the round-off budget of :mod:`verification.attention_batch`, per dtype,
 derived from the sums of absolute terms of the logits and values (about 1e-13 relative in
 float64 for logits of a few hundred, 1e-4 in float32).
 
@@ -41,7 +41,7 @@ import dataclasses
 import numpy as np
 
 from verification import reference
-from verification.checks._attention_batch import (
+from verification.attention_batch import (
     KERNEL_SHAPES,
     Measured,
     error_ratio,
@@ -136,7 +136,7 @@ class Theorem31a(Check):
             ctx, status=status, cases=result.cases, worst=result.worst, worst_label="max error/tolerance",
             tolerance=1.0,
             tolerance_reason="|library - reference| within the round-off budget of the logits and values per dtype "
-                             "(checks/_attention_batch.py), two-sided, for softmax_attention, the split, the "
+                             "(verification/attention_batch.py), two-sided, for softmax_attention, the split, the "
                              "operators and log ||W_0||_HS^2",
             figures=figures, counterexample=result.counterexample, worst_case=result.worst_case,
             summary=(f"{result.cases} cases: softmax_attention = W_0 phi(q) + "

@@ -12,7 +12,7 @@ Measured, every quantity against :mod:`verification.reference` on the same input
    ``distilled_weights(weights, X_D, log_eta=log eta)`` applied to ``phi(q)`` against the reference
    ``W_0 phi(q)`` (and the context's step with ``log eta_Q`` against ``ΔW phi(q)``); the teacher
    ``f_T(x_i) = W^V x_i`` (:func:`iclkd_jax.teacher`). Tolerance: the round-off budget of
-   :mod:`verification.checks._attention_batch`.
+   :mod:`verification.attention_batch`.
 2. Explicit features (vectorised too): for the Taylor map (order 8 at d_k = 2, 5 at d_k = 4), positive
    random features and trigonometric random features (m = 64, a fresh draw ``Omega, b`` per case,
    passed to the reference as arrays), in float64 and float32:
@@ -49,7 +49,7 @@ import numpy as np
 
 import iclkd_jax as ik
 from verification import reference
-from verification.checks._attention_batch import (
+from verification.attention_batch import (
     KERNEL_SHAPES,
     Measured,
     SweepResult,
@@ -364,7 +364,7 @@ class Theorem31b(Check):
         return self.result(
             ctx, status=status, cases=result.cases + explicit_cases, worst=max(result.worst, explicit_worst),
             worst_label="max error/tolerance", tolerance=1.0,
-            tolerance_reason="kernel form: round-off budget of the logits and values (checks/_attention_batch.py); "
+            tolerance_reason="kernel form: round-off budget of the logits and values (verification/attention_batch.py); "
                              "explicit maps: 4 (rho + (N + d + 4) u) times the sum of absolute terms, rho the "
                              "feature's relative round-off; Taylor step: Lagrange remainder + round-off",
             tightness=tightness if np.isfinite(tightness) else None, figures=figures, counterexample=counterexample,

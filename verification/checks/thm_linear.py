@@ -46,7 +46,7 @@ from hypothesis import strategies as st
 
 import iclkd_jax as ik
 from verification import reference
-from verification.checks._attention_batch import Measured, fmt, sweep
+from verification.attention_batch import Measured, fmt, sweep
 from verification.registry import Check, RunContext, register
 from verification.strategies import (
     CHUNK,
