@@ -51,7 +51,7 @@ import iclkd_jax as ik
 from verification import minilm
 from verification.registry import PROFILES, CheckResult
 from verification.runner import guarded
-from verification.tolerances import bound_ratio_status, eps
+from verification.tolerances import bound_ratio_status, eps, real_attention_tolerance
 
 MODELS = ("minilm", "smollm2")
 EPS64 = eps("float64")
@@ -211,11 +211,7 @@ def _check_31a(model: minilm.MiniLM, seed: int, profile: str, mutant: str | None
                 probs = np.exp(logits - logits.max(axis=1, keepdims=True))
                 probs /= probs.sum(axis=1, keepdims=True)
                 demo_mass[li, h] += float(probs[:, demo_idx].sum(axis=1).mean()) / len(prompts)
-    # Tolerance: a logit q.k in float64 carries an absolute round-off <= (d+1) eps |q||k| (dot product of
-    # length d+1 = 385, Cauchy-Schwarz), which perturbs each softmax weight by that relative amount and the
-    # output by that much relative to max|v|; folding 1/sqrt(d_k) adds eps per entry. 64 eps (1 + max|q||k|)
-    # covers it with the usual constant (cf. thm-3.1a); the brief's ceiling 1e-10 caps it.
-    tolerance = min(64 * EPS64 * (1.0 + float(logit_bound.max())), 1e-10)
+    tolerance = real_attention_tolerance(logit_bound.max())  # d+1 = 385 here
     both = np.maximum(mapping_err, decomposition_err)
     worst_li, worst_head = np.unravel_index(np.argmax(both), both.shape)
     max_rel = float(decomposition_err.max())

@@ -52,7 +52,7 @@ import iclkd_jax as ik
 from iclkd_jax.llama import apply_rope
 from verification import reference, smollm2
 from verification.registry import CheckResult
-from verification.tolerances import bound_ratio_status, eps
+from verification.tolerances import bound_ratio_status, eps, real_attention_tolerance
 
 EPS64 = eps("float64")
 
@@ -170,7 +170,7 @@ def check_31a(model: smollm2.SmolLM2, seed: int, profile: str, mutant: str | Non
                     if e >= err[layer, h]:
                         err[layer, h], worst_position[layer, h] = e, t
                     log_eta[layer, h] += float(dec.log_eta[0]) / (query_idx.size * n_prompts)
-    tolerance = min(64 * EPS64 * (1.0 + float(logit_bound.max())), 1e-10)
+    tolerance = real_attention_tolerance(logit_bound.max())
     both = np.maximum(err, mapping)
     worst_layer, worst_head = np.unravel_index(np.argmax(both), both.shape)
     max_rel = float(err.max())

@@ -40,3 +40,18 @@ def bound_ratio_status(ratio: np.ndarray, crosscheck: np.ndarray, tolerance: np.
     violated = bool(np.any(ratio > 1.0 + tolerance) or np.any(crosscheck > tolerance)
                     or not np.all(np.isfinite(ratio)))
     return ("violated" if violated else "holds"), largest
+
+
+#: the bar the real-model Theorem 3.1(a) checks must meet in float64 (issue 16)
+REAL_MODEL_CEILING = 1e-10
+
+
+def real_attention_tolerance(logit_bound: float) -> float:
+    """Tolerance of a real model's attention split relative to ``max|v_j|``, float64.
+
+    A logit ``q.k`` carries an absolute round-off ``<= (d+1) eps |q||k|`` (a dot product, Cauchy-Schwarz),
+    which perturbs each softmax weight by that relative amount and the output by that much relative to
+    ``max|v|``; folding ``1/sqrt(d_k)`` adds ``eps`` per entry. ``64 eps (1 + max|q||k|)`` covers it with the
+    usual constant (cf. thm-3.1a), capped at :data:`REAL_MODEL_CEILING`.
+    """
+    return min(64 * eps("float64") * (1.0 + float(logit_bound)), REAL_MODEL_CEILING)
