@@ -7,7 +7,7 @@ benchmark by adding its line here.
 
 from __future__ import annotations
 
-from verification.command import Command
+from verification.io.command import Command
 
 BENCHMARKS = {
     "tightness": Command("how tight the bounds of THEOREMS.md are and how they scale (docs/tightness.md)",

@@ -61,7 +61,7 @@ def bench_memory(b: Bench, sizes, baseline, large):
         result["measured"].append({"n": n, "m": n, **run})
         flops, exps = mmd_work(n, n, d)
         b.add("mmd2/rbf/biased/default (child)", n, d, "float32", (None, run["seconds"]), None, None,
-              dict(flops=flops, exps=exps), m=n,
+              {"flops": flops, "exps": exps}, m=n,
               peak_rss_bytes=run["peak_rss_bytes"], note="fresh subprocess; ours_s includes compilation")
     spec = jax.ShapeDtypeStruct((large, d), jnp.float32)
     kern = rbf_kernel(bandwidth=jnp.float32(4.0))

@@ -92,7 +92,7 @@ def ols_slope(x, y) -> float:
 # ------------------------------------------------------------------------------------ thm-3.2
 
 def _base32():
-    from verification import sup_gap
+    from verification.cases import sup_gap
     return sup_gap
 
 
@@ -322,7 +322,7 @@ def predicted_rms(kind: str, u, z, m: int) -> float | None:
     """
     if kind == "orthogonal":
         return None
-    from verification.feature_variance import per_feature_variance
+    from verification.oracles.feature_variance import per_feature_variance
     return math.sqrt(float(per_feature_variance(kind, np.asarray(u), np.asarray(z))) / m)
 
 

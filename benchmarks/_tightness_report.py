@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from verification.outputs import atomic_path
+from verification.core.outputs import atomic_path
 
 
 def _fmt(v, spec=".4g"):

@@ -332,7 +332,7 @@ def select(args) -> tuple[list[Mutant], list[dict]]:
     if args.mutants:
         unknown = [m for m in args.mutants if m not in BY_ID]
         if unknown:
-            from verification.command import CommandError
+            from verification.io.command import CommandError
 
             raise CommandError(f"unknown mutant(s) {', '.join(unknown)} (see --list)")
         chosen = [BY_ID[m] for m in args.mutants]
@@ -351,8 +351,16 @@ def select(args) -> tuple[list[Mutant], list[dict]]:
 
 def add_arguments(p) -> None:
     """The flags of ``iclkd bench mutation`` (``p``: a :class:`verification.command.Parser`)."""
-    from verification.command import LazyChoices, check_ids, input_file, output_file, positive_float, positive_int, seed
-    from verification.registry import PROFILES
+    from verification.core.model import PROFILES
+    from verification.io.command import (
+        LazyChoices,
+        check_ids,
+        input_file,
+        output_file,
+        positive_float,
+        positive_int,
+        seed,
+    )
 
     p.add_argument("--quick", action="store_true", help="run the representative subset (a quarter, every module)")
     p.add_argument("--mutants", nargs="+", metavar="ID", help="run only these mutants (ids from --list)")
@@ -444,20 +452,20 @@ def merge(reports: list[dict]) -> dict:
 
 
 def _write(path: Path, text: str) -> None:
-    from verification.outputs import write_atomic
+    from verification.core.outputs import write_atomic
 
     write_atomic(path, text)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from verification.command import standalone
+    from verification.io.command import standalone
 
     return standalone("iclkd bench mutation", sys.modules[__name__], argv)
 
 
 def run(args: argparse.Namespace) -> int:
     """``iclkd bench mutation``: each catalogue mutant on a temporary copy, ``iclkd verify`` on it, the kill rates."""
-    from verification.command import CommandError, ExitStatus
+    from verification.io.command import CommandError, ExitStatus
 
     if args.list:
         for m in CATALOGUE:

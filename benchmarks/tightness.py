@@ -34,9 +34,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from verification.command import Parser, listing, output_dir, seed, standalone
-from verification.outputs import DEFAULT_OUTPUT_ROOT, write_atomic
-from verification.outputs import write_csv as _write_csv_atomic
+from verification.core.outputs import DEFAULT_OUTPUT_ROOT, write_atomic
+from verification.core.outputs import write_csv as _write_csv_atomic
+from verification.io.command import Parser, listing, output_dir, seed, standalone
 
 #: bump when a cell's computation changes: old cells then no longer match and are recomputed
 CELL_VERSION = 1
@@ -53,29 +53,29 @@ BOOTSTRAP = {"tiny": 100, "quick": 1000, "full": 2000}
 # ---------------------------------------------------------------------------------------- sweeps
 
 MODES = {
-    "tiny": dict(n3=[16, 64], draws3=64, b3=[], delta3=[], d3=[],
-                 t41=[0.1, 0.03], fam41=["translation", "attained"], d41=[], dk41=[], draws41=16, n41=4,
-                 bw=[], t42=[0.1], m_f=[16], kinds=["positive"], r_f=[1.0], draws_f=64, m0=16),
-    "quick": dict(n3=[8, 16, 32, 64, 128, 256, 512], draws3=1000, b3=[0.25, 0.5, 2.0], delta3=[0.01, 0.1, 0.2],
-                  d3=[1, 2], t41=[0.2, 0.1, 0.05, 0.025, 0.0125], fam41=["translation", "scale", "attained"],
-                  d41=[2, 8], dk41=[1, 4], draws41=128, n41=16, bw=[0.1, 0.3, 1.0, 3.0, 10.0, 30.0],
-                  t42=[0.2, 0.05, 0.0125], m_f=[16, 64, 256, 1024, 4096], kinds=["positive", "orthogonal", "trig"],
-                  r_f=[0.5, 1.0, 1.5, 2.0, 2.5], draws_f=1000, m0=256),
-    "full": dict(n3=[8, 16, 32, 64, 128, 256, 512, 1024, 2048], draws3=4000, b3=[0.25, 0.5, 2.0, 4.0],
-                 delta3=[0.005, 0.01, 0.1, 0.2, 0.5], d3=[1, 2], t41=[0.4, 0.2, 0.1, 0.05, 0.025, 0.0125, 0.00625],
-                 fam41=["translation", "scale", "attained"], d41=[2, 8, 16], dk41=[1, 2, 8], draws41=512, n41=32,
-                 bw=[0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0], t42=[0.4, 0.1, 0.025, 0.00625],
-                 m_f=[16, 64, 256, 1024, 4096, 16384], kinds=["positive", "orthogonal", "trig"],
-                 r_f=[0.5, 1.0, 1.5, 2.0, 2.5, 3.0], draws_f=4000, m0=1024),
+    "tiny": {"n3": [16, 64], "draws3": 64, "b3": [], "delta3": [], "d3": [],
+                 "t41": [0.1, 0.03], "fam41": ["translation", "attained"], "d41": [], "dk41": [], "draws41": 16, "n41": 4,
+                 "bw": [], "t42": [0.1], "m_f": [16], "kinds": ["positive"], "r_f": [1.0], "draws_f": 64, "m0": 16},
+    "quick": {"n3": [8, 16, 32, 64, 128, 256, 512], "draws3": 1000, "b3": [0.25, 0.5, 2.0], "delta3": [0.01, 0.1, 0.2],
+                  "d3": [1, 2], "t41": [0.2, 0.1, 0.05, 0.025, 0.0125], "fam41": ["translation", "scale", "attained"],
+                  "d41": [2, 8], "dk41": [1, 4], "draws41": 128, "n41": 16, "bw": [0.1, 0.3, 1.0, 3.0, 10.0, 30.0],
+                  "t42": [0.2, 0.05, 0.0125], "m_f": [16, 64, 256, 1024, 4096], "kinds": ["positive", "orthogonal", "trig"],
+                  "r_f": [0.5, 1.0, 1.5, 2.0, 2.5], "draws_f": 1000, "m0": 256},
+    "full": {"n3": [8, 16, 32, 64, 128, 256, 512, 1024, 2048], "draws3": 4000, "b3": [0.25, 0.5, 2.0, 4.0],
+                 "delta3": [0.005, 0.01, 0.1, 0.2, 0.5], "d3": [1, 2], "t41": [0.4, 0.2, 0.1, 0.05, 0.025, 0.0125, 0.00625],
+                 "fam41": ["translation", "scale", "attained"], "d41": [2, 8, 16], "dk41": [1, 2, 8], "draws41": 512, "n41": 32,
+                 "bw": [0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0], "t42": [0.4, 0.1, 0.025, 0.00625],
+                 "m_f": [16, 64, 256, 1024, 4096, 16384], "kinds": ["positive", "orthogonal", "trig"],
+                 "r_f": [0.5, 1.0, 1.5, 2.0, 2.5, 3.0], "draws_f": 4000, "m0": 1024},
 }
 
-BASE3 = dict(d=3, N=128, B=1.0, delta=0.05, radius=1.0, wk_norm=0.7, wv_norm=1.0)
-BASE41 = dict(d=4, dk=2, t=0.1, log_eta=math.log(0.5), wk_norm=1.5, wv_scale=1.7)
-BASE_F = dict(dk=4, sum_norm=1.0, diff_norm=0.5)
+BASE3 = {"d": 3, "N": 128, "B": 1.0, "delta": 0.05, "radius": 1.0, "wk_norm": 0.7, "wv_norm": 1.0}
+BASE41 = {"d": 4, "dk": 2, "t": 0.1, "log_eta": math.log(0.5), "wk_norm": 1.5, "wv_scale": 1.7}
+BASE_F = {"dk": 4, "sum_norm": 1.0, "diff_norm": 0.5}
 
 
 def _target_error() -> float:
-    from verification.checks.lemma_features import TARGET_RELATIVE_ERROR
+    from verification.statements.lemma_features.check import TARGET_RELATIVE_ERROR
     return TARGET_RELATIVE_ERROR
 
 

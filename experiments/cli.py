@@ -19,8 +19,8 @@ import importlib
 import sys
 import time
 
-from verification.command import Command, Group, Parser, output_dir, output_file, seed
-from verification.outputs import DEFAULT_OUTPUT_ROOT
+from verification.core.outputs import DEFAULT_OUTPUT_ROOT
+from verification.io.command import Command, Group, Parser, output_dir, output_file, seed
 
 DEFAULT_OUT = DEFAULT_OUTPUT_ROOT / "experiments"
 PLOTS_HINT = "pip install 'iclkd-jax[plots]'"
@@ -121,7 +121,7 @@ EXPERIMENT_GROUP = _group()
 
 def main(argv: list[str] | None = None) -> int:
     """``iclkd experiment ...`` on its own (``python -m experiments.cli NAME ...``)."""
-    from verification.command import run_registry
+    from verification.io.command import run_registry
 
     argv = list(sys.argv[1:] if argv is None else argv)
     # float64 for the checks (run_registry's default preparation); models and data are explicitly float32

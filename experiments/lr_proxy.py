@@ -24,7 +24,7 @@ from scipy.special import logsumexp
 
 from experiments import common as C
 from experiments.data import DTYPE, Prompts, sample_prompts
-from iclkd_jax.models import attention_weights, make_tokens
+from experiments.models import attention_weights, make_tokens
 
 NAME = "lr-proxy"
 EPS = 0.05

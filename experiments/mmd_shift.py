@@ -25,10 +25,10 @@ from scipy.special import logsumexp
 
 from experiments import common as C
 from experiments.data import DTYPE, flatten_queries, sample_prompts
+from experiments.models import attention_weights, make_tokens
 from iclkd_jax.distributions import shift_family
 from iclkd_jax.kernels import median_bandwidth, product_kernel, rbf_kernel
 from iclkd_jax.mmd import mmd
-from iclkd_jax.models import attention_weights, make_tokens
 
 NAME = "mmd-shift"
 

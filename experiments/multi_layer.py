@@ -25,9 +25,9 @@ from scipy.special import logsumexp
 
 from experiments import common as C
 from experiments.data import flatten_queries, sample_prompts
+from experiments.models import ModelConfig, attention_weights, make_tokens, residual_states
 from experiments.training import get_or_train
 from iclkd_jax.attention import kd_decomposition
-from iclkd_jax.models import ModelConfig, attention_weights, make_tokens, residual_states
 
 NAME = "multi-layer"
 _states_jit = jax.jit(residual_states, static_argnums=0)

@@ -26,9 +26,9 @@ import numpy as np
 
 from experiments import common as C
 from experiments.data import DTYPE, Prompts, label, sample_prompts
+from experiments.models import attention_weights
 from iclkd_jax.distributions import shift_family
 from iclkd_jax.kernels import median_bandwidth
-from iclkd_jax.models import attention_weights
 
 NAME = "selection"
 

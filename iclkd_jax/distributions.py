@@ -128,7 +128,7 @@ class Distribution:
           ValueError: for a Student-t with ``df <= 1`` (no mean).
         """
         if self.kind == "mixture":
-            return sum(w * c.mean for w, c in zip(self.weights, self.components))
+            return sum(w * c.mean for w, c in zip(self.weights, self.components, strict=False))
         if self.kind == "student_t" and self.df <= 1:
             raise ValueError(f"{self.name} has no mean (df = {self.df:g} <= 1)")
         return np.asarray(self.center, dtype=np.float64)
@@ -194,7 +194,7 @@ def _sample(dist: Distribution, key, n, dtype):
     if kind == "mixture":
         choice_key, *component_keys = jax.random.split(key, len(dist.components) + 1)
         labels = jax.random.choice(choice_key, len(dist.components), (n,), p=jnp.asarray(dist.weights, dtype))
-        draws = jnp.stack([c.sample(k, n, dtype) for c, k in zip(dist.components, component_keys)])
+        draws = jnp.stack([c.sample(k, n, dtype) for c, k in zip(dist.components, component_keys, strict=False)])
         return jnp.take_along_axis(draws, labels[None, :, None], axis=0)[0]
     raise ValueError(f"unknown distribution kind {kind!r}")
 

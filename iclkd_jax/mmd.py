@@ -137,7 +137,7 @@ def _combine(sums, coefficients):
     """sum_t coeff_t * scaled_t * exp(shift_t), factoring out the largest shift."""
     shifts = jnp.stack([s for _, s in sums])
     top = jnp.max(shifts)
-    total = sum(c * scaled * jnp.exp(shift - top) for (scaled, shift), c in zip(sums, coefficients))
+    total = sum(c * scaled * jnp.exp(shift - top) for (scaled, shift), c in zip(sums, coefficients, strict=False))
     return total * jnp.exp(top)
 
 

@@ -54,4 +54,4 @@ def test_importing_any_module_changes_no_jax_configuration():
     assert result["changed"] == {}, result["changed"]
     assert result["x64_after"] is False
     assert {"verification", "verification.search", "benchmarks.perf", "benchmarks.tightness",
-            "verification.checks.thm_4_1", "experiments.cli"} <= set(result["imported"])
+            "verification.statements.thm_4_1.check", "experiments.cli"} <= set(result["imported"])

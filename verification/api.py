@@ -45,22 +45,11 @@ Contents:
 
 from __future__ import annotations
 
-from verification import enable_x64, reference
-from verification.adversary import (
-    SearchResult,
-    SearchTarget,
-    cayley,
-    project_rows_to_ball,
-    project_to_ball,
-    project_to_box,
-    project_to_simplex,
-    project_to_spectral_ball,
-    qr_isometry,
-    run_search,
-    simplex,
-)
-from verification.plugins import ENTRY_POINT_GROUP, PluginError, load_plugin
-from verification.registry import (
+from verification import enable_x64
+from verification.cases.explore import Exploration, explore
+from verification.cases.strategies import AttentionCase, attention_cases, standard_normal_pool
+from verification.core.errors import PluginError
+from verification.core.model import (
     KINDS,
     PROFILES,
     STATUSES,
@@ -71,13 +60,23 @@ from verification.registry import (
     ProfileName,
     RunContext,
     Status,
-    all_checks,
-    register,
 )
-from verification.runner import run_check
-from verification.search import Exploration, explore
-from verification.strategies import AttentionCase, attention_cases, standard_normal_pool
-from verification.tolerances import eps, relative_tolerance
+from verification.core.registry import register
+from verification.core.tolerances import eps, relative_tolerance
+from verification.engine.plugins import ENTRY_POINT_GROUP, all_checks, load_plugin
+from verification.engine.runner import run_check
+from verification.oracles import reference
+from verification.search.ascent import SearchResult, SearchTarget, run_search
+from verification.search.projections import (
+    cayley,
+    project_rows_to_ball,
+    project_to_ball,
+    project_to_box,
+    project_to_simplex,
+    project_to_spectral_ball,
+    qr_isometry,
+    simplex,
+)
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from verification import reference, smollm2
+from verification.oracles import reference
+from verification.real_models import smollm2
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from verification import reference
+from verification.oracles import reference
 
 
 def f64(a) -> np.ndarray:

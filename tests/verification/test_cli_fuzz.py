@@ -15,9 +15,11 @@ import pytest
 
 from benchmarks import BENCHMARKS
 from experiments import cli as experiments_cli
-from verification import cli, runner
-from verification.command import ExitStatus
-from verification.registry import REGISTRY, Check, register
+from verification import cli
+from verification.core.model import Check
+from verification.core.registry import REGISTRY, register
+from verification.engine import runner
+from verification.io.command import ExitStatus
 
 PROC = "/proc/iclkd-no-such-dir"  # cannot be created even by root
 
@@ -103,8 +105,8 @@ def nothing_runs(monkeypatch):
     monkeypatch.setattr(perf, "machine_rates", fail)
     monkeypatch.setattr(tightness, "run_cells", fail)
     monkeypatch.setattr(mmd_shift, "run", fail)
-    monkeypatch.setattr("verification.adversary.run_search", fail)
-    monkeypatch.setattr("verification.distributed.launch", fail)
+    monkeypatch.setattr("verification.engine.search.run_search", fail)
+    monkeypatch.setattr("verification.engine.distributed.launch", fail)
     monkeypatch.setattr("benchmarks.mutation.make_copy", fail)
 
 
@@ -246,7 +248,7 @@ def test_bench_exit_statuses(tmp_path, monkeypatch, capsys):
 
 
 def test_a_missing_module_is_a_usage_error(monkeypatch, capsys):
-    from verification.command import Command
+    from verification.io.command import Command
 
     monkeypatch.setitem(BENCHMARKS, "perf", Command("gone", "benchmarks.no_such_module"))
     assert cli.main(["bench", "perf"]) == ExitStatus.USAGE
@@ -329,7 +331,7 @@ def test_search_interrupted_or_failing(failure, status, tmp_path, monkeypatch, c
     def run_search(*args, **kwargs):
         raise failure("planted")
 
-    monkeypatch.setattr("verification.adversary.run_search", run_search)
+    monkeypatch.setattr("verification.engine.search.run_search", run_search)
     path = tmp_path / "s.json"
     assert cli.main(["search", "thm-4.1", "--budget", "16", "--json", str(path)]) == status
     assert not path.exists()

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import pytest
 
 from iclkd_jax import features
-from verification.runner import run_check
+from verification.engine.runner import run_check
 
 
 def test_holds_on_the_real_implementation():

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from verification import minilm
+from verification.real_models import minilm
 
 
 def test_missing_model_files_give_the_install_command(monkeypatch, tmp_path):
@@ -31,7 +31,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def real_model():
-    from verification import real_model
+    from verification.real_models import run as real_model
 
     return real_model
 
@@ -88,7 +88,7 @@ def test_encoder_reproduces_the_published_sentence_similarities(model):
 
 
 def test_run_reports_both_theorems_and_they_hold(model, real_model):
-    from verification import report
+    from verification.io import report
 
     results = real_model.run("minilm", seed=0, profile="smoke", model=model)
     by_id = {r.id: r for r in results}
@@ -130,7 +130,8 @@ def test_every_real_check_has_three_mutants_and_all_are_tested(real_model):
 
 
 def test_cli_refuses_a_missing_model_before_running_any_check(monkeypatch, tmp_path, capsys):
-    from verification import cli, runner
+    from verification import cli
+    from verification.engine import runner
 
     monkeypatch.setenv(minilm.ENV_DIR, str(tmp_path))
     monkeypatch.setattr(runner, "run_checks", lambda *a, **k: pytest.fail("checks ran before the model was found"))

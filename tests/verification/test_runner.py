@@ -6,8 +6,10 @@ from __future__ import annotations
 import jax
 import pytest
 
-from verification import real_model, runner
-from verification.registry import CheckResult
+from verification.core.model import CheckResult
+from verification.engine import runner
+from verification.real_models import minilm_checks
+from verification.real_models import run as real_model
 
 
 def test_an_exception_becomes_status_error_with_its_summary():
@@ -42,13 +44,13 @@ def test_keyboard_interrupt_stops_the_run():
 
 
 def test_real_model_checks_use_the_same_wrapper(monkeypatch):
-    check_id = next(iter(real_model.CHECKS))
+    check_id = next(iter(minilm_checks.CHECKS))
 
     def crash(model, seed, profile, mutant):
         raise RuntimeError("planted in a real-model check")
 
-    monkeypatch.setitem(real_model._RUNNERS, check_id, crash)
-    model = object.__new__(real_model.minilm.MiniLM)  # a MiniLM never loaded: the planted runner ignores it
+    monkeypatch.setitem(minilm_checks.RUNNERS, check_id, crash)
+    model = object.__new__(minilm_checks.minilm.MiniLM)  # a MiniLM never loaded: the planted runner ignores it
     result = real_model.run_check(check_id, model=model, seed=1, profile="smoke")
     assert result.status == "error" and "RuntimeError: planted in a real-model check" in result.summary
 

@@ -10,7 +10,8 @@ import re
 import numpy as np
 import pytest
 
-from verification import reference, smollm2
+from verification.oracles import reference
+from verification.real_models import smollm2
 
 
 def test_missing_model_file_gives_the_install_command(monkeypatch, tmp_path):
@@ -104,7 +105,7 @@ def test_float32_and_float64_logits_agree(model):
 # By default on one layer each (the last; the mutant on the first): the 270-head run takes ~35 s on 2 cores and is
 # slow-marked (every layer's forward-pass heads are compared with the reference in the test above).
 def test_thm_31a_real_holds_on_a_layer_subset(model):
-    from verification import real_smollm2
+    from verification.real_models import smollm2_checks as real_smollm2
 
     result = real_smollm2.check_31a(model, 0, "smoke", None, layers=[29])
     assert result.status == "holds", result.summary
@@ -115,7 +116,7 @@ def test_thm_31a_real_holds_on_a_layer_subset(model):
 
 @pytest.mark.slow
 def test_thm_41_real_holds_on_one_layer(model):
-    from verification import real_smollm2
+    from verification.real_models import smollm2_checks as real_smollm2
 
     result = real_smollm2.check_41(model, 0, "smoke", None, layers=[3])
     assert result.status == "holds", result.summary
@@ -125,7 +126,7 @@ def test_thm_41_real_holds_on_one_layer(model):
 
 def test_half_split_rope_is_caught(model):
     # the convention the issue warns about: the default run keeps this one mutant, the rest are slow-marked
-    from verification import real_smollm2
+    from verification.real_models import smollm2_checks as real_smollm2
 
     result = real_smollm2.check_31a(model, 0, "smoke", "half-split-rope", layers=[0])
     assert result.status == "violated", result.summary
@@ -139,14 +140,14 @@ def test_half_split_rope_is_caught(model):
     ("thm-4.1-real", "wrong-kv-group-kernel"),
 ])
 def test_mutant_is_caught(model, check_id, mutant):
-    from verification import real_smollm2
+    from verification.real_models import smollm2_checks as real_smollm2
 
     result = real_smollm2.RUNNERS[check_id](model, 0, "smoke", mutant, layers=[1])
     assert result.status == "violated", (mutant, result.status, result.summary)
 
 
 def test_every_mutant_is_tested():
-    from verification import real_smollm2
+    from verification.real_models import smollm2_checks as real_smollm2
 
     listed = {m for _, m in next(m for m in test_mutant_is_caught.pytestmark if m.name == "parametrize").args[1]}
     assert listed == {m for ms in real_smollm2.CHECKS.values() for m in ms}
@@ -154,7 +155,7 @@ def test_every_mutant_is_tested():
 
 @pytest.mark.slow
 def test_all_270_heads_through_the_cli_entry_point(model):
-    from verification import real_model
+    from verification.real_models import run as real_model
 
     results = {r.id: r for r in real_model.run("smollm2", seed=0, profile="smoke", model=model)}
     assert results["thm-3.1a-real"].status == "holds" and results["thm-3.1a-real"].figures["query_heads"] == 270

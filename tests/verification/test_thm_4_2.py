@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import iclkd_jax as ik
-from verification.checks import thm_4_2
-from verification.runner import run_check
+from verification.engine.runner import run_check
+from verification.statements.thm_4_2 import check as thm_4_2
 
 
 def test_holds_with_the_prediction_bound_attained():

@@ -1,0 +1,154 @@
+"""The library's kernels and MMD estimators against :mod:`verification.reference` (THEOREMS.md, Theorem 4.1 and
+Conjecture 4.1'), used by conj-4.1.
+
+Each function returns the largest disagreement in units of its round-off budget (<= 1 agrees):
+
+* :func:`gram_agreement`: ``Kernel.__call__`` and ``Kernel.log_gram`` of every kernel kind, entry by entry,
+  within ``64 eps (1 + |log k|)`` relative (a logit or an exponent carries a relative error ``eps |log k|``);
+* :func:`distance_agreement`: ``squared_distances`` on both branches (explicit differences, and the centred
+  matmul expansion forced by ``direct_max=0``) within ``64 eps (|x - c|^2 + |y - c|^2)``, c the centre;
+* :func:`estimator_agreement`: ``mmd`` (the square root of the biased MMD^2) and ``mmd2_from_features``
+  (biased and unbiased, ``n != m``) against the reference V and U statistics of the linear kernel (whose
+  features are the points), within ``64 eps sum|terms|``; ``median_bandwidth`` within ``64 eps``;
+* :func:`permutation_test`: ``mmd_permutation_test``: the observed statistic (both estimators, ``n != m``)
+  against the reference, the p-value against its definition on the returned statistics, the size under the
+  null (the test is exact: ``P(p <= alpha) = floor(alpha (B+1))/(B+1)``, judged two-sided by a 99 %
+  Clopper-Pearson interval) and the power against a shift of 3 standard deviations (every test must reject;
+  judged by the 99 % interval's upper limit against ``MIN_POWER``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import stats
+
+import iclkd_jax as ik
+from verification.cases.shift_cases import draw_normals
+from verification.core.tolerances import eps
+from verification.oracles import reference as ref
+
+OPERATIONS = 64.0
+ALPHA, CONFIDENCE, MIN_POWER = 0.05, 0.99, 0.9
+PERMUTATIONS, SAMPLE = 99, 10
+
+
+def _units(diff, scale):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.abs(diff) / (OPERATIONS * eps(np.float64) * scale)
+    return float(np.max(np.where(np.isnan(out), np.inf, out)))
+
+
+def _library_kernel(kind: str, *, bandwidth=None, wk=None) -> ik.Kernel:
+    return {"rbf": lambda: ik.rbf_kernel(bandwidth=bandwidth), "laplace": lambda: ik.laplace_kernel(bandwidth=bandwidth),
+            "linear": ik.linear_kernel, "exp": ik.exp_kernel, "product": lambda: ik.product_kernel(wk)}[kind]()
+
+
+def gram_agreement(x, y, wk, bandwidth: float) -> dict:
+    """``{kind: disagreement}`` of ``Kernel.__call__`` and ``Kernel.log_gram`` with the reference."""
+    out = {}
+    for kind in ref.KERNEL_KINDS:
+        params = {"bandwidth": bandwidth} if kind in ("rbf", "laplace") else ({"wk": wk} if kind == "product" else {})
+        u, v = (x @ wk.T, y @ wk.T) if kind == "exp" else (x, y)
+        kernel = _library_kernel(kind, **params)
+        sign, log_abs = ref.log_gram(kind, u, v, **params)
+        scale = np.exp(log_abs) * (1.0 + np.abs(log_abs))
+        lib = np.asarray(kernel(jnp.asarray(u), jnp.asarray(v)))
+        lib_sign, lib_log = (np.asarray(a) for a in kernel.log_gram(jnp.asarray(u), jnp.asarray(v)))
+        with np.errstate(invalid="ignore", over="ignore"):
+            log_form = lib_sign * np.exp(lib_log) - sign * np.exp(log_abs)
+        out[kind] = max(_units(lib - sign * np.exp(log_abs), scale), _units(log_form, scale))
+    return out
+
+
+def distance_agreement(x, y) -> float:
+    """``squared_distances`` on both branches against explicit differences."""
+    exact = ref.pairwise_squared_distances(x, y)
+    centre = y.mean(axis=0)
+    scale = (np.sum((x - centre) ** 2, axis=1)[:, None] + np.sum((y - centre) ** 2, axis=1)[None, :])
+    direct = np.asarray(ik.squared_distances(jnp.asarray(x), jnp.asarray(y)))
+    matmul = np.asarray(ik.squared_distances(jnp.asarray(x), jnp.asarray(y), direct_max=0))
+    return max(_units(direct - exact, scale), _units(matmul - exact, scale))
+
+
+def estimator_agreement(x, y) -> dict:
+    """``mmd``, ``mmd2_from_features`` (V and U) and ``median_bandwidth`` against the reference (``x``, ``y``: n != m)."""
+    out = {}
+    for estimator in ("biased", "unbiased"):
+        total = ref.log_mmd2(x, y, "linear", estimator=estimator)
+        value = total.sign * np.exp(total.log_abs)
+        lib = float(ik.mmd2_from_features(jnp.asarray(x), jnp.asarray(y), estimator=estimator))
+        out[f"mmd2_from_features ({estimator})"] = _units(lib - value, np.exp(total.log_terms))
+    rbf = ref.log_mmd2(x, y, "rbf", bandwidth=1.0)
+    root = math.sqrt(max(float(rbf.sign * np.exp(rbf.log_abs)), 0.0))
+    lib_root = float(ik.mmd(jnp.asarray(x), jnp.asarray(y), ik.rbf_kernel(bandwidth=1.0)))
+    # d sqrt(v) = dv / (2 sqrt v): the square root's budget from MMD^2's absolute round-off sum|terms|
+    out["mmd"] = _units(lib_root**2 - root**2, np.exp(rbf.log_terms))
+    out["median_bandwidth"] = _units(ik.median_bandwidth(jnp.asarray(x), jnp.asarray(y)) - ref.median_bandwidth(x, y),
+                                     ref.median_bandwidth(x, y))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class PermutationFigures:
+    statistic_agreement: float      # observed statistic vs the reference, both estimators (round-off units)
+    p_value_agreement: float        # |p-value - (1 + #{T_b >= T_obs}) / (B + 1)| on the returned statistics (<= 4 eps)
+    size: float                     # rejection rate at ALPHA under the null
+    size_interval: tuple            # 99 % Clopper-Pearson
+    expected_size: float            # floor(ALPHA (B + 1)) / (B + 1)
+    power: float
+    power_interval: tuple
+    tests: int
+
+    @property
+    def ok(self) -> bool:
+        return (self.statistic_agreement <= 1.0 and self.p_value_agreement <= 4 * eps(np.float64)
+                and self.size_interval[0] <= self.expected_size <= self.size_interval[1]
+                and self.power_interval[1] >= MIN_POWER)
+
+
+def _clopper_pearson(k: int, n: int) -> tuple[float, float]:
+    a = (1 - CONFIDENCE) / 2
+    return (0.0 if k == 0 else float(stats.beta.ppf(a, k, n - k + 1)),
+            1.0 if k == n else float(stats.beta.ppf(1 - a, k + 1, n - k)))
+
+
+@functools.partial(jax.jit, static_argnames=("estimator",))
+def _batched_tests(x, y, keys, estimator="biased"):
+    kernel = ik.rbf_kernel(bandwidth=1.0)
+    run = lambda a, b, k: ik.mmd_permutation_test(a, b, kernel, key=k, num_permutations=PERMUTATIONS,  # noqa: E731
+                                                  estimator=estimator)
+    return jax.vmap(run)(x, y, keys)
+
+
+def permutation_test(key, tests: int) -> PermutationFigures:
+    """``mmd_permutation_test`` with an RBF kernel (bandwidth 1) on ``tests`` null and ``tests`` shifted pairs
+    (vmapped over the tests)."""
+    data_key, test_key = jax.random.split(key)
+    # n = SAMPLE, m = SAMPLE + 1: the coefficients of both samples are exercised
+    z = draw_normals(data_key, 2 * tests, (2 * SAMPLE + 1) * 2, 1)[0].reshape(2, tests, 2 * SAMPLE + 1, 2)
+    x = z[:, :, :SAMPLE]
+    y = z[:, :, SAMPLE:] + 3.0 * np.arange(2)[:, None, None, None]   # null, then a shift of 3
+    keys = jax.random.split(test_key, 2 * tests)
+    res = _batched_tests(jnp.asarray(x.reshape(2 * tests, SAMPLE, 2)), jnp.asarray(y.reshape(2 * tests, SAMPLE + 1, 2)),
+                         keys)
+    stat, p_value, perm = (np.asarray(a) for a in res)
+    p_def = (1 + np.sum(perm >= stat[:, None], axis=1)) / (PERMUTATIONS + 1)
+    p_agree = float(np.max(np.abs(p_value - p_def)))
+    rejections = (p_value <= ALPHA).reshape(2, tests).sum(axis=1)
+    xs, ys = x.reshape(2 * tests, SAMPLE, 2), y.reshape(2 * tests, SAMPLE + 1, 2)
+    unbiased = np.array([float(ik.mmd_permutation_test(jnp.asarray(xs[i]), jnp.asarray(ys[i]), ik.rbf_kernel(bandwidth=1.0),
+                                                       key=keys[i], num_permutations=PERMUTATIONS,
+                                                       estimator="unbiased").statistic) for i in range(4)])
+    agree = 0.0
+    for estimator, values in (("biased", stat[:4]), ("unbiased", unbiased)):
+        total = ref.log_mmd2(xs[:4], ys[:4], "rbf", estimator=estimator, bandwidth=np.ones(4))
+        agree = max(agree, _units(values - total.sign * np.exp(total.log_abs), np.exp(total.log_terms)))
+    expected = math.floor(ALPHA * (PERMUTATIONS + 1)) / (PERMUTATIONS + 1)
+    return PermutationFigures(agree, p_agree, rejections[0] / tests, _clopper_pearson(int(rejections[0]), tests),
+                              expected, rejections[1] / tests, _clopper_pearson(int(rejections[1]), tests), tests)

@@ -1,0 +1,1 @@
+"""The engine: the runner and self-test, plugin discovery, the distributed map, the certify and search drivers."""

@@ -1,0 +1,104 @@
+"""Runs registered checks (and their mutants) and collects :class:`CheckResult`s."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+
+from tqdm import tqdm
+
+from verification.core.guard import guarded
+from verification.core.model import PROFILES, CheckResult, ProfileName, RunContext
+from verification.core.process import process_count
+from verification.engine.distributed import distributed_map
+from verification.engine.plugins import all_checks
+
+
+def _progress(items, enabled: bool, desc: str):
+    if not enabled:
+        return items
+    return tqdm(items, desc=desc, unit="check", leave=False)
+
+
+def run_check(check_id: str, *, profile: ProfileName = "quick", seed: int = 0, mutant: str | None = None,
+              shrink: bool = True) -> CheckResult:
+    """Runs one check; an exception inside a check is reported as status ``error`` with its summary."""
+    checks = all_checks()
+    if check_id not in checks:
+        raise ValueError(f"unknown check id {check_id!r}; known: {', '.join(checks)}")
+    cls = checks[check_id]
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+    if mutant is not None and mutant not in cls.mutants:
+        raise ValueError(f"check {check_id} has no mutant {mutant!r}; it has {sorted(cls.mutants)}")
+    ctx = RunContext(PROFILES[profile], seed, check_id, mutant, shrink)
+    return guarded(lambda: cls().run(ctx), check_id=check_id, kind=cls.kind, seed=seed, mutant=mutant)
+
+
+def iter_checks(ids: Iterable[str] | None = None, *, profile: ProfileName = "quick", seed: int = 0,
+                progress: bool = False) -> Iterator[CheckResult]:
+    """Runs the selected checks (all by default; repeated ids once), yielding each result as it finishes."""
+    checks = all_checks()
+    ids = list(checks) if not ids else list(dict.fromkeys(ids))
+    unknown = [i for i in ids if i not in checks]
+    if unknown:
+        raise ValueError(f"unknown check id(s) {unknown}; known: {', '.join(checks)}")
+    if process_count() > 1:  # check j on process j mod N; every process gets every result
+        yield from distributed_map(lambda i: run_check(i, profile=profile, seed=seed), ids)
+        return
+    for i in _progress(ids, progress, "iclkd verify"):
+        yield run_check(i, profile=profile, seed=seed)
+
+
+def run_checks(ids: Iterable[str] | None = None, *, profile: ProfileName = "quick", seed: int = 0,
+               progress: bool = False) -> list[CheckResult]:
+    """The results of :func:`iter_checks` as a list."""
+    return list(iter_checks(ids, profile=profile, seed=seed, progress=progress))
+
+
+@dataclasses.dataclass
+class MutantOutcome:
+    check_id: str
+    mutant: str
+    description: str
+    baseline_status: str
+    mutant_status: str
+    caught: bool
+    worst: float | None
+
+
+def mutant_caught(kind: str, baseline_status: str, mutant_status: str) -> bool:
+    """A mutant is caught by a verdict, never by a crash: ``error`` (the check raised) catches nothing."""
+    if kind in ("theorem", "lemma"):
+        return mutant_status in ("violated", "refuted")
+    return mutant_status != baseline_status and mutant_status not in ("inconclusive", "error")
+
+
+def self_test(ids: Iterable[str] | None = None, *, profile: ProfileName = "quick", seed: int = 0,
+              progress: bool = False) -> list[MutantOutcome]:
+    """Runs every registered mutant of the selected checks; see :func:`mutant_caught`."""
+    return list(iter_self_test(ids, profile=profile, seed=seed, progress=progress))
+
+
+def iter_self_test(ids: Iterable[str] | None = None, *, profile: ProfileName = "quick", seed: int = 0,
+                   progress: bool = False) -> Iterator[MutantOutcome]:
+    """:func:`self_test`, yielding each mutant's outcome as it finishes."""
+    checks = all_checks()
+    ids = list(checks) if not ids else list(dict.fromkeys(ids))
+    jobs = [(cid, name) for cid in ids for name in checks[cid].mutants]
+    baselines: dict[str, CheckResult] = {}
+
+    def outcome(job: tuple[str, str]) -> MutantOutcome:
+        cid, name = job
+        if cid not in baselines:  # per process: each computes the baselines of its own jobs
+            baselines[cid] = run_check(cid, profile=profile, seed=seed)
+        result = run_check(cid, profile=profile, seed=seed, mutant=name, shrink=False)
+        kind = checks[cid].kind
+        return MutantOutcome(cid, name, checks[cid].mutants[name], baselines[cid].status, result.status,
+                             mutant_caught(kind, baselines[cid].status, result.status), result.worst)
+
+    if process_count() > 1:  # mutant j on process j mod N
+        yield from distributed_map(outcome, jobs)
+        return
+    for job in _progress(jobs, progress, "self-test"):
+        yield outcome(job)

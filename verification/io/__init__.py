@@ -1,0 +1,1 @@
+"""Input and output: the command-line machinery (argument types, dispatch) and the reports."""

@@ -1,0 +1,315 @@
+"""thm-4.2: the weight shift bounds the prediction shift and the KD-risk shift (THEOREMS.md, Theorem 4.2).
+
+Statement, with ``W̄(P) = 2 eta E_P[W^V x ⊗ phi(W^K x)]`` and ``ΔW = W̄(𝒬) - W̄(𝒟)``:
+
+(i) for every query token x,
+    ``||f_S(x; W̄(𝒬)) - f_S(x; W̄(𝒟))|| <= ||ΔW||_HS ||phi(W^K x)||
+                                        <= 2 eta ||W^V||_op MMD_k(𝒟, 𝒬) exp(||W^K x||^2 / 2)``;
+(ii) with ``||W^V x|| <= T``, ``||phi(W^K x)|| <= C`` on the support of the risk's measure and
+    ``B >= ||W̄(𝒬)||_HS, ||W̄(𝒟)||_HS``,
+    ``|L(W̄(𝒬)) - L(W̄(𝒟))| <= 2 (T + B C) C ||ΔW||_HS <= 4 eta (T + B C) C ||W^V||_op MMD_k``,
+    ``L(W) = E_x ||W^V x - W phi(W^K x)||^2``.
+
+(ii) holds for any measure on the support, so here deterministically for the empirical measure of a
+reference sample (the target 𝒟: L is the risk on the target). T and C are the exact sups over that
+support (the smallest constants the statement allows: the strongest test); B is the larger of the two
+library HS norms.
+
+Cases: (a) random heads on independent samples: batches of the shapes of thm-4.1 drawn with
+``jax.random`` (:func:`verification.shift_cases.draw_shift_batches`), ``m`` fresh standard normal queries;
+(b) the attained configuration (``d = 4``, ``W^K = [A, 0]``, ``W^V = [0, s O]``, 𝒟 = {(a, 0)}, 𝒬 = {(a, -rho u)},
+query = reference = {(a, u)}, ``eta = exp(-||A a||^2)/2``), drawn in batches too: (i) is an equality there
+(both inequalities) and (ii) has ratio exactly ``(2 + rho)/(2 + 2 rho)``. The library runs under ``jax.vmap``
+(:func:`verification.shift_cases.library_shift`, the program thm-4.1 compiles, shared), the float64
+reference batched in NumPy. Hypothesis adds edge cases of (a) with shrinking.
+
+Judged per case (each a violation): the library equals the reference (prediction shifts, both KD risks,
+``||W̄(𝒬)||^2``, ``||W̄(𝒟)||^2``, ``||ΔW||^2``, ``MMD_k^2``); both inequalities of (i) at every query and of
+(ii); for (b), ``|ratio - 1|`` for both (i) ratios and ``|ratio - (2+rho)/(2+2rho)|`` for (ii), two-sided.
+
+Tolerance: the prediction difference is a difference of two kernel sums, each with an absolute round-off
+``64 eps (1 + max|logit|) sum_i |c_i| ||v_i|| exp(k_i . k)``; the risk difference carries
+``64 eps (1 + max|logit|) mean (||t|| + ||a|| + ||b||)^2``; divided by the bound and added to the relative
+tolerance of ``||ΔW||`` and MMD (thm-4.1). Library and reference agree within the same absolute budgets.
+
+``worst_case`` (for ``--certify``): the random case with the largest ratio (prediction or risk), keys
+``wk, wv, target (m, d), prompt (n, d), log_eta`` (as thm-4.1), ``queries (Q, d)`` and ``reference (R, d)``
+(the risk's sample, here the target); ``figures["worst_case_risk"]`` holds the random case with the largest
+risk ratio in the same form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import jax
+import numpy as np
+
+from verification.cases.explore import explore
+from verification.cases.shift_cases import (
+    OPERATIONS,
+    SHAPES,
+    ShiftBatch,
+    ShiftCase,
+    agreement,
+    draw_normals,
+    draw_queries,
+    draw_shift_batches,
+    library_shift,
+    log_agreement,
+    map_batches,
+    operator_norm_agreement,
+    reference_prediction_scale,
+    reference_weight_shift,
+    shift_cases,
+)
+from verification.core.model import Check, RunContext
+from verification.core.registry import register
+from verification.core.tolerances import eps
+from verification.oracles import reference as ref
+
+CASES_PER_SHAPE, SMOKE_CASES = 1024, 128
+TIGHT_SHAPE = SHAPES[1]  # (d, d_k, d_v, n, m) = (4, 2, 2, 4, 4): the attained configuration, every point repeated
+
+
+@dataclasses.dataclass(frozen=True)
+class Cases42:
+    """A batch with its queries and reference sample (``(B, Q, d)``, ``(B, R, d)``), and the attained ``rho``."""
+
+    batch: ShiftBatch
+    queries: np.ndarray
+    reference: np.ndarray
+    rho: np.ndarray | None = None
+
+    def case(self, i: int) -> dict:
+        return {**self.batch.case(i), "queries": self.queries[i].tolist(), "reference": self.reference[i].tolist()}
+
+
+def draw_tight_cases(key, size: int) -> Cases42:
+    """``size`` attained configurations (module docstring): ``kappa2 = ||A a||^2 ~ U(1, 6)``, ``rho ~ U(0.01, 0.3)``,
+    ``s ~ U(0.5, 2)``."""
+    normal, uniform = draw_normals(key, size, 12, 3)
+    kappa2, rho, s = 1.0 + 5.0 * uniform[:, 0], 0.01 + 0.29 * uniform[:, 1], 0.5 + 1.5 * uniform[:, 2]
+    a_mat, a_vec = normal[:, :4].reshape(-1, 2, 2), normal[:, 4:6]
+    o_mat, u = normal[:, 6:10].reshape(-1, 2, 2), normal[:, 10:12]
+    a_vec = a_vec / np.linalg.norm(a_vec, axis=1, keepdims=True)
+    u = u / np.linalg.norm(u, axis=1, keepdims=True)
+    a_mat = a_mat * (np.sqrt(kappa2) / np.linalg.norm(np.einsum("bij,bj->bi", a_mat, a_vec), axis=1))[:, None, None]
+    o_mat, _ = np.linalg.qr(o_mat)
+    zeros = np.zeros((size, 2, 2))
+    wk = np.concatenate([a_mat, zeros], axis=2)
+    wv = np.concatenate([zeros, s[:, None, None] * o_mat], axis=2)
+    rows = TIGHT_SHAPE[3]
+    repeat = lambda r: np.repeat(r[:, None, :], rows, axis=1)  # noqa: E731
+    target = repeat(np.concatenate([a_vec, np.zeros((size, 2))], axis=1))
+    prompt = repeat(np.concatenate([a_vec, -rho[:, None] * u], axis=1))
+    query = repeat(np.concatenate([a_vec, u], axis=1))
+    batch = ShiftBatch(wk, wv, target, prompt, -kappa2 - math.log(2.0))
+    return Cases42(batch, query, query, rho)
+
+
+@dataclasses.dataclass(frozen=True)
+class Judged42:
+    """Per-case ratios and scores (``*_score`` <= 1 holds)."""
+
+    prediction_ratio: np.ndarray       # max over queries and both chains of observed / bound
+    prediction_ratios: tuple           # (hs chain (B, Q), mmd chain (B, Q))
+    risk_ratio: np.ndarray             # max over both chains
+    risk_ratios: tuple                 # (hs chain (B,), mmd chain (B,))
+    bound_score: np.ndarray
+    agreement_score: np.ndarray
+    agreement_by_quantity: dict
+    tolerance: np.ndarray
+    max_logit: np.ndarray
+
+    @property
+    def score(self) -> np.ndarray:
+        return np.maximum(self.bound_score, self.agreement_score)
+
+
+def judge(cases: Cases42, mutant: str | None, *, chunk: int) -> Judged42:
+    b = cases.batch
+    lib = map_batches(library_shift, b.arrays() + (cases.queries, cases.reference), chunk)
+    refs = reference_weight_shift(b)
+    f64 = eps(np.float64)
+    # the reference side: predictions, risks, the one-step weights' HS norms
+    pred_q = ref.distilled_prediction(b.wk, b.wv, b.prompt, b.log_eta, cases.queries)
+    pred_d = ref.distilled_prediction(b.wk, b.wv, b.target, b.log_eta, cases.queries)
+    size = (reference_prediction_scale(b.wk, b.wv, b.prompt, b.log_eta, cases.queries)
+            + reference_prediction_scale(b.wk, b.wv, b.target, b.log_eta, cases.queries))
+    qkeys = np.einsum("bkd,bqd->bqk", b.wk, cases.queries)
+    tokens = np.concatenate([b.prompt, b.target], axis=1)
+    keys = np.einsum("bkd,bid->bik", b.wk, tokens)
+    max_logit_q = np.max(np.abs(np.einsum("bqk,bik->bqi", qkeys, keys)), axis=(1, 2))
+    err_pred = OPERATIONS * f64 * (1.0 + max_logit_q)[:, None] * size                        # (B, Q)
+    rkeys = np.einsum("bkd,brd->brk", b.wk, cases.reference)
+    max_logit_r = np.max(np.abs(np.einsum("brk,bik->bri", rkeys, keys)), axis=(1, 2))
+    t_r = np.linalg.norm(np.einsum("bad,brd->bra", b.wv, cases.reference), axis=-1)
+    a_r = np.linalg.norm(ref.distilled_prediction(b.wk, b.wv, b.prompt, b.log_eta, cases.reference), axis=-1)
+    b_r = np.linalg.norm(ref.distilled_prediction(b.wk, b.wv, b.target, b.log_eta, cases.reference), axis=-1)
+    err_risk = OPERATIONS * f64 * (1.0 + max_logit_r) * np.mean((t_r + a_r + b_r) ** 2, axis=-1)
+    risk_q = ref.kd_risk(b.wk, b.wv, b.prompt, b.log_eta, cases.reference)
+    risk_d = ref.kd_risk(b.wk, b.wv, b.target, b.log_eta, cases.reference)
+
+    def one_step_hs(tokens_):
+        n = tokens_.shape[1]
+        return ref.log_hs_norm2(np.full(tokens_.shape[:2], 1.0 / n), np.einsum("bad,bid->bia", b.wv, tokens_),
+                                np.einsum("bkd,bid->bik", b.wk, tokens_), math.log(2.0) + b.log_eta)
+
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        agree = {
+            "hs_norm": log_agreement(lib["log_dw2"], refs.dw, refs.round_off),
+            "mmd2": agreement(lib["mmd2"], refs.mmd2, refs.round_off),
+            "hs_norm_one_step": np.maximum(log_agreement(lib["log_hs_q"], one_step_hs(b.prompt), refs.round_off),
+                                           log_agreement(lib["log_hs_d"], one_step_hs(b.target), refs.round_off)),
+            "prediction_shift": np.max(np.linalg.norm(lib["prediction_shift"] - (pred_q - pred_d), axis=-1)
+                                       / err_pred, axis=-1),
+            "kd_risk": np.maximum(np.abs(lib["risk_q"] - risk_q), np.abs(lib["risk_d"] - risk_d)) / err_risk,
+        }
+        op = operator_norm_agreement(b.wv)
+        agree["operator_norm"] = np.concatenate([op, np.zeros(b.size - op.size)])
+        agree = {k: np.where(np.isnan(v), np.inf, v) for k, v in agree.items()}
+        # (i) from the library's values, at every query
+        wv_op = refs.wv_op  # the reference's SVD; ik.operator_norm is compared on a sample below
+        log_dw = 0.5 * lib["log_dw2"]
+        log_mmd = 0.5 * np.log(np.where(lib["mmd2"] > 0, lib["mmd2"], 0.0))
+        log_2eta_mv_mmd = math.log(2.0) + b.log_eta + np.log(wv_op) + log_mmd
+        diff = np.linalg.norm(lib["prediction_shift"], axis=-1)                                    # (B, Q)
+        log_phi = 0.5 * np.sum(qkeys * qkeys, axis=-1)                                           # log ||phi(W^K x)||
+        if mutant == "quarter-exponent":
+            log_phi = 0.5 * log_phi
+        elif mutant == "no-feature-norm":
+            log_phi = np.zeros_like(log_phi)
+        tol41 = OPERATIONS * f64 * (refs.dw.condition + refs.mmd2.condition + 1.0) * (1.0 + refs.max_logit)
+        tol41 = np.where(np.isfinite(tol41), tol41, np.inf)
+        pred_ratios, pred_scores, pred_tols = [], [], []
+        for log_factor in (log_dw, log_2eta_mv_mmd):
+            bound = np.exp(log_factor[:, None] + log_phi)
+            ratio = diff / bound
+            tol = err_pred / bound + tol41[:, None]
+            pred_ratios.append(ratio)
+            excess = np.abs(ratio - 1.0) if cases.rho is not None else ratio - 1.0
+            pred_scores.append(np.max(excess / tol, axis=-1))
+            pred_tols.append(np.max(tol, axis=-1))
+        # (ii) on the reference's empirical measure
+        log_t = np.log(np.max(t_r, axis=-1))
+        log_c = 0.5 * np.max(np.sum(rkeys * rkeys, axis=-1), axis=-1)
+        log_b = 0.5 * (lib["log_hs_d"] if mutant == "B-target-only" else np.maximum(lib["log_hs_q"], lib["log_hs_d"]))
+        risk_diff = np.abs(lib["risk_q"] - lib["risk_d"])
+        log_tbc = np.logaddexp(log_t, log_b + log_c)
+        log_two = 0.0 if mutant == "drop-factor-2" else math.log(2.0)
+        log_c_factor = 0.0 if mutant == "drop-C" else log_c
+        expected = 1.0 if cases.rho is None else (2.0 + cases.rho) / (2.0 + 2.0 * cases.rho)
+        risk_ratios, risk_scores, risk_tols = [], [], []
+        for log_factor in (log_dw, log_2eta_mv_mmd):
+            bound = np.exp(log_two + log_tbc + log_c_factor + log_factor)
+            ratio = risk_diff / bound
+            tol = err_risk / bound + tol41
+            risk_ratios.append(ratio)
+            excess = np.abs(ratio - expected) if cases.rho is not None else ratio - 1.0
+            risk_scores.append(excess / tol)
+            risk_tols.append(tol)
+    bound_score = np.nan_to_num(np.maximum.reduce(pred_scores + risk_scores), nan=np.inf)
+    agreement_score = np.max(np.stack(list(agree.values())), axis=0)
+    return Judged42(np.maximum.reduce([r.max(axis=-1) for r in pred_ratios]), tuple(pred_ratios),
+                    np.maximum(*risk_ratios), tuple(risk_ratios), bound_score, agreement_score, agree,
+                    np.maximum.reduce(pred_tols + risk_tols), np.maximum(max_logit_q, max_logit_r))
+
+
+def general_cases(key, shape, size: int) -> Cases42:
+    batch, _ = draw_shift_batches(key, shape, size, max_scale=3.0)
+    return Cases42(batch, draw_queries(jax.random.fold_in(key, 1), batch), batch.target)
+
+
+@register
+class Theorem42(Check):
+    id = "thm-4.2"
+    kind = "theorem"
+    order = 420  # its place in the report: docs/statements.md order
+    title = "prediction shift <= ||ΔW|| ||phi(W^K x)||; KD-risk shift <= 2(T+BC) C ||ΔW|| (exact on samples)"
+    mutants = {
+        "quarter-exponent": "||phi(W^K x)|| taken as exp(||W^K x||^2/4) instead of exp(||W^K x||^2/2)",
+        "no-feature-norm": "the factor ||phi(W^K x)|| dropped from the prediction bound",
+        "drop-factor-2": "the risk bound (T + BC) C ||ΔW|| without its factor 2",
+        "drop-C": "the risk bound 2 (T + BC) ||ΔW|| without the factor C",
+        "B-target-only": "B = ||W̄(𝒟)||_HS only (the assumption B >= both norms broken)",
+    }
+
+    def run(self, ctx: RunContext):
+        smoke = ctx.profile.name == "smoke"
+        per_shape = SMOKE_CASES if smoke else CASES_PER_SHAPE * ctx.profile.scale
+        chunk = min(per_shape, CASES_PER_SHAPE)
+        start = time.perf_counter()
+        general = [general_cases(jax.random.fold_in(ctx.key, i), shape, per_shape) for i, shape in enumerate(SHAPES)]
+        tight = draw_tight_cases(jax.random.fold_in(ctx.key, 77), per_shape)
+        judged_g = [judge(c, ctx.mutant, chunk=chunk) for c in general]
+        judged_t = judge(tight, ctx.mutant, chunk=chunk)
+        batched_s = time.perf_counter() - start
+
+        def measure(case: ShiftCase):
+            batch, _ = case.build()
+            queries = np.asarray(case.build()[0].target) + 0.5  # deterministic queries beside the target
+            return float(judge(Cases42(batch, queries, batch.target), ctx.mutant, chunk=chunk).score[0])
+
+        exploration = explore(shift_cases(max_scale=3.0), measure, max_examples=ctx.profile.examples,
+                              seed_value=ctx.hypothesis_seed, fails=lambda score: score > 1.0, shrink=ctx.shrink)
+        scores_g = np.concatenate([j.score for j in judged_g])
+        worst_score = max(float(scores_g.max()), float(judged_t.score.max()))
+        pred_g = np.concatenate([j.prediction_ratio for j in judged_g])
+        risk_g = np.concatenate([j.risk_ratio for j in judged_g])
+        case_of = lambda i: general[i // per_shape].case(i % per_shape)  # noqa: E731
+        worst_i = int(np.argmax(np.maximum(pred_g, risk_g)))
+        agreement_max = {q: float(max(np.max(j.agreement_by_quantity[q]) for j in judged_g + [judged_t]))
+                         for q in judged_t.agreement_by_quantity}
+        tight_pred = [np.max(np.abs(r - 1.0)) for r in judged_t.prediction_ratios]
+        expected = (2.0 + tight.rho) / (2.0 + 2.0 * tight.rho)
+        tight_risk_dev = float(np.max(np.abs(judged_t.risk_ratios[0] - expected)))
+        violated = worst_score > 1.0 or exploration.counterexample is not None
+        counterexample = None
+        if exploration.counterexample is not None:
+            case, score = exploration.counterexample
+            counterexample = {"source": "hypothesis (shrunk)", "case": case.describe(), "score": score}
+        elif worst_score > 1.0:
+            if float(judged_t.score.max()) >= float(scores_g.max()):
+                i = int(np.argmax(judged_t.score))
+                counterexample = {"source": "attained configuration", "score": float(judged_t.score[i]),
+                                  "rho": float(tight.rho[i]), **tight.case(i)}
+            else:
+                i = int(np.argmax(scores_g))
+                counterexample = {"source": "random heads", "score": float(scores_g[i]), **case_of(i)}
+        failed = [name for name, bad in (
+            ("library/reference agreement", max(agreement_max.values()) > 1.0),
+            ("bounds (random heads)", float(np.max([np.max(j.bound_score) for j in judged_g])) > 1.0),
+            ("attained configuration (two-sided)", float(judged_t.bound_score.max()) > 1.0),
+            ("hypothesis edge cases", exploration.counterexample is not None)) if bad]
+        cases = per_shape * (len(SHAPES) + 1)
+        summary = (f"prediction shift/bound <= {pred_g.max():.4g}, risk shift/bound <= {risk_g.max():.4g} over "
+                   f"{per_shape * len(SHAPES)} random heads; attained: |ratio-1| <= {max(tight_pred):.1e} (i), "
+                   f"|risk ratio - (2+rho)/(2+2rho)| <= {tight_risk_dev:.1e} (ii); library = reference within "
+                   f"{max(agreement_max.values()):.2g} x round-off")
+        if violated:
+            summary = "VIOLATED (" + ", ".join(failed) + "): " + summary
+        return self.result(
+            ctx, status="violated" if violated else "holds", cases=cases + exploration.cases,
+            worst=float(max(pred_g.max(), risk_g.max())), worst_label="max observed / bound (predictions, risk)",
+            tolerance=1.0 + float(max(np.max(j.tolerance[np.isfinite(j.tolerance)]) for j in judged_g)),
+            tolerance_reason="per case: round-off of the two kernel sums (prediction) or of the two risks, "
+                             "64 eps (1 + max|logit|) x their size, over the bound, plus thm-4.1's tolerance; "
+                             "two-sided at the attained configuration; library = reference within the same budgets",
+            tightness=1.0 / float(np.max(judged_t.prediction_ratios[0])),
+            figures={
+                "cases_batched": cases, "cases_hypothesis": exploration.cases,
+                "cases_per_second": cases / batched_s,
+                "max_ratio_prediction_random": float(pred_g.max()), "max_ratio_risk_random": float(risk_g.max()),
+                "max_abs_tight_prediction_minus_1": float(tight_pred[0]),
+                "max_abs_tight_chain_minus_1": float(tight_pred[1]),
+                "max_tight_risk_ratio": float(judged_t.risk_ratios[0].max()),
+                "max_abs_tight_risk_ratio_minus_expected": tight_risk_dev,
+                "max_agreement_in_round_off_units": agreement_max,
+                "max_logit": float(max(np.max(j.max_logit) for j in judged_g)),
+                "max_score": worst_score,
+                "worst_case_risk": case_of(int(np.argmax(risk_g))),
+            },
+            counterexample=counterexample, worst_case=case_of(worst_i), summary=summary)
