@@ -14,7 +14,8 @@ from verification import cli
 from verification.engine import search as ES
 from verification.search import ascent as A
 from verification.search import projections as P
-from verification.statements import search_targets as T
+from verification.statements.thm_4_1 import search as search_41
+from verification.statements.thm_4_2 import search as search_42
 
 KEY = jax.random.key(20260101)
 
@@ -78,7 +79,7 @@ def test_split_budget_counts_honestly():
 
 @pytest.fixture(scope="module")
 def thm41():
-    return T.thm_4_1()[0]
+    return search_41.targets()[0]
 
 
 @pytest.fixture(scope="module")
@@ -142,9 +143,9 @@ def test_cli_lists_every_target(capsys):
 def test_risk_frontier_formula():
     # the check's attained configuration lies on the frontier: delta = beta = rho T
     for rho in (0.01, 0.3, 1.0, 4.0):
-        assert float(T.risk_frontier(1.0, rho, rho)) == pytest.approx(T.configuration_ratio(rho), rel=1e-14)
+        assert float(search_42.risk_frontier(1.0, rho, rho)) == pytest.approx(search_42.configuration_ratio(rho), rel=1e-14)
     # below the diagonal delta <= beta: 1 - delta / (2 (T + beta))
-    assert float(T.risk_frontier(2.0, 3.0, 1.0)) == pytest.approx(1 - 1 / 10, rel=1e-14)
+    assert float(search_42.risk_frontier(2.0, 3.0, 1.0)) == pytest.approx(1 - 1 / 10, rel=1e-14)
 
 
 def test_search_targets_protocol_on_a_plugin_check():
@@ -172,7 +173,7 @@ def test_search_targets_protocol_on_a_plugin_check():
     class Empty(Check):
         id, kind, title = "empty-demo", "theorem", "nothing"
 
-    with pytest.raises(ValueError, match="no search targets"):
+    with pytest.raises(ValueError, match="not offered: check empty-demo does not implement the search_targets hook"):
         ES.targets_for(Empty)
 
 

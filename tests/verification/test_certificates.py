@@ -18,9 +18,11 @@ C = pytest.importorskip("verification.certify")
 from flint import arb
 
 from verification import cli
+from verification.core.model import Check
 from verification.engine import certify as E
 from verification.oracles import claims as CL
-from verification.statements import certificates as K
+from verification.oracles.instances import ShiftBalls
+from verification.statements.thm_4_1 import certificate as certificate_41
 
 
 def L(a):
@@ -57,7 +59,7 @@ def shift_instance(seed=0, attained=False, d=4, dk=2, dv=4, n=3, m=5, log_eta=0.
 
 
 def attained_4_2_instance(rows=4, kappa2=2.0, rho=0.2, value_scale=1.3, seed=5):
-    """THEOREMS.md 4.2's attained configuration: W^K = [A, 0], W^V = [0, s O], 𝒟 = {(a, 0)}, 𝒬 = {(a, -rho u)}."""
+    """docs/statements.md#thm-4-2: the attained configuration: W^K = [A, 0], W^V = [0, s O], 𝒟 = {(a, 0)}, 𝒬 = {(a, -rho u)}."""
     rng = np.random.default_rng(seed)
     a_mat, a_vec, u = rng.normal(size=(2, 2)), rng.normal(size=2), rng.normal(size=2)
     a_vec, u = a_vec / np.linalg.norm(a_vec), u / np.linalg.norm(u)
@@ -85,7 +87,7 @@ def test_thm_4_1_proven(attained):
 
 
 def _without_the_2(wc):
-    return CL.certify_claims(lambda w: K.thm_4_1_claims(w, rhs=lambda s: s.bound / 2), wc)
+    return CL.certify_claims(lambda w: certificate_41.claims(w, rhs=lambda s: s.bound / 2), wc)
 
 
 def test_dropping_the_constant_2_is_a_proven_violation():
@@ -107,7 +109,7 @@ def test_the_mutated_bound_is_still_proven_where_it_holds():
 
 def _exact_ratio(wc) -> float:
     with C.working_precision(128):
-        s = K.ShiftBalls(wc)
+        s = ShiftBalls(wc)
         return float((s.dw / s.bound).mid())
 
 
@@ -141,7 +143,7 @@ def test_thm_4_2_without_the_feature_norm_is_a_proven_violation():
     """The mutant 'no-feature-norm' of thm-4.2 at its attained worst case: ``||ΔW phi|| <= 2 eta ||W^V|| MMD``."""
     wc = attained_4_2_instance(kappa2=2.0)
     with C.working_precision(64):
-        s = K.ShiftBalls(wc)
+        s = ShiftBalls(wc)
         z = C.matvec(s.wk, C.ball_vector(wc["queries"][0]))
         prediction_shift = C.norm(C.apply_operator(s.coef, s.values, s.keys, 2 * s.eta, z))
         assert CL.Claim("mutant: no feature norm", prediction_shift, s.bound).status() == "violation proven"
@@ -248,8 +250,20 @@ def test_not_applicable_and_missing_instances():
     assert E.certify_instance("thm-4.1", None)["status"] == "not applicable"
     assert "survive" in E.certify_instance("conj-4.1", None, kind="conjecture", status="survives")["reason"]
     assert "no worst_case" in E.certify_instance("conj-4.1", None, kind="conjecture", status="refuted")["reason"]
+    assert "probabilistic" in E.certify_instance("thm-3.2", None)["reason"]
+
+
+def test_a_claim_naming_a_missing_key_is_an_error_not_a_silent_skip():
     cert = E.certify_instance("thm-4.1", {"wk": [[1.0]]})
-    assert cert["status"] == "not applicable" and "lacks" in cert["reason"]
+    assert cert["status"] == "error" and "lacks" in cert["reason"] and "'wv'" in cert["reason"]
+
+
+def test_a_check_without_certificate_claims_is_reported_not_offered():
+    class Uncertified(Check):
+        id, kind, title = "uncertified-demo", "theorem", "no certificate hook"
+
+    cert = E.certify_instance(Uncertified, {"x": 1.0})
+    assert cert["status"] == "not offered" and "certificate_claims" in cert["reason"]
 
 
 def test_precision_escalates_until_decided():

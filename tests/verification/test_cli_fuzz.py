@@ -47,7 +47,7 @@ BAD_INPUTS = [
     (["bench", "tightness", "--out", "{file}"], "not a folder"),
     (["bench", "tightness", "--out", f"{PROC}/t"], "cannot create folder"),
     (["bench", "tightness", "--seed", "nan"], "not an integer"),
-    (["bench", "tightness", "--only", "thm-9.9"], "invalid choice"),
+    (["bench", "tightness", "--only", "thm-9.9"], "offer(s) no tightness cells"),
     # bench mutation (benchmarks/mutation.py)
     (["bench", "mutation", "--jobs", "0"], "must be a positive integer"),
     (["bench", "mutation", "--timeout", "-5"], "finite positive number"),
@@ -318,7 +318,7 @@ def test_help_lists_what_each_command_runs(capsys):
         assert f"{name} {line}" in out
     assert cli.main(["bench", "tightness", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert all(f"{name} {line}" in out for name, line in tightness.SWEEPS.items())
+    assert all(f"{name} {line}" in out for name, line in tightness.sweeps().items())
     assert cli.main(["verify", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--self-test" in out and f"with --self-test: {cli.SELF_TEST_PROFILE}" in " ".join(out.split())

@@ -5,8 +5,9 @@ A check is a subclass of :class:`~verification.core.model.Check` registered with
 an attribute of the class that the check implements or leaves out. The suite asks :func:`offers` and
 never looks a check up by its id: a hook a check does not implement is reported as **not offered**
 (in ``--list``, by ``iclkd search``, ``--certify`` and ``iclkd bench tightness``), never skipped silently.
-A hook may also decline one particular input by raising :class:`NotApplicable` with the reason (a
-probabilistic statement has no single instance to certify); that is reported as ``not applicable``.
+A hook may decline with a reason: declared once with :func:`not_applicable` (a probabilistic statement has
+no single instance to certify), or raised for one input as :class:`NotApplicable`; either is reported as
+``not applicable`` with the reason.
 
 =====================  =====================================================  ================================
 hook                   signature                                              used by
@@ -55,6 +56,23 @@ class NotApplicable(Exception):  # noqa: N818  (a verdict, not an error: "not ap
 
 class HookError(Exception):
     """A hook that is implemented but broken: it returned the wrong type, or its input lacks what it names."""
+
+
+def not_applicable(reason: str) -> staticmethod:
+    """A hook implementation that declines every input with ``reason``: ``certificate_claims =
+    not_applicable("probabilistic: ...")``. The suite reports ``not applicable`` with the reason without
+    calling it (:func:`declined`)."""
+
+    def hook(*args: Any, **kwargs: Any):
+        raise NotApplicable(reason)
+
+    hook.not_applicable_reason = reason  # type: ignore[attr-defined]
+    return staticmethod(hook)
+
+
+def declined(cls: type[Check], hook: str) -> str | None:
+    """The reason a hook declared with :func:`not_applicable` gives, or None."""
+    return getattr(getattr(cls, hook, None), "not_applicable_reason", None)
 
 
 def offers(cls: type[Check], hook: str) -> bool:

@@ -2,7 +2,9 @@
 :func:`certify_result`, which re-evaluates its ``worst_case`` (or a conjecture's counterexample) in ball
 arithmetic through the check's certificate claims (:mod:`verification.oracles.claims`).
 
-``not applicable``: a probabilistic statement, or nothing was recorded to certify.
+``not offered``: the check has no ``certificate_claims`` hook (verification.core.protocol); ``not applicable``:
+the hook declines (a probabilistic statement), or nothing was recorded to certify; ``error``: the claims name
+a key the recorded worst case lacks (a renamed key fails loudly).
 
 What a certificate proves is stated in its ``claim`` strings; it is a statement about the real numbers
 defined by the formulas of docs/statements.md on those exact inputs, never about a float computation,
@@ -13,39 +15,38 @@ exact value. The worst-case keys each statement records are documented in its fo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from verification.core import protocol
+from verification.core.model import Check
+from verification.engine.plugins import all_checks
 from verification.oracles.claims import PRECISIONS, certify_claims
-from verification.statements import certificates as claims
-
-NOT_APPLICABLE = {
-    "thm-3.2": "probabilistic (a bound that holds with probability >= 1 - delta over the draw): judged by a "
-               "binomial confidence interval over draws, not by one instance",
-    "conj-3.2": "a rate conjecture judged statistically over many draws; no single instance decides it",
-    "lemma-features": "random-feature rates and variances are statistical statements (confidence intervals)",
-}
 
 
-CERTIFIERS: dict[str, Callable[[dict], list]] = {
-    "thm-3.1a": claims.thm_3_1a_claims,
-    "thm-3.1b": claims.thm_3_1b_claims,
-    "thm-linear": claims.thm_linear_claims,
-    "lemma-eta": claims.lemma_eta_claims,
-    "thm-4.1": claims.thm_4_1_claims,
-    "thm-4.2": claims.thm_4_2_claims,
-    "conj-4.1": claims.conj_4_1_claims,
-}
+def _check_class(check: str | type[Check]) -> type[Check] | None:
+    if not isinstance(check, str):
+        return check
+    return all_checks().get(check)
 
 
-def certify_instance(check_id: str, instance: dict | None, *, kind: str = "theorem", status: str | None = None,
-                     precisions=PRECISIONS) -> dict:
-    """The certificate of one recorded instance of ``check_id`` (see the module docstring)."""
+def certify_instance(check: str | type[Check], instance: dict | None, *, kind: str = "theorem",
+                     status: str | None = None, precisions=PRECISIONS) -> dict:
+    """The certificate of one recorded instance of ``check`` (a check class, or a registered id).
+
+    ``not offered``: the check does not implement the ``certificate_claims`` hook; ``not applicable``: the hook
+    declines (a probabilistic statement), or nothing was recorded; ``error``: the recorded instance lacks a
+    key the claims name, or the claims cannot be built from it (the message says which); else the decision
+    of :func:`~verification.oracles.claims.certify_claims`.
+    """
     start = time.perf_counter()
-    if check_id in NOT_APPLICABLE:
-        cert = {"status": "not applicable", "reason": NOT_APPLICABLE[check_id]}
-    elif check_id not in CERTIFIERS:
-        cert = {"status": "not applicable", "reason": f"no certifier for {check_id} (not a deterministic statement "
-                                                      "covered by verification/certificates.py)"}
+    cls = _check_class(check)
+    check_id = check if isinstance(check, str) else check.id
+    if cls is None:
+        cert = {"status": "error", "reason": f"unknown check id {check_id!r}: no registered check to certify it"}
+    elif not protocol.offers(cls, "certificate_claims"):
+        cert = {"status": protocol.NOT_OFFERED, "reason": protocol.not_offered(cls, "certificate_claims")}
+    elif protocol.declined(cls, "certificate_claims"):
+        cert = {"status": "not applicable", "reason": protocol.declined(cls, "certificate_claims")}
     elif not instance:
         if kind == "conjecture" and status != "refuted":
             reason = f"no counterexample to certify (the conjecture {status or 'survived'})"
@@ -54,9 +55,14 @@ def certify_instance(check_id: str, instance: dict | None, *, kind: str = "theor
         cert = {"status": "not applicable", "reason": reason}
     else:
         try:
-            cert = certify_claims(CERTIFIERS[check_id], instance, precisions)
-        except (KeyError, ValueError) as err:
-            cert = {"status": "not applicable", "reason": f"the recorded instance cannot be certified: {err}"}
+            cert = certify_claims(cls.certificate_claims, instance, precisions)
+        except protocol.NotApplicable as err:
+            cert = {"status": "not applicable", "reason": str(err)}
+        except KeyError as err:
+            cert = {"status": "error", "reason": f"the claims of {check_id} name a key the worst case lacks: {err}"}
+        except (ValueError, TypeError) as err:
+            cert = {"status": "error", "reason": f"the recorded instance of {check_id} cannot be certified: "
+                                                 f"{type(err).__name__}: {err}"}
         if kind == "conjecture" and cert["status"] == "violation proven":
             cert["reason"] = f"the recorded counterexample is proven NOT to be one ({cert['reason']})"
     cert.setdefault("lhs", "")

@@ -9,19 +9,22 @@ from pathlib import Path
 
 import numpy as np
 
+from verification.core import protocol
+from verification.core.model import Check
 from verification.core.outputs import atomic_path
 from verification.core.process import process_count
 from verification.engine.distributed import distributed_map
 from verification.engine.plugins import all_checks
 from verification.search.ascent import SearchResult, SearchTarget, run_search
-from verification.statements import search_targets as builtin
 
 
-def targets_for(check: str | type) -> list[SearchTarget]:
-    """The search targets of a check (a registered id or a Check class).
+def targets_for(check: str | type[Check]) -> list[SearchTarget]:
+    """The search targets of a check (a registered id or a Check class): its ``search_targets`` hook.
 
-    A check class with a ``search_targets()`` classmethod provides its own (plugins do this); the
-    suite's own checks have theirs in their statement folders.
+    Raises:
+      ValueError: an unknown id, or a check that does not offer the hook (reported as not offered) or
+        offers no target.
+      TypeError: the hook returned something other than :class:`SearchTarget` objects.
     """
     cls = check
     if isinstance(check, str):
@@ -29,13 +32,11 @@ def targets_for(check: str | type) -> list[SearchTarget]:
         cls = checks.get(check)
         if cls is None:
             raise ValueError(f"unknown check id {check!r}; known: {', '.join(checks)}")
-    provider = getattr(cls, "search_targets", None)
-    if provider is not None:
-        targets = list(provider())
-    else:
-        targets = builtin.builtin_targets(cls.id)
+    if not protocol.offers(cls, "search_targets"):
+        raise ValueError(f"{protocol.not_offered(cls, 'search_targets')}; searchable: {', '.join(searchable_ids())}")
+    targets = list(cls.search_targets())
     if not targets:
-        raise ValueError(f"check {cls.id!r} provides no search targets (define a search_targets() classmethod)")
+        raise ValueError(f"check {cls.id!r} offers no search target (its search_targets() returned none)")
     for t in targets:
         if not isinstance(t, SearchTarget):
             raise TypeError(f"{cls.id}.search_targets() must return SearchTarget objects, got {type(t).__name__}")
@@ -43,9 +44,8 @@ def targets_for(check: str | type) -> list[SearchTarget]:
 
 
 def searchable_ids() -> list[str]:
-    """Registered check ids that have search targets (built in or through ``search_targets()``)."""
-    return [cid for cid, cls in all_checks().items()
-            if hasattr(cls, "search_targets") or cid in builtin.BUILTIN]
+    """Registered check ids that offer the ``search_targets`` hook."""
+    return [cid for cid, cls in all_checks().items() if protocol.offers(cls, "search_targets")]
 
 
 def resolve(name: str) -> list[SearchTarget]:

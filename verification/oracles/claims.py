@@ -22,7 +22,8 @@ from typing import Any
 from verification.oracles import balls as C
 from verification.oracles.balls import arb
 
-STATUSES = ("proven", "not proven", "violation proven", "not applicable")
+#: every status a certificate can have: the decision of the claims, or why there is none (verification.engine.certify)
+STATUSES = ("proven", "not proven", "violation proven", "not applicable", "not offered", "error")
 #: working precisions tried in turn until every claim is decided
 PRECISIONS = (64, 128, 256, 512)
 

@@ -1,4 +1,4 @@
-"""conj-3.2: the seed's deviation term O(log(1/δ)/N) (THEOREMS.md, Conjecture 3.2′).
+"""conj-3.2: the seed's deviation term O(log(1/δ)/N) (docs/statements.md#conj-3-2, Conjecture 3.2′).
 
 The seed summary writes Theorem 3.2 as ``L(W) <= L_N(W) + 4BC(D+BC)/sqrt(N) + O(log(1/δ)/N)``; the proof
 (McDiarmid) gives ``(T+BC)^2 sqrt(log(1/δ)/(2N))``. The deviation term bounds ``G_N - E G_N`` with
@@ -33,7 +33,6 @@ import numpy as np
 
 from verification.cases import sup_gap as base
 from verification.core.model import Check, RunContext
-from verification.core.registry import register
 
 N_GRID = (8, 16, 32, 64, 128)
 BOOTSTRAP = 400
@@ -59,11 +58,10 @@ def _quantile_stat(gaps: np.ndarray, mutant: str | None, n: int) -> np.ndarray:
     return np.quantile(dev, 1 - base.DELTA, axis=-1)
 
 
-@register
 class Conjecture32(Check):
     id = "conj-3.2"
     kind = "conjecture"
-    order = 321  # its place in the report: docs/statements.md order
+    order = 321  # its place in the report: docs/statements.md#conj-3-2 order
     title = "deviation term O(log(1/δ)/N) (seed) vs sqrt(log(1/δ)/(2N)) (proof): the measured rate"
     mutants = {
         "extra-1/sqrt(N)": "the deviation divided by an extra sqrt(N) (a quantity that does decay like 1/N)",

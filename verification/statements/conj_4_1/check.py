@@ -1,4 +1,4 @@
-"""conj-4.1: ||ΔW|| <= c MMD_{k0} for a generic characteristic kernel k0 (THEOREMS.md, Conjecture 4.1').
+"""conj-4.1: ||ΔW|| <= c MMD_{k0} for a generic characteristic kernel k0 (docs/statements.md#conj-4-1, Conjecture 4.1').
 
 The paper's phrasing, ``||ΔW|| <= eta M_V M_x M_phi MMD`` with an unspecified kernel, is probed with
 kernels bounded by 1 on the support, like the normalised ``k~`` of Theorem 4.1, through
@@ -55,7 +55,6 @@ from verification.cases.explore import explore
 from verification.cases.shift_cases import OPERATIONS, cap_logits, draw_normals, log_agreement, map_batches
 from verification.cases.strategies import standard_normal_pool
 from verification.core.model import Check, RunContext
-from verification.core.registry import register
 from verification.core.tolerances import eps
 from verification.oracles import reference as ref
 
@@ -247,11 +246,10 @@ def mmd_agreement_units(library_value, total: ref.LogSum, worst_log) -> np.ndarr
     return np.where(np.isfinite(out), out, np.inf)
 
 
-@register
 class Conjecture41(Check):
     id = "conj-4.1"
     kind = "conjecture"
-    order = 430  # its place in the report: docs/statements.md order
+    order = 430  # its place in the report: docs/statements.md#conj-4-1 order
     title = "||ΔW|| <= c MMD_k0 for a generic characteristic kernel k0 (paper's phrasing)"
     mutants = {
         "product-kernel-everywhere": "every probed kernel replaced by the normalised product kernel of Thm 4.1 "

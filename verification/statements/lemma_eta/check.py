@@ -1,4 +1,4 @@
-"""lemma-eta: the learning-rate proxy eta = N/(2D') in log space (THEOREMS.md, "Lemma — learning-rate proxy").
+"""lemma-eta: the learning-rate proxy eta = N/(2D') in log space (docs/statements.md#lemma-eta, "Lemma — learning-rate proxy").
 
 Statement: ``eta = N/(2D')``, ``eta_Q = M/(2D')``, ``log D' = logsumexp(logits)`` over the
 ``N + M`` logits; flat attention (all logits equal to c) gives ``log D' = c + log(N+M)``
@@ -45,7 +45,6 @@ from hypothesis import strategies as st
 from verification.cases.attention_batch import KERNEL_SHAPES, Measured, fmt, library_quantities, sweep
 from verification.cases.strategies import CHUNK, AttentionBatch, standard_normal_pool
 from verification.core.model import Check, RunContext
-from verification.core.registry import register
 from verification.core.tolerances import eps
 from verification.oracles import reference
 
@@ -216,11 +215,10 @@ def anchors() -> list[LogitCase]:
     return fixed + [LogitCase(7, "sharp", _SWEEP_SHAPE, -500.0, gap) for gap in GAP_SWEEP]
 
 
-@register
 class LemmaEta(Check):
     id = "lemma-eta"
     kind = "lemma"
-    order = 312  # its place in the report: docs/statements.md order
+    order = 312  # its place in the report: docs/statements.md#lemma-eta order
     title = "eta = N/(2D') with log D' = logsumexp(logits) in log space; flat/sharp attention entropy"
     mutants = {
         "naive-logsumexp": "log D' = log(sum(exp(logits))): overflows to inf / underflows to -inf past |logit| ~ 709",

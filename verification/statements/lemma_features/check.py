@@ -1,11 +1,11 @@
-"""lemma-features: explicit feature maps of exp(u.z) converge at the predicted rates (THEOREMS.md, "Feature maps").
+"""lemma-features: explicit feature maps of exp(u.z) converge at the predicted rates (docs/statements.md#feature-maps).
 
 Statements checked:
 
 * Random features (positive iid, positive orthogonal, trigonometric) are unbiased:
   the mean relative error over R independent keys is within a 4.5-sigma interval of 0.
 * Their mean squared relative error is ``sigma^2 / m`` with the per-feature relative
-  variance of THEOREMS.md: ``exp(|u+z|^2) − 1`` (positive iid: the variance
+  variance of docs/statements.md#lemma-features: ``exp(|u+z|^2) − 1`` (positive iid: the variance
   ``exp(2u.z)(exp(|u+z|^2) − 1)`` over ``kappa^2 = exp(2u.z)``) and, for the trigonometric
   map, ``exp(|δ|^2) − 1 + exp(−|δ|^2)/2`` with ``δ = u − z`` (derived here:
   ``2cos(ωu+b)cos(ωz+b) = cos(ωδ) + cos(ω(u+z)+2b)``, whose variance is
@@ -41,7 +41,6 @@ import iclkd_jax as ik
 from verification.cases.explore import explore
 from verification.cases.strategies import standard_normal_pool
 from verification.core.model import Check, RunContext
-from verification.core.registry import register
 from verification.core.tolerances import eps
 from verification.oracles import reference
 from verification.oracles.feature_variance import per_feature_variance
@@ -253,11 +252,10 @@ def feature_maps_vs_reference(key, u, z) -> tuple[float, dict]:
     return worst, figures
 
 
-@register
 class LemmaFeatures(Check):
     id = "lemma-features"
     kind = "lemma"
-    order = 313  # its place in the report: docs/statements.md order
+    order = 313  # its place in the report: docs/statements.md#lemma-features order
     title = "random-feature and Taylor approximations of exp(u.z): unbiased, m^{-1/2} rate, variance formula, remainder"
     mutants = {
         "positive-missing-half-norm": "positive features without their −|u|²/2 (biased by exp(|u|²/2+|z|²/2))",

@@ -1,4 +1,4 @@
-"""thm-3.1a: softmax attention decomposes as (W_0 + ΔW) phi(q) (THEOREMS.md, Theorem 3.1(a)).
+"""thm-3.1a: softmax attention decomposes as (W_0 + ΔW) phi(q) (docs/statements.md#thm-3-1a, Theorem 3.1(a)).
 
 Statement: ``Attn(x') = W_0 phi(q) + ΔW phi(q)`` with
 ``W_0 = (1/D') sum_{i<=N} v_i ⊗ phi(k_i)`` and ``ΔW = (1/D') sum_{j<=M} v'_j ⊗ phi(k'_j)``,
@@ -52,7 +52,6 @@ from verification.cases.attention_batch import (
 )
 from verification.cases.strategies import attention_cases, draw_attention_batch, tile_case
 from verification.core.model import Check, RunContext
-from verification.core.registry import register
 from verification.oracles import reference
 
 DTYPES = ("float64", "float32")
@@ -106,11 +105,10 @@ def describe(batch, i: int, measured: Measured) -> dict:
     return {**batch.case(i, int(measured.query[i])), **measured.case_record(i)}
 
 
-@register
 class Theorem31a(Check):
     id = "thm-3.1a"
     kind = "theorem"
-    order = 310  # its place in the report: docs/statements.md order
+    order = 310  # its place in the report: docs/statements.md#thm-3-1a order
     title = "Attn(x') = W_0 phi(q) + ΔW phi(q) exactly (kernel form), against the reference attention"
     mutants = {
         "drop-query-term": "ΔW phi(q) dropped (the query context's gradient step)",

@@ -1,4 +1,4 @@
-"""thm-3.1b: W_0 and ΔW are one KD step from 0 (THEOREMS.md, Theorem 3.1(b)).
+"""thm-3.1b: W_0 and ΔW are one KD step from 0 (docs/statements.md#thm-3-1b, Theorem 3.1(b)).
 
 Statement: ``W_0 = 0 − eta grad L_D(0)`` with ``eta = N/(2D')`` and
 ``grad L_D(0) = −(2/N) sum_i v_i ⊗ phi(k_i)``; likewise ``ΔW`` with ``eta_Q = M/(2D')``
@@ -61,7 +61,6 @@ from verification.cases.attention_batch import (
 )
 from verification.cases.strategies import CHUNK, attention_cases, draw_attention_batch, tile_case
 from verification.core.model import Check, RunContext
-from verification.core.registry import register
 from verification.core.tolerances import eps
 from verification.oracles import reference
 
@@ -288,11 +287,10 @@ def measure_explicit(batch, draws, mutant: str | None) -> dict:
     return {"ratio": ratio, "figures": figures}
 
 
-@register
 class Theorem31b(Check):
     id = "thm-3.1b"
     kind = "theorem"
-    order = 311  # its place in the report: docs/statements.md order
+    order = 311  # its place in the report: docs/statements.md#thm-3-1b order
     title = "W_0 = −eta grad L_D(0), eta = N/(2D'); ΔW likewise with eta_Q = M/(2D') (kernel form and jax.grad)"
     mutants = {
         "eta-times-2": "the step size eta (and eta_Q) off by a factor 2",

@@ -1,4 +1,4 @@
-"""thm-3.2: Rademacher generalisation bound of the implicit distillation (THEOREMS.md, Theorem 3.2).
+"""thm-3.2: Rademacher generalisation bound of the implicit distillation (docs/statements.md#thm-3-2, Theorem 3.2).
 
 Statement: with ``||W^V x|| <= T`` and ``||phi(W^K x)|| <= C`` on the support, with probability
 ``>= 1 - delta`` over ``N`` i.i.d. demonstrations,
@@ -73,7 +73,6 @@ from verification.cases.sup_gap import (
     theorem_bound,
 )
 from verification.core.model import Check, RunContext
-from verification.core.registry import register
 from verification.core.tolerances import eps
 from verification.oracles import reference as ref
 
@@ -214,11 +213,10 @@ def rademacher_exact_figures(key, keys, ball: float, num_signs: int) -> dict:
             "standard_error_exact": se_exact, "monte_carlo_z": z, "ok": bool(ok)}
 
 
-@register
 class Theorem32(Check):
     id = "thm-3.2"
     kind = "theorem"
-    order = 320  # its place in the report: docs/statements.md order
+    order = 320  # its place in the report: docs/statements.md#thm-3-2 order
     title = "sup_{||W||<=B} L - L_N <= 4BC(T+BC)/sqrt(N) + (T+BC)^2 sqrt(log(1/δ)/2N) w.p. >= 1-δ"
     mutants = {
         "no-deviation-0.4": "the bound without its deviation term and with the constant 4 -> 0.4",

@@ -1,4 +1,4 @@
-"""thm-4.1: ||ΔW||_HS <= 2 eta ||W^V||_op MMD_k(𝒟, 𝒬) (THEOREMS.md, Theorem 4.1).
+"""thm-4.1: ||ΔW||_HS <= 2 eta ||W^V||_op MMD_k(𝒟, 𝒬) (docs/statements.md#thm-4-1, Theorem 4.1).
 
 Statement: with ``W̄(P) = 2 eta E_P[W^V x ⊗ phi(W^K x)]`` and ``ΔW = W̄(𝒬) - W̄(𝒟)``,
 
@@ -74,7 +74,6 @@ from verification.cases.shift_cases import (
     shift_cases,
 )
 from verification.core.model import Check, RunContext
-from verification.core.registry import register
 from verification.core.tolerances import eps
 from verification.oracles import reference as ref
 
@@ -244,11 +243,10 @@ def linear_growth(key, mutant, draws: int, chunk: int) -> dict:
     return out
 
 
-@register
 class Theorem41(Check):
     id = "thm-4.1"
     kind = "theorem"
-    order = 410  # its place in the report: docs/statements.md order
+    order = 410  # its place in the report: docs/statements.md#thm-4-1 order
     title = "||ΔW||_HS <= 2 eta ||W^V||_op MMD_k(D, Q), k = (x.x') exp(W^K x . W^K x') (exact on samples)"
     mutants = {
         "sigma-min": "||W^V||_op replaced by the smallest singular value of W^V",

@@ -1,4 +1,4 @@
-"""thm-4.2: the weight shift bounds the prediction shift and the KD-risk shift (THEOREMS.md, Theorem 4.2).
+"""thm-4.2: the weight shift bounds the prediction shift and the KD-risk shift (docs/statements.md#thm-4-2, Theorem 4.2).
 
 Statement, with ``W̄(P) = 2 eta E_P[W^V x ⊗ phi(W^K x)]`` and ``ΔW = W̄(𝒬) - W̄(𝒟)``:
 
@@ -66,7 +66,6 @@ from verification.cases.shift_cases import (
     shift_cases,
 )
 from verification.core.model import Check, RunContext
-from verification.core.registry import register
 from verification.core.tolerances import eps
 from verification.oracles import reference as ref
 
@@ -223,11 +222,10 @@ def general_cases(key, shape, size: int) -> Cases42:
     return Cases42(batch, draw_queries(jax.random.fold_in(key, 1), batch), batch.target)
 
 
-@register
 class Theorem42(Check):
     id = "thm-4.2"
     kind = "theorem"
-    order = 420  # its place in the report: docs/statements.md order
+    order = 420  # its place in the report: docs/statements.md#thm-4-2 order
     title = "prediction shift <= ||ΔW|| ||phi(W^K x)||; KD-risk shift <= 2(T+BC) C ||ΔW|| (exact on samples)"
     mutants = {
         "quarter-exponent": "||phi(W^K x)|| taken as exp(||W^K x||^2/4) instead of exp(||W^K x||^2/2)",

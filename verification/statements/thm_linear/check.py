@@ -1,4 +1,4 @@
-"""thm-linear: linear attention is exactly one gradient step (THEOREMS.md, Theorem 3.1, special case).
+"""thm-linear: linear attention is exactly one gradient step (docs/statements.md#thm-linear, Theorem 3.1, special case).
 
 Statements:
 
@@ -55,7 +55,6 @@ from verification.cases.strategies import (
     tile_case,
 )
 from verification.core.model import Check, RunContext
-from verification.core.registry import register
 from verification.core.tolerances import eps
 from verification.oracles import reference
 
@@ -215,11 +214,10 @@ def linear_cases() -> st.SearchStrategy[LinearCase]:
                      st.sampled_from(DTYPES), st.floats(0.01, 2.0))
 
 
-@register
 class TheoremLinear(Check):
     id = "thm-linear"
     kind = "theorem"
-    order = 314  # its place in the report: docs/statements.md order
+    order = 314  # its place in the report: docs/statements.md#thm-linear order
     title = "linear attention = (W_0 + ΔW) q exactly (Dai et al.); one LSA layer = one GD step (von Oswald et al.)"
     mutants = {
         "step-size-times-2": "the LSA layer built with twice the GD step size",
