@@ -16,9 +16,9 @@ Extending the command line (see :mod:`verification.io.command` for the machinery
 * a new flag of ``iclkd verify`` (``--certify``, ``--real-model smollm2``, ``--plugin``): a
   :class:`VerifyOption` appended to :data:`VERIFY_OPTIONS`: ``add_arguments(parser)``;
   ``prepare(args)`` runs after parsing and before any check (load plugins, fail fast on a missing
-  model by raising :class:`~verification.command.CommandError`); ``extend(args, results)`` runs after
-  the registry checks and returns the results to report (append real-model results, attach
-  certificates). Choices come from the registries (``PROFILES``, ``real_models.run.MODELS``, the checks).
+  model by raising :class:`~verification.core.errors.CommandError`); ``extend(args, results)`` runs after
+  the checks and returns the results to report (attach certificates). Choices come from the registries
+  (``PROFILES``, ``real_models.checks.MODELS``, the checks).
 
 Use argument types from :mod:`verification.io.command` for every path and number: ``output_file`` and
 ``output_dir`` check writability while parsing; ``seed``, ``positive_int``, ``non_negative_int`` and
@@ -39,7 +39,7 @@ import jax
 
 from benchmarks import BENCHMARKS
 from experiments.cli import EXPERIMENT_GROUP
-from verification.core import process
+from verification.core import process, protocol
 from verification.core.errors import DistributedConfigError, ModelUnavailable, PluginError
 from verification.core.model import PROFILES
 from verification.core.outputs import write_atomic, write_json
@@ -63,7 +63,7 @@ from verification.io.command import (
     seed,
     unique_ids,
 )
-from verification.real_models import run as real_model
+from verification.real_models import checks as real_model
 from verification.search.ascent import SearchResult
 
 #: the profile of ``iclkd verify`` when none is given, and that of ``iclkd verify --self-test``
@@ -104,27 +104,30 @@ def _real_model_models():
 
 def _real_model_arguments(parser: Parser) -> None:
     parser.add_argument("--real-model", choices=LazyChoices(_real_model_models), metavar="MODEL",
-                        help="add checks on a real pretrained attention layer: %(choices)s")
+                        help="add the checks on a real pretrained model (ID@MODEL in --list): %(choices)s")
 
 
 def _real_model_prepare(args: argparse.Namespace) -> None:
     if not args.real_model:
         return
-    if args.self_test:
-        raise CommandError("--real-model is not part of --self-test (its mutants are tested by pytest)")
-    try:  # fail fast, before the registry checks run, when the model or its extra is missing
+    try:  # fail fast, before any check runs, when the model or its extra is missing
         real_model.check_available(args.real_model)
     except ModelUnavailable as err:
         raise CommandError(f"--real-model {args.real_model}: {err}") from None
 
 
-def _real_model_extend(args: argparse.Namespace, results: list) -> list:
-    if not args.real_model:
-        return results
-    try:
-        return results + real_model.run(args.real_model, seed=args.seed, profile=args.profile or DEFAULT_PROFILE)
-    except ModelUnavailable as err:
-        raise CommandError(f"--real-model {args.real_model}: {err}") from None
+def selected_ids(args: argparse.Namespace, checks: dict) -> list[str] | None:
+    """The ids a run of ``iclkd verify`` selects: ``--only`` (or every check not on a real model), plus the checks
+    on the ``--real-model`` model. A named real-model check whose model is missing is a usage error."""
+    ids = unique_ids(args.only, list(checks), "check id")
+    if args.real_model:
+        ids = list(dict.fromkeys((ids or runner.default_ids(checks))
+                                 + [cid for cid, cls in checks.items() if getattr(cls, "real_model", None) == args.real_model]))
+    for cid in ids or ():
+        reason = protocol.unavailable(checks[cid])
+        if reason:
+            raise CommandError(f"{cid} cannot run here: {reason}")
+    return ids
 
 
 def _certify_arguments(parser: Parser) -> None:
@@ -167,7 +170,7 @@ def _plugin_prepare(args: argparse.Namespace) -> None:
 #: flags of ``iclkd verify`` added by features; append a :class:`VerifyOption` to add one
 VERIFY_OPTIONS: list[VerifyOption] = [
     VerifyOption(_plugin_arguments, _plugin_prepare),  # first: the other options see the plugins' checks
-    VerifyOption(_real_model_arguments, _real_model_prepare, _real_model_extend),
+    VerifyOption(_real_model_arguments, _real_model_prepare),
     VerifyOption(_certify_arguments, _certify_prepare, _certify_extend),  # last: certifies every result
 ]
 
@@ -210,11 +213,12 @@ class Verify:
         checks = all_checks()
         if args.list:
             for cid, cls in checks.items():
-                print(f"{cid:16s} {cls.kind:10s} {cls.title}")
+                reason = protocol.unavailable(cls)
+                print(f"{cid:16s} {cls.kind:10s} {cls.title}" + (f" [unavailable: {reason}]" if reason else ""))
                 for name, description in cls.mutants.items():
                     print(f"{'':16s}   mutant {name}: {description}")
             return ExitStatus.OK
-        ids = unique_ids(args.only, list(checks), "check id")
+        ids = selected_ids(args, checks)
         progress = not args.no_progress and sys.stderr.isatty()
         if args.self_test:
             return _self_test(args, ids, progress)
@@ -245,14 +249,19 @@ def _verify(args: argparse.Namespace, ids: list[str] | None, progress: bool) -> 
 
 
 def verdict_status(results: list) -> int:
-    """1 if a theorem or lemma is violated, else 3 if a check raised, else 0 (both are printed)."""
+    """1 if a theorem or lemma is violated, else 3 if a check raised or a certificate could not be built,
+    else 0 (both are printed)."""
     violated = [r.id for r in results if r.kind in ("theorem", "lemma") and r.status == "violated"]
     errors = [r.id for r in results if r.status == "error"]
+    # a certificate that could not be built (a claim naming a key the worst case lacks) fails loudly too
+    uncertified = [r.id for r in results if (r.certificate or {}).get("status") == "error"]
     if violated:
         print(f"violated: {', '.join(violated)}", file=sys.stderr)
     if errors:
         print(f"error (the check raised): {', '.join(errors)}", file=sys.stderr)
-    return ExitStatus.VIOLATED if violated else ExitStatus.ERROR if errors else ExitStatus.OK
+    if uncertified:
+        print(f"error (the certificate could not be built): {', '.join(uncertified)}", file=sys.stderr)
+    return ExitStatus.VIOLATED if violated else ExitStatus.ERROR if errors or uncertified else ExitStatus.OK
 
 
 def _self_test(args: argparse.Namespace, ids: list[str] | None, progress: bool) -> int:

@@ -8,8 +8,7 @@ import pytest
 
 from verification.core.model import CheckResult
 from verification.engine import runner
-from verification.real_models import minilm_checks
-from verification.real_models import run as real_model
+from verification.real_models import checks as real_model_checks
 
 
 def test_an_exception_becomes_status_error_with_its_summary():
@@ -44,14 +43,12 @@ def test_keyboard_interrupt_stops_the_run():
 
 
 def test_real_model_checks_use_the_same_wrapper(monkeypatch):
-    check_id = next(iter(minilm_checks.CHECKS))
-
-    def crash(model, seed, profile, mutant):
+    def crash(model, ctx):
         raise RuntimeError("planted in a real-model check")
 
-    monkeypatch.setitem(minilm_checks.RUNNERS, check_id, crash)
-    model = object.__new__(minilm_checks.minilm.MiniLM)  # a MiniLM never loaded: the planted runner ignores it
-    result = real_model.run_check(check_id, model=model, seed=1, profile="smoke")
+    monkeypatch.setattr(real_model_checks.Theorem31aOnMiniLM, "measure", staticmethod(crash))
+    monkeypatch.setattr(real_model_checks, "loaded", lambda name: object())  # a model never loaded: crash ignores it
+    result = runner.run_check("thm-3.1a@minilm", seed=1, profile="smoke")
     assert result.status == "error" and "RuntimeError: planted in a real-model check" in result.summary
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -16,3 +17,9 @@ def fast_key(key, *path: int):
         key = jax.random.fold_in(key, p)
     data = np.asarray(jax.random.key_data(key)).ravel()
     return jax.random.key((int(data[0]) << 31) ^ int(data[-1]), impl="rbg")
+
+
+def numpy_rng(key) -> np.random.Generator:
+    """A NumPy generator seeded from a JAX key, for host-side draws (subsamples, permutations) that must follow
+    the run's key: the same key gives the same generator, another key an independent one."""
+    return np.random.default_rng(np.asarray(jax.random.bits(key, (4,), jnp.uint32)).tolist())

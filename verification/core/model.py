@@ -32,20 +32,25 @@ STATUSES: tuple[str, ...] = get_args(Status)
 
 @dataclasses.dataclass(frozen=True)
 class Profile:
-    """How hard to look. ``scale`` multiplies case counts; ``examples`` is Hypothesis' ``max_examples``."""
+    """How hard to look. ``scale`` multiplies case counts; ``examples`` is Hypothesis' ``max_examples``;
+    ``draws``: independent draws for probabilistic statements (Theorem 3.2); ``real_prompts``, ``real_tokens``:
+    the ICL prompts a real-model Theorem 3.1 check feeds the model, and the tokens per domain (at most the
+    smallest domain's) of a real-model Theorem 4.1 check."""
 
     name: ProfileName
     scale: int
     examples: int
-    draws: int  # independent draws for probabilistic statements (Theorem 3.2)
+    draws: int
+    real_prompts: int
+    real_tokens: int
 
 
 PROFILES: dict[ProfileName, Profile] = {
     # "smoke" is for the test suite's mutant runs: enough cases to catch a bug, few compilations
-    "smoke": Profile("smoke", scale=1, examples=4, draws=100),
-    "quick": Profile("quick", scale=1, examples=12, draws=200),
-    "default": Profile("default", scale=4, examples=40, draws=1000),
-    "thorough": Profile("thorough", scale=16, examples=200, draws=4000),
+    "smoke": Profile("smoke", scale=1, examples=4, draws=100, real_prompts=1, real_tokens=24),
+    "quick": Profile("quick", scale=1, examples=12, draws=200, real_prompts=2, real_tokens=32),
+    "default": Profile("default", scale=4, examples=40, draws=1000, real_prompts=3, real_tokens=48),
+    "thorough": Profile("thorough", scale=16, examples=200, draws=4000, real_prompts=3, real_tokens=96),
 }
 
 

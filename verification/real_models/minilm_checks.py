@@ -8,7 +8,7 @@ similarities in the tests); what follows describes one layer (layer 0 shown).
 Two checks, kind ``theorem``, outside the registry (they need the ``real`` extra
 and the model package; see :mod:`verification.minilm`):
 
-``thm-3.1a-real`` (THEOREMS.md, Theorem 3.1(a)).
+``thm-3.1a-real`` (docs/statements.md#thm-3-1a, Theorem 3.1(a)).
   Inputs: ICL prompts written here (sentiment, medical triage, programming
   language; demonstrations then a query), tokenised by the shipped tokenizer,
   embedded as BERT does (word + position + token type, LayerNorm). Each of the
@@ -26,7 +26,7 @@ and the model package; see :mod:`verification.minilm`):
   the query segment. Errors are relative to ``max_j |v_j|`` (an attention output
   is a convex combination of the values).
 
-``thm-4.1-real`` (THEOREMS.md, Theorem 4.1, empirical measures).
+``thm-4.1-real`` (docs/statements.md#thm-4-1, Theorem 4.1, empirical measures).
   Token samples: layer-0 inputs of sentences from three domains (movie reviews,
   medical notes, code), ``n`` tokens each (a seeded subsample). For every head and
   every pair of domains (P, Q): ``ΔW = 2η (mean_Q − mean_P) v ⊗ phi(k)`` as a
@@ -46,7 +46,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import iclkd_jax as ik
-from verification.core.model import CheckResult
+from verification.core.keys import numpy_rng
+from verification.core.model import CheckResult, RunContext
 from verification.core.tolerances import bound_ratio_status, eps, real_attention_tolerance
 from verification.real_models import minilm
 from verification.real_models.common import DOMAINS
@@ -72,8 +73,6 @@ TASKS = {
         "Code: for i in range(10): print(i) Language:"),
 }
 
-#: how many prompts (3.1a) and tokens per domain (4.1) each profile uses; None = all tokens
-SIZES = {"smoke": (1, 24), "quick": (2, 32), "default": (3, 48), "thorough": (3, None)}
 
 MUTANTS_31 = {
     "bias-not-absorbed": "the heads mapped without the constant-1 column (biases dropped)",
@@ -89,7 +88,6 @@ MUTANTS_41 = {
     "wrong-head-kernel": "MMD with the W^K of head h+1",
     "unbiased-mmd": "the U-statistic MMD (diagonal terms removed), for which the empirical bound is not proved",
 }
-CHECKS = {"thm-3.1a-real": MUTANTS_31, "thm-4.1-real": MUTANTS_41}
 
 
 def _weights(model: minilm.MiniLM, head: int, mutant: str | None) -> ik.AttentionWeights:
@@ -129,9 +127,9 @@ def _layers(model: minilm.MiniLM, profile: str) -> list[int]:
     return [0, model.num_layers - 1] if profile == "smoke" else list(range(model.num_layers))
 
 
-def _check_31a(model: minilm.MiniLM, seed: int, profile: str, mutant: str | None) -> CheckResult:
-    n_tasks, _ = SIZES[profile]
-    rng = np.random.default_rng([seed, 31])
+def check_31a(model: minilm.MiniLM, ctx: RunContext) -> CheckResult:
+    n_tasks, mutant, seed, profile = ctx.profile.real_prompts, ctx.mutant, ctx.seed, ctx.profile.name
+    rng = numpy_rng(ctx.key)
     prompts = _prompts(model, n_tasks, rng)
     layers = _layers(model, profile)
     # The model's own hidden states entering each layer, on a padded batch of all prompts with its mask;
@@ -202,11 +200,11 @@ def _check_31a(model: minilm.MiniLM, seed: int, profile: str, mutant: str | None
         "per_layer_head_demo_attention_mass": demo_mass.tolist(), "prompts": sizes, "model_dir": str(model.directory),
     }
     return CheckResult(
-        id="thm-3.1a-real", kind="theorem", status="violated" if violated else "holds",
+        id=ctx.check_id, kind="theorem", status="violated" if violated else "holds",
         cases=len(prompts) * model.heads * len(layers),
         worst=float(both.max()), worst_label="max rel error (vs max|v_j|)", tolerance=tolerance,
         tolerance_reason=("64*eps64*(1 + max_h max|q||k|): round-off of the logits (dot products of length d+1) "
-                          "relative to max|v_j|, capped at 1e-10; THEOREMS.md 3.1"),
+                          "relative to max|v_j|, capped at 1e-10; docs/statements.md#thm-3-1a"),
         figures=figures, seed=seed, mutant=mutant,
         counterexample=({"layer": layers[worst_li], "head": int(worst_head),
                          "rel_error": float(decomposition_err[worst_li, worst_head]),
@@ -216,7 +214,7 @@ def _check_31a(model: minilm.MiniLM, seed: int, profile: str, mutant: str | None
                  f"logits up to {logit_bound.max():.3g}"))
 
 
-def domain_tokens(model: minilm.MiniLM, n_tokens: int | None, rng: np.random.Generator,
+def domain_tokens(model: minilm.MiniLM, n_tokens: int, rng: np.random.Generator,
                   layer: int = 0) -> dict[str, np.ndarray]:
     """Layer ``layer``'s inputs (augmented, ``(n, d+1)``) of each domain's sentences, ``n_tokens`` each (a seeded
     subsample; the same rng state picks the same tokens at every layer)."""
@@ -226,9 +224,7 @@ def domain_tokens(model: minilm.MiniLM, n_tokens: int | None, rng: np.random.Gen
         states = model.layer_inputs(enc.ids[None], enc.type_ids[None], np.ones((1, enc.ids.shape[0])))
         x = states[layer, 0][enc.segment >= 0]
         pools[name] = minilm.augment(x)
-    n = min(p.shape[0] for p in pools.values()) if n_tokens is None else n_tokens
-    if n > min(p.shape[0] for p in pools.values()):
-        raise ValueError(f"{n} tokens per domain requested, the smallest domain has {min(p.shape[0] for p in pools.values())}")
+    n = min(min(p.shape[0] for p in pools.values()), n_tokens)  # at most the smallest domain's tokens
     return {name: pool[np.sort(rng.choice(pool.shape[0], n, replace=False))] for name, pool in pools.items()}
 
 
@@ -240,10 +236,10 @@ def _quadratic_form(coef, gram_linear, log_kernel):
     return total * np.exp(shift), float(np.abs(terms).sum() / abs(total)) if total != 0 else np.inf
 
 
-def _check_41(model: minilm.MiniLM, seed: int, profile: str, mutant: str | None) -> CheckResult:
-    _, n_tokens = SIZES[profile]
+def check_41(model: minilm.MiniLM, ctx: RunContext) -> CheckResult:
+    n_tokens, mutant, seed, profile = ctx.profile.real_tokens, ctx.mutant, ctx.seed, ctx.profile.name
     layers = _layers(model, profile)
-    layer_samples = {layer: domain_tokens(model, n_tokens, np.random.default_rng([seed, 41]), layer=layer)
+    layer_samples = {layer: domain_tokens(model, n_tokens, numpy_rng(ctx.key), layer=layer)
                      for layer in layers}
     names = list(layer_samples[layers[0]])
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
@@ -307,10 +303,10 @@ def _check_41(model: minilm.MiniLM, seed: int, profile: str, mutant: str | None)
         "max_log_kernel": max_log_kernel, "two_eta": 1.0,
     }
     return CheckResult(
-        id="thm-4.1-real", kind="theorem", status=status, cases=len(layers) * heads * len(pairs),
+        id=ctx.check_id, kind="theorem", status=status, cases=len(layers) * heads * len(pairs),
         worst=float(ratio.max()), worst_label="max ‖ΔW‖/(2η‖W^V‖ MMD)", tolerance=1.0 + tolerance,
         tolerance_reason=("ratio <= 1 + 64*eps64*(cond_HS + cond_MMD)*(1 + max k.k) per head and pair "
-                          "(round-off of two conditioned quadratic forms); THEOREMS.md 4.1"),
+                          "(round-off of two conditioned quadratic forms); docs/statements.md#thm-4-1"),
         tightness=float(tightness.min()), figures=figures, seed=seed, mutant=mutant,
         counterexample=({"layer": layers[worst_l], "head": int(worst_h),
                          "pair": f"{pairs[worst_p][0]}|{pairs[worst_p][1]}",
@@ -319,5 +315,3 @@ def _check_41(model: minilm.MiniLM, seed: int, profile: str, mutant: str | None)
                  f"{ratio.max():.3g}, tightness {tightness.min():.3g}..{tightness.max():.3g}, "
                  f"HS condition <= {cond_hs.max():.3g}"))
 
-
-RUNNERS = {"thm-3.1a-real": _check_31a, "thm-4.1-real": _check_41}

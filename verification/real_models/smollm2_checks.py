@@ -1,6 +1,6 @@
 """Theorems 3.1(a) and 4.1 on every attention head of SmolLM2-135M (``iclkd verify --real-model smollm2``).
 
-THEOREMS.md, "Real models": each of the 270 query heads (30 layers x 9, grouped-query
+docs/statements.md#real-models, "Real models": each of the 270 query heads (30 layers x 9, grouped-query
 attention with 3 key/value heads, rotary positions, causal mask) is Theorem 3.1 with
 position-dependent keys ``k_j = R(p_j) W^K x_j``. The tokens ``x`` are the hidden
 states the model itself produces (:func:`iclkd_jax.llama.llama_forward` in float64,
@@ -27,7 +27,7 @@ capped at 1e-10 (issue 16's bar).
 ``k((x,p),(x',p')) = (x.x') exp((R(p)W^K x).(R(p')W^K x'))``). Token samples: the
 hidden states of each layer at ``n`` seeded positions of plain text of three domains
 (movie reviews, medical notes, code; the sentences of :mod:`verification.real_model`).
-For every head ``h`` (teacher ``W^O_h W^V_g``, THEOREMS.md "Multi-head with output
+For every head ``h`` (teacher ``W^O_h W^V_g``, docs/statements.md#real-models "Multi-head with output
 projection") and pair of domains: ``ΔW`` by :func:`iclkd_jax.distilled_weight_difference`
 (``2 eta = 1``: both sides scale with eta) and ``||ΔW||_HS`` by :func:`iclkd_jax.hs_norm`;
 ``MMD_k`` as the distance of the mean embeddings of ``x ⊗ phi(R(p) W^K x)`` (the
@@ -48,7 +48,8 @@ import numpy as np
 
 import iclkd_jax as ik
 from iclkd_jax.llama import apply_rope
-from verification.core.model import CheckResult
+from verification.core.keys import numpy_rng
+from verification.core.model import CheckResult, RunContext
 from verification.core.tolerances import bound_ratio_status, eps, real_attention_tolerance
 from verification.oracles import reference
 from verification.real_models import smollm2
@@ -62,8 +63,6 @@ TASKS = {
     "antonyms": (["hot -> cold\n", "big -> small\n", "fast -> slow\n", "up -> down\n"], "light -> dark"),
     "plurals": (["cat: cats\n", "dog: dogs\n", "box: boxes\n", "child: children\n"], "mouse: mice"),
 }
-#: prompts (3.1a) and tokens per domain (4.1) of each profile
-SIZES = {"smoke": (1, 24), "quick": (2, 32), "default": (3, 48), "thorough": (3, 96)}
 
 MUTANTS_31 = {
     "half-split-rope": "rotary pairs (i, i + 32) (the Hugging Face layout) instead of the GGUF's adjacent (2i, 2i + 1)",
@@ -77,7 +76,6 @@ MUTANTS_41 = {
     "rbf-kernel-mmd": "MMD with a Gaussian RBF kernel on x (median bandwidth)",
     "wrong-kv-group-kernel": "MMD with the W^K of key/value head (g + 1) % 3",
 }
-CHECKS = {"thm-3.1a-real": MUTANTS_31, "thm-4.1-real": MUTANTS_41}
 
 
 def _rotate(x, positions, base, mutant=None):
@@ -120,11 +118,10 @@ def _layer_list(model, layers):
     return chosen
 
 
-def check_31a(model: smollm2.SmolLM2, seed: int, profile: str, mutant: str | None, *,
-              layers=None) -> CheckResult:
-    n_prompts, _ = SIZES[profile]
+def check_31a(model: smollm2.SmolLM2, ctx: RunContext, *, layers=None) -> CheckResult:
+    n_prompts, mutant, seed = ctx.profile.real_prompts, ctx.mutant, ctx.seed
     c = model.config
-    rng = np.random.default_rng([seed, 31])
+    rng = numpy_rng(ctx.key)
     chosen = _layer_list(model, layers)
     layers, heads = len(chosen), c.heads
     err = np.zeros((layers, heads))
@@ -184,11 +181,11 @@ def check_31a(model: smollm2.SmolLM2, seed: int, profile: str, mutant: str | Non
         "prompts": sizes, "model_file": str(model.path),
     }
     return CheckResult(
-        id="thm-3.1a-real", kind="theorem", status="violated" if violated else "holds",
+        id=ctx.check_id, kind="theorem", status="violated" if violated else "holds",
         cases=int(sum(s["query_positions"] for s in sizes)) * layers * heads, worst=float(both.max()),
         worst_label="max rel error (vs max|v_j|)", tolerance=tolerance,
         tolerance_reason=("64*eps64*(1 + max|q||k|): round-off of the logits relative to max|v_j|, capped at 1e-10; "
-                          "THEOREMS.md 3.1 and 'Real models'"),
+                          "docs/statements.md#real-models 3.1 and 'Real models'"),
         figures=figures, seed=seed, mutant=mutant,
         counterexample=({"layer": chosen[worst_layer], "head": int(worst_head),
                          "position": int(worst_position[worst_layer, worst_head]),
@@ -213,22 +210,20 @@ def _domain_states(model, name, text):
 
 def domain_samples(model: smollm2.SmolLM2, n_tokens: int, rng: np.random.Generator):
     """``{domain: (hidden states (L, n, d), positions (n,))}`` at ``n_tokens`` seeded positions of each domain's text."""
+    states = {name: _domain_states(model, name, "\n".join(sentences)) for name, sentences in DOMAINS.items()}
+    n_tokens = min(n_tokens, *(xs.shape[1] for xs in states.values()))  # at most the smallest domain's tokens
     samples = {}
-    for name, sentences in DOMAINS.items():
-        xs = _domain_states(model, name, "\n".join(sentences))
-        if n_tokens > xs.shape[1]:
-            raise ValueError(f"{n_tokens} tokens per domain requested, domain {name!r} has {xs.shape[1]}")
+    for name, xs in states.items():
         positions = np.sort(rng.choice(xs.shape[1], n_tokens, replace=False))
         samples[name] = (xs[:, positions], positions)
     return samples
 
 
-def check_41(model: smollm2.SmolLM2, seed: int, profile: str, mutant: str | None, *,
-             layers=None) -> CheckResult:
-    _, n_tokens = SIZES[profile]
+def check_41(model: smollm2.SmolLM2, ctx: RunContext, *, layers=None) -> CheckResult:
+    n_tokens, mutant, seed = ctx.profile.real_tokens, ctx.mutant, ctx.seed
     c = model.config
     chosen = _layer_list(model, layers)
-    rng = np.random.default_rng([seed, 41])
+    rng = numpy_rng(ctx.key)
     samples = domain_samples(model, n_tokens, rng)
     names = list(samples)
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
@@ -308,10 +303,10 @@ def check_41(model: smollm2.SmolLM2, seed: int, profile: str, mutant: str | None
         "condition_max": float(cond.max()), "max_log_kernel": max_log_kernel, "two_eta": 1.0,
     }
     return CheckResult(
-        id="thm-4.1-real", kind="theorem", status=status, cases=layers * heads * len(pairs),
+        id=ctx.check_id, kind="theorem", status=status, cases=layers * heads * len(pairs),
         worst=float(ratio.max()), worst_label="max ‖ΔW‖/(2η‖W^O_h W^V_g‖ MMD_k)", tolerance=1.0 + tolerance,
         tolerance_reason=("ratio <= 1 + 64*eps64*(cond_HS + cond_MMD)*(1 + max k.k) per head and pair "
-                          "(round-off of two conditioned quadratic forms); THEOREMS.md 4.1, 'Real models'"),
+                          "(round-off of two conditioned quadratic forms); docs/statements.md#real-models 4.1, 'Real models'"),
         tightness=float(tightness.min()), figures=figures, seed=seed, mutant=mutant,
         counterexample=({"layer": chosen[worst[0]], "head": int(worst[1]), "pair": figures["worst_pair"],
                          "ratio": float(ratio[worst])} if status == "violated" else None),
@@ -319,5 +314,3 @@ def check_41(model: smollm2.SmolLM2, seed: int, profile: str, mutant: str | None
                  f"{ratio.max():.3g}, tightness {tightness.min():.3g}..{tightness.max():.3g} "
                  f"(cross-check vs NumPy {crosscheck.max():.1e})"))
 
-
-RUNNERS = {"thm-3.1a-real": check_31a, "thm-4.1-real": check_41}
