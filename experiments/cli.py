@@ -4,7 +4,7 @@ Each experiment writes ``<out>/<name>.json``, ``<out>/<name>.md`` and PNG plots 
 models are cached under ``<out>/cache`` (``.npz`` params + ``.json`` config and seed). ``--out``
 defaults to ``iclkd-out/experiments`` (covered by .gitignore). Without matplotlib the plots are
 skipped with a note and everything else is written. What each experiment measures and what it says
-about THEOREMS.md: docs/experiments.md.
+about docs/statements.md: docs/experiments.md.
 
 :data:`EXPERIMENTS` is the registry behind ``iclkd experiment``: add an experiment by adding its line
 (a one-line summary and its module, which provides ``run(opts: Options) -> Result`` and, optionally,

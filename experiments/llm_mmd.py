@@ -1,4 +1,4 @@
-"""``llm-mmd``: MMD between demonstrations and queries against SmolLM2's in-context loss (THEOREMS.md 4.1/4.2; issue 16).
+"""``llm-mmd``: MMD between demonstrations and queries against SmolLM2's in-context loss (docs/statements.md#thm-4-1, #thm-4-2).
 
 Task ``copy`` (:mod:`experiments.llm_common`): a prompt is a demonstration list of ``W``
 single-token words followed by the query list of ``W`` words. For each level ``rho`` in

@@ -7,7 +7,7 @@ random orders of its demonstrations (the queried pair moves too).
 
 Measured per prompt: the sensitivity to order = the standard deviation of the loss over
 the ``K`` orders; and, at the query position (the ``":"`` after the key), the learning-rate
-proxy ``log D'`` (THEOREMS.md, Lemma: ``eta = N/(2D')``) and the attention entropy of
+proxy ``log D'`` (docs/statements.md#lemma-eta, Lemma: ``eta = N/(2D')``) and the attention entropy of
 every head of layer ``DEFAULT_LAYER`` (mean over heads, then over orders), both from the
 forward pass (:class:`iclkd_jax.llama.LlamaOutput`). ``N`` varies across prompts (2, 4, 8)
 so that the attention's spread varies. Reported: Spearman's rho of each with the

@@ -1,4 +1,5 @@
-"""``lr-proxy``: the learning-rate proxy η = N / (2D') and attention entropy vs prediction sensitivity (THEOREMS.md, Lemma).
+"""``lr-proxy``: the learning-rate proxy η = N / (2D') and attention entropy vs prediction sensitivity
+(docs/statements.md#lemma-eta).
 
 Pure softmax attention is permutation-invariant in the demonstrations, and in a
 one-layer model causal masking changes nothing for the query (the last token sees

@@ -1,4 +1,4 @@
-"""``mmd-shift``: in-context error under a shifted demonstration distribution (THEOREMS.md, Theorems 4.1, 4.2).
+"""``mmd-shift``: in-context error under a shifted demonstration distribution (docs/statements.md#thm-4-1, Theorems 4.1, 4.2).
 
 Demonstrations come from ``Q_t`` = D translated by ``t u`` (``iclkd_jax.distributions.shift_family``,
 ``u`` a random unit direction from the seed), queries from the target D. For every

@@ -1,4 +1,4 @@
-"""Trainable softmax-attention models for in-context regression (THEOREMS.md, Theorem 3.1).
+"""Trainable softmax-attention models for in-context regression (docs/statements.md#thm-3-1, Theorem 3.1).
 
 Written with ``flax.linen``: its parameters are a plain pytree (a nested dict of
 arrays), which is what ``jax.grad``/Optax consume, what a ``.npz`` checkpoint stores
@@ -6,7 +6,7 @@ and what :func:`attention_weights` turns back into the library's
 :class:`~iclkd_jax.AttentionWeights` without any stateful-object bookkeeping (the
 reason ``flax.nnx`` was not used).
 
-Each head is exactly the attention of THEOREMS.md: ``Attn(x') = sum_j v_j
+Each head is exactly the attention of docs/statements.md: ``Attn(x') = sum_j v_j
 softmax_j((W^K z_j) . (W^Q z'))`` with ``v_j = W^V z_j``, **no** ``1/sqrt(d_k)``, no
 bias (a constant-1 coordinate in every token plays that role), no residual and no
 MLP unless the config asks for them.
@@ -133,7 +133,7 @@ def attention_mask(n_tokens: int, causal: bool) -> jax.Array:
 
 
 class SoftmaxAttention(nn.Module):
-    """One multi-head softmax-attention layer exactly as in THEOREMS.md (no 1/sqrt(d_k), no bias).
+    """One multi-head softmax-attention layer exactly as in docs/statements.md (no 1/sqrt(d_k), no bias).
 
     Params: ``wq, wk`` of shape ``(H, d_k, d)`` and ``wv`` of shape ``(H, d_v, d)``.
     """

@@ -1,4 +1,4 @@
-"""``multi-layer``: are a k-layer model's predictions k KD steps? (the paper's open question; THEOREMS.md, Theorem 3.1).
+"""``multi-layer``: are a k-layer model's predictions k KD steps? (the paper's open question; docs/statements.md#thm-3-1).
 
 A k-layer residual model (``Z^{l+1} = Z^l + sum_h Attn_{l,h}(Z^l)``) is trained on the same
 task. Per layer l, two comparisons for the query token:

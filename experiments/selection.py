@@ -1,4 +1,4 @@
-"""``selection``: choosing N demonstrations from a mixed-domain pool (THEOREMS.md, Theorem 4.2; seed "First 3 experiments" #1).
+"""``selection``: choosing N demonstrations from a mixed-domain pool (docs/statements.md#thm-4-2; seed "First 3 experiments" #1).
 
 Per prompt (task ``w``): a pool of ``4N`` labelled candidates, ``N`` from each of four
 domains: the target D and three copies of D translated by 0.8 in random (seeded)

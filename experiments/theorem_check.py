@@ -15,7 +15,7 @@ from iclkd_jax.attention import kd_decomposition
 
 
 def thm31_trained(trained: Trained, prompts: Prompts, max_prompts: int = 8) -> dict[str, Any]:
-    """Theorem 3.1(a) on the trained weights of a one-layer model (THEOREMS.md).
+    """Theorem 3.1(a) on the trained weights of a one-layer model (docs/statements.md).
 
     For each head, ``iclkd_jax.kd_decomposition`` with ``X_D`` = the demonstration
     tokens, ``X_Q`` = the query token (``M = 1``) gives ``(W_0 + ΔW) phi(q)``; summed over

@@ -1,4 +1,4 @@
-"""Synthetic token distributions with exact norm bounds (THEOREMS.md, Theorems 3.2, 4.1, 4.2).
+"""Synthetic token distributions with exact norm bounds (docs/statements.md#thm-3-2, Theorems 3.2, 4.1, 4.2).
 
 Bounded families carry ``radius = sup ||x||`` over their support, exactly. From it:
 
@@ -264,7 +264,7 @@ def student_t(dim: int, *, df: float = 3.0, scale: float = 1.0, center=None) -> 
 
 
 def shift_family(base: Distribution, direction, t: float) -> Distribution:
-    """``Q_t``: ``base`` translated by ``t * direction / ||direction||`` (THEOREMS.md, Theorem 4.1).
+    """``Q_t``: ``base`` translated by ``t * direction / ||direction||`` (docs/statements.md#thm-4-1, Theorem 4.1).
 
     ``Q_0 = base``; MMD(base, Q_t) grows from 0, linearly in ``t`` for small ``t``.
     """
@@ -277,7 +277,7 @@ def shift_family(base: Distribution, direction, t: float) -> Distribution:
 
 
 def scale_family(base: Distribution, t: float) -> Distribution:
-    """``Q_t``: ``base`` scaled by ``1 + t`` about its mean (THEOREMS.md, Theorem 4.1, Conjecture 4.1').
+    """``Q_t``: ``base`` scaled by ``1 + t`` about its mean (docs/statements.md#conj-4-1, Theorem 4.1, Conjecture 4.1').
 
     Same mean for every ``t > -1``, covariance ``(1 + t)^2 Cov(base)``: the linear
     kernel's MMD is 0 along the whole family while the distilled weights move, the

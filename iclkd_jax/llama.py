@@ -1,4 +1,4 @@
-"""A llama-architecture causal language model as a pure function of its weights (THEOREMS.md, "Real models").
+"""A llama-architecture causal language model as a pure function of its weights (docs/statements.md#real-models, "Real models").
 
 The forward pass of a decoder such as SmolLM2-135M: token embeddings, then per layer
 
@@ -11,7 +11,7 @@ and ``logits = RMSNorm(h) * g_out @ E^T`` with tied embeddings ``E``. ``R(p)`` r
 **adjacent** coordinate pairs ``(2i, 2i + 1)`` by the angle ``p * base^(-2i / d_head)``:
 that is the layout of GGUF files, whose conversion reorders the query and key rows of
 the Hugging Face checkpoints (whose ``rotate_half`` pairs ``i`` with ``i + d_head/2``).
-The ``1/sqrt(d_head)`` is folded into the keys (THEOREMS.md: a temperature is absorbed
+The ``1/sqrt(d_head)`` is folded into the keys (docs/statements.md: a temperature is absorbed
 into ``W^K``), so each query head is exactly Theorem 3.1's attention with
 position-dependent keys ``k_j = R(p_j) W^K x_j``.
 

@@ -1,4 +1,4 @@
-"""Maximum mean discrepancy (THEOREMS.md, Theorems 4.1 and 4.2; Conjecture 4.1').
+"""Maximum mean discrepancy (docs/statements.md#conj-4-1, Theorems 4.1 and 4.2; Conjecture 4.1').
 
 For samples ``x = (x_1..x_n)`` from P and ``y = (y_1..y_m)`` from Q and a kernel k:
 

@@ -110,7 +110,7 @@ def test_other_experiments_run(quick, name):
     if name == "multi-layer":
         for model in data["models"]:
             assert model["learned"] and model["icl_mse"] < 0.5 * model["zero_predictor_mse"]
-            # Theorem 3.1(a) on every layer's own inputs, at float32 round-off (1e-5: THEOREMS.md, float32)
+            # Theorem 3.1(a) on every layer's own inputs, at float32 round-off (1e-5: docs/statements.md#hazards, float32)
             assert all(layer["thm31a_max_rel_error"] < 1e-5 for layer in model["layers"])
             # the first layer sees the prompt itself, so k KD steps on the frozen set match it exactly
             assert model["layers"][0]["frozen_set_rel_deviation"] < 1e-5

@@ -1,4 +1,4 @@
-"""Softmax attention and the KD decomposition (THEOREMS.md, Theorem 3.1(a) and the lemma)."""
+"""Softmax attention and the KD decomposition (docs/statements.md#thm-3-1a, Theorem 3.1(a) and the lemma)."""
 
 import chex
 import jax

@@ -1,6 +1,6 @@
 """Which public functions of ``iclkd_jax`` the verdicts of ``iclkd verify`` exercise (issue 10.4).
 
-Every public function of the library that computes a quantity of a statement of THEOREMS.md must be
+Every public function of the library that computes a quantity of a statement of docs/statements.md must be
 called by ``iclkd verify`` on its own cases: otherwise a bug in it could never change a verdict.
 :func:`public_functions` lists the library's public functions; :func:`trace_calls` runs a piece of
 code with each of them wrapped by a counter (in every module namespace that holds it, so

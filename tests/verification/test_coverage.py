@@ -26,7 +26,7 @@ verification.enable_x64()
 with coverage.trace_calls() as calls:  # before the checks are imported: their import-time calls count too
     from verification.engine import runner
     from verification.engine.plugins import all_checks
-    import verification.checks  # noqa: F401
+    import verification.statements  # noqa: F401
     results = runner.run_checks(list(all_checks()), profile="smoke")
 print(json.dumps({"calls": dict(calls), "statuses": {r.id: r.status for r in results}}))
 """
@@ -35,7 +35,7 @@ print(json.dumps({"calls": dict(calls), "statuses": {r.id: r.status for r in res
 def test_every_public_function_is_exercised_or_listed():
     cache = os.environ.get("ICLKD_CACHE_DIR", str(REPO / ".jax_cache"))
     proc = subprocess.run([sys.executable, "-c", _PROBE, cache], cwd=REPO, capture_output=True, text=True,
-                          timeout=900, env={**os.environ, "PYTHONPATH": str(REPO)})
+                          timeout=900, env={**os.environ, "PYTHONPATH": os.pathsep.join((str(REPO), str(Path(__file__).parent)))})
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = json.loads(proc.stdout.strip().splitlines()[-1])
     assert "error" not in run["statuses"].values(), run["statuses"]

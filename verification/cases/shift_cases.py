@@ -2,7 +2,7 @@
 
 ``ΔW = W̄(𝒬) - W̄(𝒟)`` with ``W̄(P) = 2 eta E_P[W^V x ⊗ phi(W^K x)]`` on empirical measures,
 and the right-hand side of Theorem 4.1, ``2 eta ||W^V||_op MMD_k(𝒟, 𝒬)`` with
-``k(x, x') = (x . x') exp((W^K x) . (W^K x'))`` (THEOREMS.md, Theorem 4.1).
+``k(x, x') = (x . x') exp((W^K x) . (W^K x'))`` (docs/statements.md#thm-4-1, Theorem 4.1).
 
 Contents:
 

@@ -1,4 +1,4 @@
-"""Hypothesis strategies for building new checks (THEOREMS.md notation).
+"""Hypothesis strategies for building new checks (docs/statements.md notation).
 
 Shapes are drawn from small pools so that jit compiles a bounded number of
 programs; arrays are generated from an integer seed through ``jax.random`` (so a

@@ -1,4 +1,4 @@
-"""The machinery of Theorem 3.2 shared by thm-3.2, conj-3.2 and the tightness benchmark (THEOREMS.md, Theorem 3.2).
+"""The machinery of Theorem 3.2 shared by thm-3.2, conj-3.2 and the tightness benchmark (docs/statements.md#thm-3-2, Theorem 3.2).
 
 ``G_N = sup_{||W||_HS <= B} [L(W) - L_N(W)]`` computed **exactly** for an explicit Taylor
 feature map of order :data:`ORDER`: ``L - L_N = dc - 2<W, dM> + <W^T W, dS>`` with
@@ -132,7 +132,7 @@ def bound_terms(b, c, t, n, delta=DELTA) -> tuple[float, float]:
 
 
 def theorem_bound(b, c, t, n, delta=DELTA):
-    """``4BC(T+BC)/sqrt(N) + (T+BC)^2 sqrt(log(1/delta)/(2N))`` (THEOREMS.md, Theorem 3.2)."""
+    """``4BC(T+BC)/sqrt(N) + (T+BC)^2 sqrt(log(1/delta)/(2N))`` (docs/statements.md#thm-3-2, Theorem 3.2)."""
     rademacher, deviation = bound_terms(b, c, t, n, delta)
     return rademacher + deviation
 

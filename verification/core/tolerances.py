@@ -1,4 +1,4 @@
-"""Tolerances derived from dtype and conditioning (THEOREMS.md: "Numbers are honest").
+"""Tolerances derived from dtype and conditioning (docs/statements.md#hazards: "Numbers are honest").
 
 A relative error of a computed quantity is bounded by ``c * cond * eps`` where
 ``eps`` is the unit round-off of the dtype, ``cond`` the condition number of the

@@ -1,4 +1,4 @@
-"""Certified primitives: the quantities of THEOREMS.md in rigorous ball (interval) arithmetic.
+"""Certified primitives: the quantities of docs/statements.md in rigorous ball (interval) arithmetic.
 
 A float64 number is an exact dyadic rational, so the inputs of a worst case convert
 **exactly** (:func:`ball`, :func:`ball_matrix`, :func:`rational`); every operation after
@@ -13,7 +13,7 @@ return True only when *every* point of the left ball is below *every* point of t
 right one. Overlapping balls mean "not proven", never "false".
 
 Every function takes balls (``arb``, lists of ``arb``, ``arb_mat``) and returns balls;
-the converters take float64 array-likes. Tokens are rows, as in THEOREMS.md (Notation):
+the converters take float64 array-likes. Tokens are rows, as in docs/statements.md#notation (Notation):
 ``X (n, d)``, ``W^K (d_k, d)``, keys ``K = X W^K^T``.
 
 python-flint is an optional dependency (``pip install 'iclkd-jax[certify]'``): this
@@ -202,7 +202,7 @@ def norm(vector: Sequence[arb]) -> arb:
 
 
 # ----------------------------------------------------------------------------------------
-# Gram matrices of the kernels of THEOREMS.md and the biased (V-statistic) MMD^2
+# Gram matrices of the kernels of docs/statements.md and the biased (V-statistic) MMD^2
 # ----------------------------------------------------------------------------------------
 
 
@@ -215,7 +215,7 @@ def _entrywise_exp(m: arb_mat) -> arb_mat:
 
 
 def exp_gram(u: arb_mat, z: arb_mat) -> arb_mat:
-    """The softmax kernel ``kappa(u_i, z_j) = exp(u_i . z_j)`` (THEOREMS.md, Notation)."""
+    """The softmax kernel ``kappa(u_i, z_j) = exp(u_i . z_j)`` (docs/statements.md#notation, Notation)."""
     return _entrywise_exp(u * z.transpose())
 
 
@@ -328,7 +328,7 @@ def operator_norm_squared_lower_exact(w) -> Fraction:
 
 
 # ----------------------------------------------------------------------------------------
-# Operators in representer form W = scale * sum_i c_i v_i ⊗ phi(k_i) (THEOREMS.md, "Weights as operators")
+# Operators in representer form W = scale * sum_i c_i v_i ⊗ phi(k_i) (docs/statements.md#operators)
 # ----------------------------------------------------------------------------------------
 
 

@@ -1,9 +1,9 @@
 """The independent float64 reference every verdict of ``iclkd verify`` is compared with.
 
-Written from THEOREMS.md in plain NumPy (and SciPy where it helps), with no import of
+Written from docs/statements.md in plain NumPy (and SciPy where it helps), with no import of
 ``iclkd_jax`` (``tests/verification/test_reference.py`` enforces it): a bug planted in the
 library cannot also be in the value it is judged against. Each function cites the
-statement of THEOREMS.md it implements.
+statement of docs/statements.md it implements.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 #
 # Every function takes float64-convertible arrays and broadcasts over leading batch axes
 # ("..."), so a check evaluates a whole batch of cases in one vectorised NumPy call. Sums of
-# exponentials are taken in log space (shifted by the largest logit), as THEOREMS.md requires.
+# exponentials are taken in log space (shifted by the largest logit), as docs/statements.md requires.
 # ----------------------------------------------------------------------------------------
 
 
@@ -45,7 +45,7 @@ def logsumexp(a, axis: int = -1, *, extended: bool = False) -> np.ndarray:
 
 
 def attention_logits(wq, wk, tokens, queries) -> np.ndarray:
-    """``l_{aj} = (W^K x_j) . (W^Q x'_a)``, shape ``(..., q, n)`` (THEOREMS.md, Theorem 3.1: no 1/sqrt(d_k))."""
+    """``l_{aj} = (W^K x_j) . (W^Q x'_a)``, shape ``(..., q, n)`` (docs/statements.md#thm-3-1, Theorem 3.1: no 1/sqrt(d_k))."""
     keys = f64(tokens) @ _t(f64(wk))
     q = f64(queries) @ _t(f64(wq))
     return q @ _t(keys)
@@ -94,7 +94,7 @@ def attention_entropy(logits) -> np.ndarray:
 
 
 def apply_representer(coef, values, keys, log_scale, z) -> np.ndarray:
-    """``W phi(z) = exp(log_scale) sum_i c_i v_i exp(k_i . z)`` (THEOREMS.md, "Weights as operators").
+    """``W phi(z) = exp(log_scale) sum_i c_i v_i exp(k_i . z)`` (docs/statements.md#operators).
 
     Shapes ``coef (..., n)``, ``values (..., n, d_v)``, ``keys (..., n, d_k)``, ``log_scale (...)``,
     ``z (..., q, d_k)``; returns ``(..., q, d_v)``. Each row is shifted by its largest logit.
@@ -136,7 +136,7 @@ def representer_matrix(coef, values, key_features, log_scale) -> np.ndarray:
     return np.exp(f64(log_scale))[..., None, None] * (_t(weighted) @ f64(key_features))
 
 
-# --- explicit feature maps of kappa(u, z) = exp(u . z) (THEOREMS.md, "Feature maps of kappa") ---
+# --- explicit feature maps of kappa(u, z) = exp(u . z) (docs/statements.md#feature-maps, "Feature maps of kappa") ---
 
 def taylor_features(u, order: int) -> np.ndarray:
     """``phi(u) = (u^{⊗n} / sqrt(n!))_{n=0..p}`` by explicit Kronecker products (row-major blocks)."""
@@ -196,7 +196,7 @@ def kd_loss(w, values, key_features) -> np.ndarray:
 
 
 def kd_gradient_at_zero(values, key_features) -> np.ndarray:
-    """``grad L(0) = -(2/N) sum_i v_i phi(k_i)^T``, ``(..., d_v, m)`` (THEOREMS.md, Theorem 3.1(b))."""
+    """``grad L(0) = -(2/N) sum_i v_i phi(k_i)^T``, ``(..., d_v, m)`` (docs/statements.md#thm-3-1b, Theorem 3.1(b))."""
     values = f64(values)
     return -(2.0 / values.shape[-2]) * (_t(values) @ f64(key_features))
 
@@ -257,7 +257,7 @@ def von_oswald_layer(xs, ys, x_query, learning_rate, w_init) -> np.ndarray:
 # Conventions: float64 NumPy; leading axes of every array argument are batch axes (the checks
 # evaluate thousands of cases at once); quantities that overflow are returned in log space as
 # ``(sign, log|value|)`` with ``log|0| = -inf``. Exponential double sums factor out their largest
-# log-term first (THEOREMS.md, numerical hazards).
+# log-term first (docs/statements.md#hazards, numerical hazards).
 
 KERNEL_KINDS = ("rbf", "laplace", "linear", "exp", "product")
 
@@ -274,7 +274,7 @@ def pairwise_squared_distances(x, y):
 
 
 def log_gram(kind: str, x, y, *, bandwidth=None, wk=None):
-    """``(sign, log|k(x_i, y_j)|)`` for a kernel of the library (THEOREMS.md, Theorem 4.1 and Conjecture 4.1').
+    """``(sign, log|k(x_i, y_j)|)`` for a kernel of the library (docs/statements.md#conj-4-1, Theorem 4.1 and Conjecture 4.1').
 
     * ``rbf``: ``exp(-||x - y||^2 / (2 bandwidth^2))``;
     * ``laplace``: ``exp(-||x - y|| / bandwidth)``;
@@ -345,7 +345,7 @@ def mmd2_weights(n: int, m: int, estimator: str = "biased") -> np.ndarray:
 
     Biased (V-statistic): ``1/n^2`` within x, ``1/m^2`` within y, ``-1/(n m)`` across (each ordered
     pair, so ``-2/(n m) sum_ij k(x_i, y_j)`` in all). Unbiased (U-statistic): ``1/(n(n-1))`` and
-    ``1/(m(m-1))`` off the diagonal, 0 on it (THEOREMS.md, Theorem 4.1: the MMD is the biased one).
+    ``1/(m(m-1))`` off the diagonal, 0 on it (docs/statements.md#thm-4-1, Theorem 4.1: the MMD is the biased one).
     """
     if estimator not in ("biased", "unbiased"):
         raise ValueError(f"estimator must be 'biased' or 'unbiased', got {estimator!r}")
@@ -392,7 +392,7 @@ def smallest_singular_value(matrix):
 def log_hs_norm2(coef, values, keys, log_scale) -> LogSum:
     """``||W||_HS^2`` of ``W = exp(log_scale) sum_i c_i v_i ⊗ phi(k_i)`` as a :class:`LogSum`.
 
-    The explicit double sum ``sum_ij c_i c_j <v_i, v_j> exp(k_i . k_j)`` (THEOREMS.md, "Weights as
+    The explicit double sum ``sum_ij c_i c_j <v_i, v_j> exp(k_i . k_j)`` (docs/statements.md#operators, "Weights as
     operators"), the scale ``exp(2 log_scale)`` included in ``log_abs`` and ``log_terms``.
     """
     coef, values, keys, log_scale = _f64(coef, values, keys, log_scale)
@@ -531,13 +531,13 @@ def rademacher_exact(gram_matrix, radius):
 
 
 # ----------------------------------------------------------------------------------------
-# Real models (THEOREMS.md, "Real models"): a llama attention layer with rotary positions,
+# Real models (docs/statements.md#real-models, "Real models"): a llama attention layer with rotary positions,
 # grouped-query heads and a causal mask; Theorem 4.1's position-aware product kernel.
 # ----------------------------------------------------------------------------------------
 def rotary(x: np.ndarray, positions: np.ndarray, base: float) -> np.ndarray:
     """``R(p) x`` for rows ``x (n, d_head)``: the adjacent pairs ``(2i, 2i+1)`` as complex numbers times ``e^{i p θ_i}``.
 
-    ``θ_i = base^(-2i / d_head)``: the GGUF layout of llama's rotary embedding (THEOREMS.md,
+    ``θ_i = base^(-2i / d_head)``: the GGUF layout of llama's rotary embedding (docs/statements.md#real-models,
     "Real models": rotations of 2x2 blocks; which pairs is a convention of the weight layout).
     """
     x = np.asarray(x, np.float64)
@@ -555,7 +555,7 @@ def llama_head_attention(x: np.ndarray, wq: np.ndarray, wk: np.ndarray, wv: np.n
 
     ``x (n, d)`` are the layer's normalised tokens; ``wq (heads d_head, d)``, ``wk, wv (kv_heads d_head, d)``
     in ``(out, in)`` layout. Head ``h`` reads key/value head ``h // (heads / kv_heads)``; its logits are
-    ``(R(t) W^Q_h x_t) . (R(j) W^K_g x_j) / sqrt(d_head)`` for ``j <= t`` (THEOREMS.md, "Real models").
+    ``(R(t) W^Q_h x_t) . (R(j) W^K_g x_j) / sqrt(d_head)`` for ``j <= t`` (docs/statements.md#real-models, "Real models").
     """
     x = np.asarray(x, np.float64)
     n = x.shape[0]
@@ -579,7 +579,7 @@ def position_product_mmd2(x: np.ndarray, p: np.ndarray, y: np.ndarray, q: np.nda
                           base: float) -> tuple[float, float]:
     """Biased ``MMD^2`` of samples ``(x, p)`` and ``(y, q)`` under ``k((x,p),(x',p')) = (x.x') exp((R(p)W^K x).(R(p')W^K x'))``.
 
-    THEOREMS.md, "Real models" (Theorem 4.1 with tokens replaced by (token, position) pairs);
+    docs/statements.md#thm-4-1, "Real models" (Theorem 4.1 with tokens replaced by (token, position) pairs);
     ``wk (d_k, d)`` includes any folded temperature. Returns ``(MMD^2, condition)``.
     """
     tokens = np.concatenate([x, y]).astype(np.float64)

@@ -1,6 +1,6 @@
 """Worst-case search by gradient ascent: how close to its bound can a statement be pushed?
 
-Every bound of THEOREMS.md is a differentiable function of the tokens, the maps ``W^K, W^V``
+Every bound of docs/statements.md is a differentiable function of the tokens, the maps ``W^K, W^V``
 and the distribution's parameters, so its worst case can be *searched for*: maximise the
 ratio ``observed / bound`` (or a conjecture's ratio) by gradient ascent over the constrained
 inputs, from many random restarts at once, and compare with random search at the same
