@@ -555,16 +555,20 @@ def rademacher_closed_form(gram_matrix, radius):
     return radius / k.shape[-1] * np.sqrt(np.maximum(np.trace(k, axis1=-2, axis2=-1), 0.0))
 
 
-def rademacher_moments(gram_matrix, radius) -> tuple[float, float]:
+def rademacher_moments(gram_matrix, radius, *, kurtosis: bool = False) -> tuple[float, ...]:
     """Mean and standard deviation of ``(B/N) sqrt(sigma^T K sigma)`` over all ``2^N`` sign vectors (the bits of
-    0..2^N-1): ``R_N`` exactly, and the spread that sets a Monte Carlo estimate's standard error."""
+    0..2^N-1): ``R_N`` exactly, and the spread that sets a Monte Carlo estimate's standard error; with
+    ``kurtosis=True`` also ``E(v - mean)^4 / std^4`` (the spread of a sample standard deviation)."""
     k = np.asarray(gram_matrix, np.float64)
     n = k.shape[-1]
     if n > 20:
         raise ValueError(f"rademacher_exact enumerates 2^N sign vectors; N = {n} > 20")
     signs = 2.0 * ((np.arange(2**n)[:, None] >> np.arange(n)[None, :]) & 1) - 1.0
     values = radius / n * np.sqrt(np.maximum(np.einsum("si,ij,sj->s", signs, k, signs), 0.0))
-    return float(np.mean(values)), float(np.std(values))
+    mean, std = float(np.mean(values)), float(np.std(values))
+    if not kurtosis:
+        return mean, std
+    return mean, std, float(np.mean((values - mean) ** 4) / std**4) if std > 0 else 1.0
 
 
 def rademacher_exact(gram_matrix, radius):
