@@ -87,7 +87,15 @@ REGENERATE = "python verification/real_models/golden/make_golden.py (needs torch
 
 
 class ForwardMismatch(RuntimeError):
-    """The model's forward pass (or tokenizer) disagrees with the golden values beyond the round-off tolerance."""
+    """The model's forward pass (or tokenizer) disagrees with the golden values beyond the round-off tolerance.
+
+    Attributes:
+      validation: the :class:`Validation` with every comparison (its message is the exception's).
+    """
+
+    def __init__(self, validation: Validation):
+        super().__init__(validation.message())
+        self.validation = validation
 
 
 def directions(dim: int, frequencies=STATE_FREQUENCIES) -> np.ndarray:
@@ -316,7 +324,7 @@ def require_valid(model) -> Validation:
         _VALIDATED[id(model)] = cached
     validation = cached[1]
     if not validation.ok:
-        raise ForwardMismatch(validation.message())
+        raise ForwardMismatch(validation)
     return validation
 
 
