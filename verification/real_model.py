@@ -49,6 +49,7 @@ import numpy as np
 
 import iclkd_jax as ik
 from verification import minilm
+from verification.real_models import validation
 from verification.registry import PROFILES, CheckResult
 from verification.runner import guarded
 from verification.tolerances import bound_ratio_status, eps, real_attention_tolerance
@@ -393,7 +394,8 @@ def _load(name: str):
 def run_check(check_id: str, model, *, seed: int = 0, profile: str = "default",
               mutant: str | None = None) -> CheckResult:
     """One real-model check on a loaded model (:class:`minilm.MiniLM` or :class:`verification.smollm2.SmolLM2`);
-    an exception inside it is reported as status ``error`` (:func:`runner.guarded`)."""
+    an exception inside it is reported as status ``error`` (:func:`runner.guarded`), and so is a model whose
+    forward pass does not match the golden values (:func:`verification.real_models.validation.require_valid`)."""
     checks, runners = _tables(model)
     if check_id not in checks:
         raise ValueError(f"unknown real-model check {check_id!r}; known: {', '.join(checks)}")
@@ -404,7 +406,12 @@ def run_check(check_id: str, model, *, seed: int = 0, profile: str = "default",
 
     def one():
         with _one_blas_thread():
-            return runners[check_id](model, seed, profile, mutant)
+            # the theorems hold for any attention layer: a verdict is about this model only if its forward is
+            # the model's (ForwardMismatch, an error, otherwise)
+            forward = validation.require_valid(model)
+            result = runners[check_id](model, seed, profile, mutant)
+        result.figures["forward_validation"] = forward.figures()
+        return result
 
     return guarded(one, check_id=check_id, kind="theorem", seed=seed, mutant=mutant)
 
