@@ -18,7 +18,7 @@ position-dependent keys ``k_j = R(p_j) W^K x_j``.
 The weights are a :class:`LlamaParams` pytree with the layers stacked on a leading
 axis, so the layer loop is one ``lax.scan`` (one compilation for all layers). Every
 function keeps the dtype of the weights it is given (float32 or float64). Reading a
-checkpoint is not done here (the library has no I/O): see ``verification/smollm2.py``.
+checkpoint is not done here (the library has no I/O): see ``verification/real_models/smollm2.py``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""verification/reference.py: independent of the library, and right on cases with closed forms.
+"""verification/oracles/reference.py: independent of the library, and right on cases with closed forms.
 
 The reference is what every verdict is judged against, so it is itself checked here against
 values known in closed form (never against the library).

@@ -1,4 +1,4 @@
-"""verification/reference.py, section 2 (kernels, MMD, HS norms, operator norms, the sup gap of Theorem 3.2,
+"""verification/oracles/reference.py, section 2 (kernels, MMD, HS norms, operator norms, the sup gap of Theorem 3.2,
 Rademacher): each function against a brute-force or closed-form evaluation on small cases."""
 
 import itertools

@@ -47,7 +47,9 @@ def test_real_model_checks_use_the_same_wrapper(monkeypatch):
         raise RuntimeError("planted in a real-model check")
 
     monkeypatch.setattr(real_model_checks.Theorem31aOnMiniLM, "measure", staticmethod(crash))
-    monkeypatch.setattr(real_model_checks, "loaded", lambda name: object())  # a model never loaded: crash ignores it
+    # a model never loaded: the planted measure ignores it, and its forward pass is taken as validated
+    monkeypatch.setattr(real_model_checks, "loaded", lambda name: object())
+    monkeypatch.setattr(real_model_checks.validation, "require_valid", lambda model: None)
     result = runner.run_check("thm-3.1a@minilm", seed=1, profile="smoke")
     assert result.status == "error" and "RuntimeError: planted in a real-model check" in result.summary
 

@@ -9,11 +9,11 @@ import re
 
 import numpy as np
 import pytest
+from _model_packages import smollm2_or_skip
 
 from verification.core.model import PROFILES, RunContext
 from verification.engine import runner
 from verification.oracles import reference
-from verification.real_models import checks as real_model_checks
 from verification.real_models import smollm2
 from verification.real_models import smollm2_checks as real_smollm2
 
@@ -31,12 +31,7 @@ def test_missing_model_file_gives_the_install_command(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def model():
-    pytest.importorskip("gguf", reason="the 'llm' extra is not installed: pip install '.[llm]'")
-    pytest.importorskip("tokenizers", reason="the 'llm' extra is not installed: pip install '.[llm]'")
-    try:
-        return real_model_checks.loaded("smollm2")  # shared with the registered checks
-    except smollm2.ModelUnavailable as err:
-        pytest.skip(str(err))
+    return smollm2_or_skip()
 
 
 def test_config_and_tokenizer_from_the_metadata(model):

@@ -1,5 +1,7 @@
 """Every exception the suite reports in one line, and the exit-status table of every ``iclkd`` subcommand.
 
+:class:`NonFiniteError` turns a check's result into status ``error`` (exit 3) instead of a verdict.
+
 Exit statuses (:class:`ExitStatus`):
 
 ====  ==========================================================================================
@@ -17,6 +19,7 @@ Exit statuses (:class:`ExitStatus`):
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 
 class ExitStatus(enum.IntEnum):
@@ -53,3 +56,17 @@ class DistributedConfigError(ValueError):
 
 class ModelUnavailable(RuntimeError):
     """A real model (or its optional extra) is not installed; the message says how to install it."""
+
+
+class NonFiniteError(ArithmeticError):
+    """A NaN or an infinity in a quantity a check judges with: the library's value, the reference's or a tolerance.
+
+    ``violated`` means that a finite inequality failed; a comparison with a NaN or an infinity decides nothing, so
+    the runner reports this as status ``error`` naming ``quantity`` and ``case`` (the case's inputs, or its index
+    and a description), never as a verdict.
+    """
+
+    def __init__(self, quantity: str, value: Any, case: Any = None):
+        self.quantity, self.value, self.case = quantity, value, case
+        where = "" if case is None else f" at case {case if not isinstance(case, dict) else case.get('index', case)}"
+        super().__init__(f"non-finite {quantity}: {value}{where}")

@@ -19,6 +19,8 @@ import math
 import zlib
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
+from verification.core import budget
+
 if TYPE_CHECKING:
     import jax
 
@@ -76,6 +78,16 @@ class RunContext:
     @property
     def hypothesis_seed(self) -> int:
         return (self.seed * 1_000_003 + zlib.crc32(self.check_id.encode())) % (2**32)
+
+    def level(self) -> float:
+        """The level ``alpha`` of each of this check's statistical judgements: the run-wide false-alarm budget split
+        by Bonferroni over every registered check (:mod:`verification.core.budget`)."""
+        return budget.level_each(REGISTRY, self.profile)
+
+    def z(self, judgement: str) -> float:
+        """The normal critical value of one of this check's declared judgements at :meth:`level`."""
+        sides = REGISTRY[self.check_id].statistical_judgements(self.profile)[judgement].sides
+        return budget.z_of(self.level(), sides)
 
 
 @dataclasses.dataclass
@@ -149,6 +161,18 @@ class Check:
     def run(self, ctx: RunContext) -> CheckResult:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @classmethod
+    def statistical_judgements(cls, profile: Profile) -> dict[str, Any]:
+        """``{name: verification.core.budget.Judgement(count, sides, description)}``: the judgements with a
+        statistical component this check makes in one run of ``profile`` (none by default). Each takes its level
+        from the run-wide false-alarm budget (:meth:`RunContext.level`, :meth:`RunContext.z`)."""
+        return {}
+
     def result(self, ctx: RunContext, **fields: Any) -> CheckResult:
         """A :class:`CheckResult` with this check's id, kind, seed and mutant filled in."""
         return CheckResult(id=self.id, kind=self.kind, seed=ctx.seed, mutant=ctx.mutant, **fields)
+
+
+#: every registered check class by id (built-in statements, real-model variants, plugins): filled by
+#: :func:`verification.core.registry.register`; the budget of :meth:`RunContext.level` is split over it
+REGISTRY: dict[str, type[Check]] = {}

@@ -9,10 +9,9 @@ the plugins) is the engine's business (:func:`verification.engine.plugins.all_ch
 
 from __future__ import annotations
 
-from verification.core.model import KINDS, Check
+from verification.core.model import KINDS, REGISTRY, Check
 
-#: every registered check class by id (built-in statements, real-model variants, plugins)
-REGISTRY: dict[str, type[Check]] = {}
+__all__ = ["REGISTRY", "ordered", "register"]
 
 
 def register(cls: type[Check]) -> type[Check]:

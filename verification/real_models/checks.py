@@ -7,7 +7,8 @@ SmolLM2-135M (``smollm2``, :mod:`~verification.real_models.smollm2_checks`). Eac
 installed), runs under ``--real-model MODEL`` or ``--only ID`` (never in a plain ``iclkd verify``: loading a
 model takes seconds to minutes), and is judged by ``--self-test`` with its own mutants. Its draws (the
 demonstrations' order, the token subsamples) come from the run's key (``ctx.key``) and its sizes from the
-profile (``Profile.real_prompts``, ``Profile.real_tokens``).
+profile (``Profile.real_prompts``, ``Profile.real_tokens``). Before a verdict, the model's forward pass is
+validated against golden values (:mod:`~verification.real_models.validation`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, ClassVar
 from verification.core.errors import ModelUnavailable
 from verification.core.model import Check, CheckResult, RunContext
 from verification.core.registry import register
-from verification.real_models import minilm, minilm_checks, smollm2, smollm2_checks
+from verification.real_models import minilm, minilm_checks, smollm2, smollm2_checks, validation
 from verification.real_models.common import one_blas_thread
 from verification.statements.thm_3_1a import Theorem31a
 from verification.statements.thm_4_1 import Theorem41
@@ -69,7 +70,12 @@ class RealModelCheck(Check):
     def run(self, ctx: RunContext) -> CheckResult:
         model = loaded(self.real_model)
         with one_blas_thread():
-            return type(self).measure(model, ctx)
+            # the theorems hold for any attention layer: a verdict is about this model only if its forward pass
+            # is the model's (validation.ForwardMismatch, status error, otherwise)
+            forward = validation.require_valid(model)
+            result = type(self).measure(model, ctx)
+        result.figures["forward_validation"] = forward.figures()
+        return result
 
 
 @register

@@ -85,7 +85,7 @@ def targets(num_features=FEATURES, maps=SEARCH_MAPS) -> list[SearchTarget]:
                     "formula_sup_rms": math.sqrt(sup_var / num_features),
                     "norm_u_plus_z": float(np.linalg.norm(u + z)), "norm_u_minus_z": float(np.linalg.norm(u - z)),
                     "measured_by": "verification.statements.lemma_features.check.estimates_under_test (fresh keys); "
-                                   "prediction from verification.feature_variance"}
+                                   "prediction from verification.oracles.feature_variance"}
 
         def init(key):
             ku, kz = jax.random.split(key)

@@ -30,7 +30,7 @@ from verification.statements.thm_4_1.check import judge
 SHAPE_41 = (3, 2, 4, 4, 5)
 
 def _reference_ratio_41(q) -> float:
-    """Theorem 4.1's ratio from the independent NumPy reference (verification/reference.py)."""
+    """Theorem 4.1's ratio from the independent NumPy reference (verification/oracles/reference.py)."""
     log_hs2 = reference.log_hs_norm2(*reference.weight_difference(q["wk"], q["wv"], q["target"], q["prompt"],
                                                                   math.log(0.5))).log_abs
     sign, log_mmd2, _, _ = reference.log_mmd2(q["target"], q["prompt"], "product", wk=q["wk"])

@@ -173,7 +173,7 @@ def targets(shape=SHAPE_42) -> list[SearchTarget]:
                 "frontier": float(risk_frontier(ref["T"], beta, delta)), "configuration_rho": rho,
                 "configuration_ratio_at_r": configuration_ratio(rho) if math.isfinite(rho) else 0.5,
                 "T": ref["T"], "C": ref["C"], "B": ref["B"], "norm_dw": ref["norm_dw"],
-                "measured_by": "verification.statements.thm_4_2.check.judge (T, C, B, ||ΔW|| from verification.reference)"}
+                "measured_by": "verification.statements.thm_4_2.check.judge (T, C, B, ||ΔW||: the oracles' reference)"}
 
     def remeasure_risk(p):
         figures = risk_figures(as_arrays(p))
