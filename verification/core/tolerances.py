@@ -57,22 +57,28 @@ def require_finite(quantities: Mapping[str, object], case_of: Callable[[int], di
         raise NonFiniteError(name, value, case)
 
 
-def bound_ratio_status(ratio: np.ndarray, crosscheck: np.ndarray, tolerance: np.ndarray, *,
-                       inconclusive_above: float = 1e-3) -> tuple[str, float]:
-    """The verdict on ratios observed/bound that must stay <= 1, with a cross-check against a reference.
+def bound_ratio_status(observed: np.ndarray, bound: np.ndarray, crosscheck: np.ndarray, tolerance: np.ndarray, *,
+                       inconclusive_above: float = 1e-3) -> tuple[str, float, np.ndarray]:
+    """The verdict on ``observed <= bound`` (element-wise), with a cross-check against a reference.
 
-    ``violated`` when a ratio exceeds ``1 + tolerance`` or a cross-check difference exceeds ``tolerance``
+    ``violated`` when ``observed > bound (1 + tolerance)`` or a cross-check difference exceeds ``tolerance``
     (element-wise); ``inconclusive`` when the largest tolerance is above ``inconclusive_above`` (the round-off
-    budget is then too wide for a verdict); else ``holds``. A NaN or an infinity in any of the three raises
-    :class:`~verification.core.errors.NonFiniteError` (status ``error``). Returns the status and the largest
-    tolerance.
+    budget is then too wide for a verdict); else ``holds``. The inequality is judged on its two finite sides,
+    not on their ratio: a positive ``observed`` over a bound that is exactly 0 is a finite violation, while a
+    NaN or an infinity in any of the four inputs raises :class:`~verification.core.errors.NonFiniteError`
+    (status ``error``). Returns the status, the largest tolerance and the ratios ``observed / bound`` for the
+    report (``inf`` where a positive ``observed`` meets a zero bound, 0 where both are 0).
     """
-    require_finite({"ratio observed/bound": ratio, "cross-check difference": crosscheck, "tolerance": tolerance})
+    require_finite({"observed": observed, "bound": bound, "cross-check difference": crosscheck,
+                    "tolerance": tolerance})
+    observed, bound = np.asarray(observed, dtype=float), np.asarray(bound, dtype=float)
+    positive = bound > 0
+    ratio = np.where(positive, observed / np.where(positive, bound, 1.0), np.where(observed > 0, np.inf, 0.0))
     largest = float(np.max(tolerance))
     if largest > inconclusive_above:
-        return "inconclusive", largest
-    violated = bool(np.any(ratio > 1.0 + tolerance) or np.any(crosscheck > tolerance))
-    return ("violated" if violated else "holds"), largest
+        return "inconclusive", largest, ratio
+    violated = bool(np.any(observed > bound * (1.0 + tolerance)) or np.any(crosscheck > tolerance))
+    return ("violated" if violated else "holds"), largest, ratio
 
 
 #: the bar the real-model Theorem 3.1(a) checks must meet in float64 (issue 16)
