@@ -1,4 +1,4 @@
-"""Shared pieces of the SmolLM2 experiments (``llm-mmd``, ``llm-order``, ``llm-selection``; issue 16).
+"""Shared pieces of the SmolLM2 experiments (``llm-mmd``, ``llm-order``, ``llm-selection``).
 
 In-context tasks on which SmolLM2-135M measurably learns from the prompt (measured, full
 ``llm-mmd`` run: the ``copy`` task's query loss is 12.5 nats after unrelated demonstrations and

@@ -1,4 +1,4 @@
-"""``llm-order``: log D' and attention entropy against sensitivity to demonstration order (Lemma; issue 16).
+"""``llm-order``: log D' and attention entropy against sensitivity to demonstration order (Lemma).
 
 Task ``recall`` (:mod:`experiments.llm_common`): ``N`` demonstration lines
 ``" key: value\\n"`` of random single-token words, then the query line ``" key:"`` of one

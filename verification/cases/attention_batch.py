@@ -1,6 +1,6 @@
 """Theorem 3.1 quantities for a whole batch of cases: the library in one compiled call, the reference vectorised.
 
-Shared by thm-3.1a, thm-3.1b and lemma-eta (issue 12.4): the library's single-example
+Shared by thm-3.1a, thm-3.1b and lemma-eta: the library's single-example
 functions are traced once per ``(shape, dtype)`` under ``jax.vmap`` and ``jax.jit``, so the
 three checks reuse one compiled program per shape. Every quantity is compared with
 :mod:`verification.reference` (float64 NumPy, never the library) on the same inputs.

@@ -97,7 +97,7 @@ def attention_cases(*, dtypes=("float64",), max_scale: float = 6.0, shapes=SHAPE
 
 
 # ----------------------------------------------------------------------------------------
-# Batches: many cases of one shape per compiled call (issue 12.4), drawn with jax.random.
+# Batches: many cases of one shape per compiled call, drawn with jax.random.
 # ----------------------------------------------------------------------------------------
 
 #: cases per compiled call: every batch a check evaluates has exactly this many rows, so each

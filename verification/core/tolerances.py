@@ -81,7 +81,7 @@ def bound_ratio_status(observed: np.ndarray, bound: np.ndarray, crosscheck: np.n
     return ("violated" if violated else "holds"), largest, ratio
 
 
-#: the bar the real-model Theorem 3.1(a) checks must meet in float64 (issue 16)
+#: the bar the real-model Theorem 3.1(a) checks must meet in float64
 REAL_MODEL_CEILING = 1e-10
 
 

