@@ -8,6 +8,7 @@ import platform
 from typing import Any
 
 import jax
+import jaxlib
 import numpy as np
 
 from verification.core import budget
@@ -30,8 +31,6 @@ def strip_timing(value: Any) -> Any:
 
 
 def environment() -> dict[str, Any]:
-    import jaxlib
-
     return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "numpy": np.__version__,
             "python": platform.python_version(), "x64": bool(jax.config.jax_enable_x64),
             "backend": jax.default_backend()}
