@@ -509,18 +509,18 @@ def facts_table(rows: Iterable[tuple[str, str]]) -> str:
     return f'<table class="facts">{body}</table>'
 
 
-def value_table(value: Any, *, max_rows: int = 12, max_cols: int = 12) -> str:
+def value_table(value: Any, *, max_rows: int = 12, max_cols: int = 12, vector: bool = False) -> str:
     """A small table of one input: a matrix (rows x columns), a vector, a scalar or a nested record."""
     matrix = _matrix(value)
     if matrix is not None:
         rows = matrix[:max_rows]
         cells = "".join("<tr>" + "".join(f'<td class="n">{number(x)}</td>' for x in r[:max_cols]) + "</tr>"
                         for r in rows)
-        shape = f"{len(matrix)} × {len(matrix[0])}"
+        shape = f"vector of {len(matrix[0])}" if vector else f"{len(matrix)} × {len(matrix[0])}"
         cut = " (first rows and columns shown)" if len(matrix) > max_rows or len(matrix[0]) > max_cols else ""
         return f'<div class="scroll"><table title="{shape}">{cells}</table></div><div class="meta">{shape}{cut}</div>'
     if isinstance(value, list) and value and all(_as_float(x) is not None for x in value):
-        return value_table([value], max_rows=max_rows, max_cols=max_cols)
+        return value_table([value], max_rows=max_rows, max_cols=max_cols, vector=True)
     if isinstance(value, Mapping):
         return record_table(value)
     if isinstance(value, float) or _as_float(value) is not None:
