@@ -208,3 +208,18 @@ def test_screenshot_in_the_readme_exists():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     (image,) = re.findall(r"!\[[^\]]*\]\((docs/img/[^)]+\.png)\)", readme.split("\n## ")[0])
     assert (Path(__file__).resolve().parents[2] / image).stat().st_size > 10_000
+
+
+def test_search_page_and_the_verify_page_links_to_its_siblings(tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="the plots extra")
+    from verification import adversary
+
+    assert adversary.main(["thm-4.1", "--budget", "64", "--html", str(tmp_path / "search.html")]) == 0
+    page = (tmp_path / "search.html").read_text()
+    assert '<meta name="iclkd-page" content="search">' in page and "<script" not in page
+    assert page.count("<svg") == page.count('class="card"') >= 1 and "best ratio (gradient)" in page
+    (tmp_path / "notes.html").write_text("<html><title>not ours</title></html>")
+    links = html.sibling_pages(tmp_path)
+    assert [(name, kind) for name, kind, _ in links] == [("search.html", "search")]
+    report = {"profile": "smoke", "seed": 0, "versions": {}, "checks": []}
+    assert '<a href="search.html">iclkd search thm-4.1</a>' in html.verify_page(report, links=links)

@@ -722,3 +722,99 @@ def write_page(path: str | Path, text: str) -> Path:
     from verification.outputs import write_atomic
 
     return write_atomic(path, text)
+
+
+# ------------------------------------------------------------------------------------ benchmark and search pages
+
+
+def png_figure(path: str | Path) -> str:
+    """A PNG file as an inline ``<svg>``-free figure body: an ``<img>`` with a data URI (nothing fetched)."""
+    import base64
+
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<img alt="{_e(Path(path).stem)}" src="data:image/png;base64,{data}" style="max-width:100%;height:auto">'
+
+
+def rows_table(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
+    """Report rows as an HTML table of the given columns (numbers formatted, missing cells blank)."""
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(
+        f'<td class="n">{number(r.get(c))}</td>' if isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
+        else f"<td>{_e('' if r.get(c) is None else r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
+    return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
+
+
+#: the columns of the tightness page's tables
+TIGHTNESS_COLUMNS = ("parameter", "value", "quantity", "bound", "observed", "observed_lo", "observed_hi", "ratio")
+
+
+def tightness_page(doc: Mapping, folder: str | Path) -> str:
+    """The page of ``iclkd bench tightness --html``: ``doc`` is its ``tightness.json``; the PNGs it lists under
+    ``figures`` are read from ``folder`` and inlined. One card per statement: its slopes, rows and figure."""
+    meta, rows, slopes = doc.get("meta", {}), doc.get("rows", []), doc.get("slopes", {})
+    sections = []
+    for theorem in dict.fromkeys(r["theorem"] for r in rows):
+        fits = [{"fit": f"{name}: {s['y']} vs {s['x']}", "slope": s["slope"], "95% lo": s["slope_lo"],
+                 "95% hi": s["slope_hi"], "bound/predicted": s.get("bound_slope", s.get("predicted_slope"))}
+                for name, s in slopes.items() if name.split(" (")[0] == theorem]
+        text = statement_html(theorem, None, None)
+        if fits:
+            text += rows_table(fits, ("fit", "slope", "95% lo", "95% hi", "bound/predicted"))
+        text += rows_table([r for r in rows if r["theorem"] == theorem], TIGHTNESS_COLUMNS)
+        png = Path(folder) / f"{theorem}.png"
+        if f"{theorem}.png" in (doc.get("figures") or []) and png.is_file():
+            text += f'<figure class="plot">{png_figure(png)}<figcaption>{_e(theorem)}: bound against observed'\
+                    f"</figcaption></figure>"
+        sections.append((theorem, text, []))
+    info = (f"{_e(meta.get('cells', '?'))} cells, mode {_e(meta.get('mode', '?'))}, seed {_e(meta.get('seed', '?'))}, "
+            f"{_e(meta.get('rows_bound_below_observed', '?'))} rows of proven statements with bound &lt; observed; "
+            f"jax {_e(meta.get('jax', '?'))}")
+    plotted = bool(doc.get("figures"))
+    return figures_page(kind="tightness", title="iclkd bench tightness", meta=info, sections=sections,
+                        plots=plotted)
+
+
+def plot_search(target: Mapping) -> Any:
+    """Best ratio so far against evaluations: gradient ascent and random search at the same budget."""
+    trajectory, random = target.get("trajectory") or [], target.get("random_trajectory") or []
+    if not trajectory:
+        return None
+    restarts = int(target.get("restarts") or 1)
+    fig, (ax,) = _figure(5.6, 2.6)
+    evaluations = [restarts * (i + 1) for i in range(len(trajectory))]
+    ax.plot(evaluations, [_as_float(v) for v in trajectory], label="gradient (Adam)", color="#1f5fa8")
+    if random:
+        ax.plot(evaluations[:len(random)], [_as_float(v) for v in random], label="random", linestyle="--",
+                color="#e07b00")
+    bound = _as_float(target.get("bound"))
+    if bound is not None and math.isfinite(bound):
+        ax.axhline(bound, color="#b3261e", linewidth=1, label=f"bound {number(bound)}")
+    values = [v for v in (_as_float(x) for x in trajectory + random) if v is not None and math.isfinite(v) and v > 0]
+    if values and max(values) / min(values) > 100:
+        _log_scale(ax)
+    ax.set_xlabel("evaluations", fontsize=8)
+    ax.set_ylabel(str(target.get("ratio_label", "ratio")), fontsize=7)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def search_page(doc: Mapping, *, plots: bool | None = None) -> str:
+    """The page of ``iclkd search --html``: ``doc`` is its JSON (``id, budget, seed, targets``); one card per
+    target with the best ratio found by gradient ascent and by random search, the trajectory and the best case."""
+    plots = plots_available() if plots is None else plots
+    sections = []
+    for name, t in (doc.get("targets") or {}).items():
+        facts = facts_table([
+            ("best ratio (gradient)", number(_as_float(t.get("best_ratio")))),
+            ("best ratio (random)", number(_as_float(t.get("random_best_ratio")))),
+            ("bound", number(_as_float(t.get("bound")))), ("ratio", _e(t.get("ratio_label", ""))),
+            ("evaluations", f"{_e(t.get('evaluations'))} ({_e(t.get('restarts'))} restarts × {_e(t.get('steps'))} steps)"),
+            ("agreement (search vs check)", number(_as_float(t.get("agreement"))))])
+        text = f"<p>{_e(t.get('description', ''))}</p>{facts}"
+        if t.get("best_case"):
+            text += f"<details><summary>best case</summary>{record_table(t['best_case'])}</details>"
+        figs = [("best ratio so far, gradient vs random", fig)] if plots and (fig := plot_search(t)) is not None else []
+        sections.append((name, text, figs))
+    info = f"target {_e(doc.get('id'))}, budget {_e(doc.get('budget'))} evaluations, seed {_e(doc.get('seed'))}"
+    return figures_page(kind="search", title=f"iclkd search {doc.get('id', '')}", meta=info, sections=sections,
+                        plots=plots)
