@@ -92,7 +92,8 @@ def test_browser_renders_the_smoke_report(smoke):
         phone_shot = tab.screenshot()
         errors, requests = tab.console_errors(), tab.requests()
     assert errors == []
-    assert [r for r in requests if r != file_url(page)] == [], "the page made a network request"
+    # data: URIs (images inside the SVG plots) are decoded in place, not fetched
+    assert [r for r in requests if r != file_url(page) and not r.startswith("data:")] == [], "a network request"
     assert facts["scripts"] == 0
     assert facts["cards"] == [c["id"] for c in report["checks"]]
     assert {p["card"] for p in facts["plots"]} == set(facts["cards"]), "a card without a plot"
@@ -145,8 +146,9 @@ def test_real_model_figures_become_layer_by_head_heatmaps():
                          "per_layer_head_rel_error": [[1e-15] * heads] * layers,
                          "per_layer_head_mean_log_eta": [[0.0] * heads] * layers}}
     captions = [caption for caption, _ in html.check_plots(check)]
-    assert captions == ["per_head_ratio over layers × heads", "ratio_by_layer_head_pair over layers × heads",
-                        "per_layer_head_rel_error over layers × heads"]
+    assert captions == ["tightness (bound / observed) per layer × head (per_head_ratio)",
+                        "tightness (bound / observed) per layer × head (ratio_by_layer_head_pair, worst pair)",
+                        "log10 of the error per layer × head (per_layer_head_rel_error)"]
     assert "<svg" in html.check_card(check)
 
 

@@ -446,7 +446,9 @@ def check_plots(check: Mapping) -> list[tuple[str, Any]]:
         add("deviation against N", lambda: plot_rate(f))
     layers = f.get("layers") if isinstance(f.get("layers"), list) else None
     for name, matrix, is_ratio in _heatmap_arrays(f):
-        add(f"{name} over layers × heads", lambda n=name, m=matrix, r=is_ratio: plot_heatmap(n, m, r, layers))
+        what = "tightness (bound / observed)" if is_ratio else "log10 of the error"
+        add(f"{what} per layer × head ({name}{', worst pair' if name.endswith('_pair') else ''})",
+            lambda n=name, m=matrix, r=is_ratio: plot_heatmap(n, m, r, layers))
     if not plots:
         add("worst figure against its tolerance", lambda: plot_worst(check))
     return plots
