@@ -231,6 +231,7 @@ def _verify(args: argparse.Namespace, ids: list[str] | None, progress: bool) -> 
 
     profile = args.profile or DEFAULT_PROFILE
     results = []
+    _preload_pages(args)
     try:
         for result in runner.iter_checks(ids, profile=profile, seed=args.seed, progress=progress):
             results.append(result)
@@ -253,10 +254,26 @@ def _verify(args: argparse.Namespace, ids: list[str] | None, progress: bool) -> 
     return verdict_status(results)
 
 
+def _preload_pages(args: argparse.Namespace) -> None:
+    """With ``--html``: matplotlib imported and warmed in a background thread while the checks run."""
+    if args.html:
+        import threading
+
+        from verification.io import html
+
+        args.html_preload = threading.Thread(target=html.preload, name="iclkd-html-preload", daemon=True)
+        args.html_preload.start()
+
+
 def _write_pages(args: argparse.Namespace, data: dict, *, self_test: bool = False) -> None:
     """``--html`` and ``--junit-xml``, from the report's data (verification.io.html, verification.io.junit)."""
+    import time
+
     from verification.outputs import write_atomic
 
+    start = time.perf_counter()
+    if getattr(args, "html_preload", None) is not None:
+        args.html_preload.join()
     if args.html:
         from verification.io import html
         from verification.registry import all_checks
@@ -269,6 +286,8 @@ def _write_pages(args: argparse.Namespace, data: dict, *, self_test: bool = Fals
         from verification.io import junit
 
         write_atomic(args.junit_xml, (junit.self_test_junit if self_test else junit.verify_junit)(data))
+    if args.html or args.junit_xml:
+        print(f"reports: {time.perf_counter() - start:.2f} s", file=sys.stderr)
 
 
 def verdict_status(results: list) -> int:
