@@ -436,6 +436,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=output_file, metavar="PATH", help="write the results as JSON here")
     parser.add_argument("--plot", type=output_file, metavar="PATH",
                         help="plot best-so-far ratios against evaluations, gradient vs random (PNG)")
+    parser.add_argument("--html", type=output_file, metavar="PATH",
+                        help="write a self-contained HTML page of the results (a card and a plot per target); an "
+                             "iclkd verify --html page in the same folder links to it")
     parser.add_argument("--plugin", action="append", metavar="MODULE_OR_FILE", default=[],
                         help="load checks from a plugin first (repeatable); a check that defines search_targets() "
                              "becomes searchable")
@@ -491,11 +494,13 @@ def run(args: argparse.Namespace) -> int:
     def search(target: SearchTarget) -> SearchResult:
         return run_search(target, budget=args.budget, seed=args.seed, restarts=args.restarts)
 
+    def document(results: list[SearchResult]) -> dict:
+        return {"id": args.id, "budget": args.budget, "seed": args.seed, "complete": len(results) == len(targets),
+                "targets": {r.target: r.to_json() for r in results}}
+
     def write(results: list[SearchResult]) -> None:
         if args.json:
-            write_json(args.json, {"id": args.id, "budget": args.budget, "seed": args.seed,
-                                   "complete": len(results) == len(targets),
-                                   "targets": {r.target: r.to_json() for r in results}})
+            write_json(args.json, document(results))
 
     print(f"{'target':26s} {'best ratio':>12s} {'random':>12s} {'evals':>8s} {'agreement':>9s} {'time':>8s}  ratio")
     if distributed.process_count() > 1:  # target j on process j mod N (docs/distributed.md); each has its own key
@@ -511,6 +516,11 @@ def run(args: argparse.Namespace) -> int:
             write(results)  # rewritten (atomically) after every target: a stopped long run keeps its results
     if args.plot:
         plot(results, args.plot)
+    if getattr(args, "html", None):
+        from verification.io.html import search_page
+        from verification.outputs import write_atomic
+
+        write_atomic(args.html, search_page(document(results)))
     return 0
 
 

@@ -38,6 +38,7 @@ import numpy as np
 
 import iclkd_jax as ik
 from verification import reference
+from verification.registry import case_quantiles
 from verification.search import explore
 from verification.strategies import CHUNK, AttentionBatch
 from verification.tolerances import eps
@@ -193,9 +194,16 @@ class SweepResult:
     counterexample: dict | None = None
     figures: dict[str, float] = dataclasses.field(default_factory=dict)
     elapsed_s: float = 0.0
+    #: every case's error / tolerance, batch by batch (for :meth:`case_quantiles`)
+    ratios: list[np.ndarray] = dataclasses.field(default_factory=list)
+
+    def case_quantiles(self, measure: str = "error / tolerance") -> dict:
+        """The distribution of the cases' error / tolerance (:func:`verification.registry.case_quantiles`)."""
+        return case_quantiles(np.concatenate(self.ratios) if self.ratios else np.zeros(0), measure, 1.0)
 
     def add(self, batch, measured: Measured, *, rows: int, describe: Callable[[int], dict]) -> None:
         ratio = np.where(np.isnan(measured.ratio[:rows]), np.inf, measured.ratio[:rows])
+        self.ratios.append(np.asarray(ratio, np.float64))
         self.cases += rows
         bad = np.flatnonzero(ratio > 1.0)
         self.violations += bad.size

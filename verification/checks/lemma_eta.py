@@ -279,6 +279,7 @@ class LemmaEta(Check):
                    "log10_eta_range": [-both("max_minus_log10_eta"), both("max_log10_eta")],
                    "entropy_range_nats": [-both("max_minus_entropy"), both("max_entropy")],
                    "sharp_gap_sweep": {"gap": list(GAP_SWEEP), "entropy": sweep_entropy, "N+M": n_total},
+                   "per_case_quantiles": result.case_quantiles("log-space error / tolerance"),
                    "random_cases": result.random_cases, "violations": result.violations,
                    "cases_per_second": cases / (time.perf_counter() - start)}
         counterexample = anchor_failure or result.counterexample

@@ -337,6 +337,7 @@ class Theorem31b(Check):
             result = SweepResult(worst=0.0)
         f = result.figures
         figures = {"max_kernel_error_float64": f.get("max_kernel_error_float64"),
+                   "per_case_quantiles": result.case_quantiles("kernel-form error / tolerance"),
                    "max_kernel_error_float32": f.get("max_kernel_error_float32"),
                    "max_log_eta_error_float64": f.get("max_log_eta_error_float64"),
                    "log10_eta_range": [-max(f.get("max_minus_log10_eta_float64", 0), f.get("max_minus_log10_eta_float32", 0)),
