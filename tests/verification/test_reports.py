@@ -5,8 +5,12 @@ One smoke-profile ``iclkd verify --html --junit-xml --json`` run feeds the modul
 real headless Chromium (the Debian package ``chromium``, installed by .ci/run) through the DevTools
 protocol, at 1280 px and at phone width: it must render with no console error and no network request,
 show every check's card, give every plot a non-zero size, not overflow a phone's width, and its
-screenshot must not be blank. The JUnit file must validate against the Jenkins xUnit plugin's JUnit
-schema (tests/verification/data/junit-10.xsd), and every status must map to the right element.
+screenshot must not be blank. The JUnit file must validate against the common JUnit schema, ``junit-10.xsd``
+(the Jenkins xUnit plugin's, which pytest's own junitxml tests use), and every status must map to the right
+element. The schema is not committed: .ci/run takes it from pytest's source distribution on PyPI and names it
+in ``ICLKD_JUNIT_XSD`` (``pip download --no-deps --no-binary :all: pytest``, then
+``testing/example_scripts/junit-10.xsd`` from the archive); without it the schema tests skip, with it
+required (``ICLKD_REQUIRE_JUNIT_XSD``, set by .ci/run) they fail instead.
 
 ``ICLKD_SCREENSHOT=$PWD/docs/img/html-report.png pytest tests/verification/test_reports.py -k browser`` saves
 the 1280 px screenshot that the README shows.
@@ -27,7 +31,7 @@ from _chromium import Chromium, file_url, find_chromium
 from verification import cli
 from verification.io import html, junit
 
-SCHEMA = Path(__file__).parent / "data" / "junit-10.xsd"
+SCHEMA = os.environ.get("ICLKD_JUNIT_XSD", "")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +48,11 @@ def smoke(tmp_path_factory):
 
 def _validate(path: Path) -> None:
     xmlschema = pytest.importorskip("xmlschema", reason="the test extra installs xmlschema")
-    xmlschema.XMLSchema(str(SCHEMA)).validate(str(path))
+    if not (SCHEMA and Path(SCHEMA).is_file()):
+        if os.environ.get("ICLKD_REQUIRE_JUNIT_XSD"):
+            pytest.fail(f"ICLKD_JUNIT_XSD={SCHEMA!r} is not a file, and ICLKD_REQUIRE_JUNIT_XSD is set (.ci/run)")
+        pytest.skip("the JUnit schema is not here: set ICLKD_JUNIT_XSD to junit-10.xsd from pytest's sdist (.ci/run)")
+    xmlschema.XMLSchema(SCHEMA).validate(str(path))
 
 
 # ------------------------------------------------------------------------------------------------ browser
