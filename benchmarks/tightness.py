@@ -42,7 +42,8 @@ from verification.core import protocol
 from verification.core.outputs import DEFAULT_OUTPUT_ROOT, write_atomic
 from verification.core.outputs import write_csv as _write_csv_atomic
 from verification.engine.plugins import all_checks, load_plugin
-from verification.io.command import CommandError, Parser, listing, output_dir, seed, standalone
+from verification.io.command import CommandError, Parser, listing, output_dir, output_file, seed, standalone
+from verification.io.html import tightness_page
 
 #: bump when a cell's computation changes: old cells then no longer match and are recomputed
 CELL_VERSION = 1
@@ -278,6 +279,9 @@ def add_arguments(p: Parser) -> None:
     p.add_argument("--only", nargs="+", metavar="ID",
                    help="run only these statements' cells (those that offer the tightness_cells hook)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs (and their links in summary.md)")
+    p.add_argument("--html", type=output_file, metavar="PATH",
+                   help="also write a self-contained HTML page of the sweeps (plots inline); an iclkd verify "
+                        "--html page in the same folder links to it")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
                    help="load checks from a plugin first (repeatable); a check that offers tightness_cells is swept")
     p.add_argument("--no-progress", action="store_true")
@@ -326,6 +330,8 @@ def run(args: argparse.Namespace) -> int:
     write_atomic(out / "tightness.json", json.dumps(doc, indent=1, allow_nan=False, default=_json_default) + "\n")
     write_csv(out / "tightness.csv", rows)
     write_atomic(out / "summary.md", report.summary(meta, rows, slopes, figures))
+    if args.html:
+        write_atomic(args.html, tightness_page(json.loads(json.dumps(doc, default=_json_default)), out))
     print(report.console(meta, rows, slopes))
     if violated:
         print(f"bound < observed in {len(violated)} rows of proven statements", file=sys.stderr)

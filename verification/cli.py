@@ -32,6 +32,8 @@ import dataclasses
 import json
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,7 +49,7 @@ from verification.engine import certify, runner
 from verification.engine import distributed as engine_distributed
 from verification.engine import search as search_driver
 from verification.engine.plugins import all_checks, load_plugin
-from verification.io import report
+from verification.io import html, junit, report
 from verification.io.command import (
     Command,
     CommandError,
@@ -198,6 +200,11 @@ class Verify:
         parser.add_argument("--seed", type=seed, default=0, help="the PRNG seed; the same seed gives the same report")
         parser.add_argument("--json", type=output_file, metavar="PATH", help="write the JSON report here")
         parser.add_argument("--markdown", type=output_file, metavar="PATH", help="write a Markdown report here")
+        parser.add_argument("--html", type=output_file, metavar="PATH",
+                            help="write a self-contained HTML report here (plots with the 'plots' extra; it links to "
+                                 "the tightness and search pages beside it)")
+        parser.add_argument("--junit-xml", type=output_file, metavar="PATH",
+                            help="write JUnit XML here: one testcase per check (per mutant with --self-test)")
         parser.add_argument("--self-test", action="store_true",
                             help=f"run every check against its mutants (profile {SELF_TEST_PROFILE} unless --profile)")
         parser.add_argument("--list", action="store_true", help="list the checks and their mutants, then exit")
@@ -228,6 +235,7 @@ class Verify:
 def _verify(args: argparse.Namespace, ids: list[str] | None, progress: bool) -> int:
     profile = args.profile or DEFAULT_PROFILE
     results = []
+    _preload_pages(args)
     try:
         for result in runner.iter_checks(ids, profile=profile, seed=args.seed, progress=progress):
             results.append(result)
@@ -242,11 +250,36 @@ def _verify(args: argparse.Namespace, ids: list[str] | None, progress: bool) -> 
         return ExitStatus.INTERRUPTED
     print(report.table(results))
     print(report.budget_line(profile))
+    data = report.to_json(results, profile=profile, seed=args.seed)
     if args.json:
-        write_json(args.json, report.to_json(results, profile=profile, seed=args.seed))
+        write_json(args.json, data)
     if args.markdown:
         write_atomic(args.markdown, report.markdown(results, profile=profile, seed=args.seed))
+    _write_pages(args, data)
     return verdict_status(results)
+
+
+def _preload_pages(args: argparse.Namespace) -> None:
+    """With ``--html``: matplotlib imported and warmed in a background thread while the checks run."""
+    if args.html:
+        args.html_preload = threading.Thread(target=html.preload, name="iclkd-html-preload", daemon=True)
+        args.html_preload.start()
+
+
+def _write_pages(args: argparse.Namespace, data: dict, *, self_test: bool = False) -> None:
+    """``--html`` and ``--junit-xml``, from the report's data (verification.io.html, verification.io.junit)."""
+    start = time.perf_counter()
+    if getattr(args, "html_preload", None) is not None:
+        args.html_preload.join()
+    if args.html:
+        titles = {cid: cls.title for cid, cls in all_checks().items()}
+        links = html.sibling_pages(Path(args.html).parent, exclude=Path(args.html))
+        write = html.self_test_page if self_test else html.verify_page
+        write_atomic(args.html, write(data, titles=titles, links=links))
+    if args.junit_xml:
+        write_atomic(args.junit_xml, (junit.self_test_junit if self_test else junit.verify_junit)(data))
+    if args.html or args.junit_xml:
+        print(f"reports: {time.perf_counter() - start:.2f} s", file=sys.stderr)
 
 
 def verdict_status(results: list) -> int:
@@ -284,9 +317,11 @@ def _self_test(args: argparse.Namespace, ids: list[str] | None, progress: bool) 
         return ExitStatus.INTERRUPTED
     caught = sum(o.caught for o in outcomes)
     print(f"{caught}/{len(outcomes)} mutants caught")
+    data = {"profile": profile, "seed": args.seed, "mutants": [o.__dict__ for o in outcomes], "caught": caught,
+            "total": len(outcomes)}
     if args.json:
-        write_json(args.json, {"profile": profile, "seed": args.seed, "mutants": [o.__dict__ for o in outcomes],
-                               "caught": caught, "total": len(outcomes)})
+        write_json(args.json, data)
+    _write_pages(args, data, self_test=True)
     return ExitStatus.OK if outcomes and caught == len(outcomes) else ExitStatus.VIOLATED
 
 
@@ -311,6 +346,9 @@ class Search:
         parser.add_argument("--json", type=output_file, metavar="PATH", help="write the results as JSON here")
         parser.add_argument("--plot", type=output_file, metavar="PATH",
                             help="plot best-so-far ratios against evaluations, gradient vs random (PNG)")
+        parser.add_argument("--html", type=output_file, metavar="PATH",
+                            help="write a self-contained HTML page of the results (a card and a plot per target); an "
+                                 "iclkd verify --html page in the same folder links to it")
         parser.add_argument("--plugin", action="append", metavar="MODULE_OR_FILE", default=[],
                             help="load checks from a plugin first (repeatable); a check that defines search_targets() "
                                  "becomes searchable")
@@ -346,15 +384,19 @@ class Search:
                       f"{r.agreement:9.1e} {r.elapsed_s:7.1f}s  {r.ratio_label}", flush=True)
             printed = len(results)
             if args.json:  # rewritten (atomically) after every target: a stopped long run keeps its results
-                write_json(args.json, {"id": args.id, "budget": args.budget, "seed": args.seed,
-                                       "complete": len(results) == len(targets),
-                                       "targets": {r.target: r.to_json() for r in results}})
+                write_json(args.json, document(results))
+
+        def document(results: list[SearchResult]) -> dict:
+            return {"id": args.id, "budget": args.budget, "seed": args.seed, "complete": len(results) == len(targets),
+                    "targets": {r.target: r.to_json() for r in results}}
 
         print(f"{'target':26s} {'best ratio':>12s} {'random':>12s} {'evals':>8s} {'agreement':>9s} {'time':>8s}  ratio")
         results = search_driver.search_all(targets, budget=args.budget, seed=args.seed, restarts=args.restarts,
                                            on_result=progress)
         if args.plot:
             search_driver.plot(results, args.plot)
+        if args.html:
+            write_atomic(args.html, html.search_page(document(results)))
         return ExitStatus.OK
 
 

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 import iclkd_jax as ik
 from verification.cases.strategies import standard_normal_pool
 from verification.core.keys import fast_key
-from verification.core.tolerances import eps
+from verification.core.tolerances import eps, require_finite
 from verification.oracles import reference as ref
 
 #: (d, d_k, d_v, n, m): a small pool (one compilation per shape); d_v > d and d_v < d; n != m.
@@ -231,7 +231,8 @@ def agreement(library_value, reference: ref.LogSum, round_off) -> np.ndarray:
     # every term exactly 0 (e.g. W̄ of values W^V x = 0): the library must return exactly 0
     zero = reference.log_terms == -np.inf
     out = np.where(zero, np.where(np.asarray(library_value) == 0, 0.0, np.inf), out)
-    return np.where(np.isfinite(out), out, np.inf)
+    require_finite({"library double sum against the reference": out}, allow_inf=True)
+    return out
 
 
 def log_agreement(library_log, reference: ref.LogSum, round_off) -> np.ndarray:
@@ -244,7 +245,8 @@ def log_agreement(library_log, reference: ref.LogSum, round_off) -> np.ndarray:
         out = np.abs(lib - refv) / round_off
     zero = reference.log_terms == -np.inf
     out = np.where(zero, np.where(library_log == -np.inf, 0.0, np.inf), out)
-    return np.where(np.isfinite(out), out, np.inf)
+    require_finite({"library log double sum against the reference": out}, allow_inf=True)
+    return out
 
 
 def map_batches(fn, arrays, chunk: int) -> dict:

@@ -32,7 +32,8 @@ def guarded(run: Callable[[], CheckResult], *, check_id: str, kind: str, seed: i
     except NonFiniteError as err:
         result = CheckResult(id=check_id, kind=kind, status="error", cases=0, worst=None, worst_label="error",
                              summary=f"check computed a NaN or an infinity: {err}",
-                             figures={"non_finite": {"quantity": err.quantity, "value": err.value, "case": err.case}},
+                             figures={"non_finite": {"quantity": err.quantity, "value": err.value, "case": err.case,
+                                                     "library": err.library}},
                              seed=seed, mutant=mutant)
     except Exception as err:  # noqa: BLE001  (a check's failure of any kind is reported as its status, never lost)
         result = CheckResult(id=check_id, kind=kind, status="error", cases=0, worst=None,

@@ -19,6 +19,8 @@ import math
 import zlib
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
+import numpy as np
+
 from verification.core import budget
 
 if TYPE_CHECKING:
@@ -176,3 +178,19 @@ class Check:
 #: every registered check class by id (built-in statements, real-model variants, plugins): filled by
 #: :func:`verification.core.registry.register`; the budget of :meth:`RunContext.level` is split over it
 REGISTRY: dict[str, type[Check]] = {}
+
+
+#: how many quantiles :func:`case_quantiles` records (0 %, 1 %, ..., 100 %)
+CASE_QUANTILES = 101
+
+
+def case_quantiles(values, measure: str, limit: float | None = None) -> dict[str, Any]:
+    """The distribution over cases of a judged per-case figure, small enough for every report:
+    ``{"measure", "limit", "values"}`` with ``values`` its 0 %, 1 %, ..., 100 % quantiles (non-finite cases
+    left out and counted in ``"non_finite"``). Stored as ``figures["per_case_quantiles"]``; the HTML report
+    plots it as a distribution against ``limit`` (for a bound: observed/bound against 1).
+    """
+    flat = np.asarray(values, dtype=np.float64).ravel()
+    finite = flat[np.isfinite(flat)]
+    quantiles = np.quantile(finite, np.linspace(0.0, 1.0, CASE_QUANTILES)).tolist() if finite.size else []
+    return {"measure": measure, "limit": limit, "values": quantiles, "non_finite": int(flat.size - finite.size)}

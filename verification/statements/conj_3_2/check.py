@@ -61,7 +61,7 @@ def _quantile_stat(gaps: np.ndarray, mutant: str | None, n: int) -> np.ndarray:
 class Conjecture32(Check):
     id = "conj-3.2"
     kind = "conjecture"
-    order = 321  # its place in the report: docs/statements.md#conj-3-2 order
+    order = 321  # its place in the report: docs/statements.md order
     title = "deviation term O(log(1/δ)/N) (seed) vs sqrt(log(1/δ)/(2N)) (proof): the measured rate"
     mutants = {
         "extra-1/sqrt(N)": "the deviation divided by an extra sqrt(N) (a quantity that does decay like 1/N)",

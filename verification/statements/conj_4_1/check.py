@@ -56,7 +56,7 @@ from verification.cases.shift_cases import OPERATIONS, cap_logits, draw_normals,
 from verification.cases.strategies import standard_normal_pool
 from verification.core.budget import Judgement
 from verification.core.model import Check, RunContext
-from verification.core.tolerances import eps
+from verification.core.tolerances import eps, require_finite
 from verification.oracles import reference as ref
 
 #: c_hat above this refutes the conjecture for that kernel (the control's supremum is 1)
@@ -244,13 +244,14 @@ def mmd_agreement_units(library_value, total: ref.LogSum, worst_log) -> np.ndarr
                                                                                                  - total.log_terms))
         out = diff / (OPERATIONS * eps(np.float64) * (1.0 + worst_log))
     out = np.where(total.log_terms == -np.inf, np.where(np.asarray(library_value) == 0, 0.0, np.inf), out)
-    return np.where(np.isfinite(out), out, np.inf)
+    require_finite({"library MMD^2 against the reference": out}, allow_inf=True)
+    return out
 
 
 class Conjecture41(Check):
     id = "conj-4.1"
     kind = "conjecture"
-    order = 430  # its place in the report: docs/statements.md#conj-4-1 order
+    order = 430  # its place in the report: docs/statements.md order
     title = "||ΔW|| <= c MMD_k0 for a generic characteristic kernel k0 (paper's phrasing)"
     mutants = {
         "product-kernel-everywhere": "every probed kernel replaced by the normalised product kernel of Thm 4.1 "

@@ -47,7 +47,7 @@ from verification.cases.explore import explore
 from verification.cases.strategies import standard_normal_pool
 from verification.core.budget import Judgement
 from verification.core.model import Check, RunContext
-from verification.core.tolerances import eps
+from verification.core.tolerances import eps, require_finite
 from verification.oracles import reference
 from verification.oracles.feature_variance import per_feature_variance
 
@@ -251,7 +251,10 @@ def feature_maps_vs_reference(key, u, z) -> tuple[float, dict]:
                 kernel_tol = 4 * (2 * rho + (m + 2) * unit) * (bound_a @ bound_b.T)
                 kernel = np.where(got["kernel"] == phi_a @ phi_b.T, 0.0,
                                   np.abs(got["kernel"] - phi_a @ phi_b.T) / kernel_tol)
-            ratio = float(np.nan_to_num(max(feature.max(), kernel.max()), nan=np.inf))
+            require_finite({f"library {name} features ({dtype})": got["phi"],
+                            f"library {name} kernel ({dtype})": got["kernel"],
+                            f"reference {name} features ({dtype})": phi_a})
+            ratio = float(max(feature.max(), kernel.max()))
             figures[f"{name}_{dtype}"] = ratio
             worst = max(worst, ratio)
     return worst, figures
@@ -260,7 +263,7 @@ def feature_maps_vs_reference(key, u, z) -> tuple[float, dict]:
 class LemmaFeatures(Check):
     id = "lemma-features"
     kind = "lemma"
-    order = 313  # its place in the report: docs/statements.md#lemma-features order
+    order = 313  # its place in the report: docs/statements.md order
     title = "random-feature and Taylor approximations of exp(u.z): unbiased, m^{-1/2} rate, variance formula, remainder"
     mutants = {
         "positive-missing-half-norm": "positive features without their −|u|²/2 (biased by exp(|u|²/2+|z|²/2))",

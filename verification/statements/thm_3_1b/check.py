@@ -61,7 +61,7 @@ from verification.cases.attention_batch import (
 )
 from verification.cases.strategies import CHUNK, attention_cases, draw_attention_batch, tile_case
 from verification.core.model import Check, RunContext
-from verification.core.tolerances import eps
+from verification.core.tolerances import eps, require_finite
 from verification.oracles import reference
 
 DTYPES = ("float64", "float32")
@@ -281,8 +281,8 @@ def measure_explicit(batch, draws, mutant: str | None) -> dict:
         hs_ratio = np.where(np.isfinite(hs_tol), hs_err / hs_tol, 0.0)   # a sum cancelled to 0 cannot be judged
     figures.update({"operator_sum_ratio": float(sum_ratio.max()), "operator_hs_ratio": float(np.nanmax(hs_ratio)),
                     "operator_hs_condition_max": float(condition.max())})
-    ratio = np.maximum.reduce([np.maximum.reduce(list(ratios.values())), step_ratio, sum_ratio,
-                               np.where(np.isnan(hs_ratio), np.inf, hs_ratio)])
+    require_finite({"HS norm error ratio": hs_ratio}, allow_inf=True)
+    ratio = np.maximum.reduce([np.maximum.reduce(list(ratios.values())), step_ratio, sum_ratio, hs_ratio])
     figures.update({"taylor_step_ratio": float(step_ratio.max()), "taylor_step_error": float(step_error.max())})
     return {"ratio": ratio, "figures": figures}
 
@@ -290,7 +290,7 @@ def measure_explicit(batch, draws, mutant: str | None) -> dict:
 class Theorem31b(Check):
     id = "thm-3.1b"
     kind = "theorem"
-    order = 311  # its place in the report: docs/statements.md#thm-3-1b order
+    order = 311  # its place in the report: docs/statements.md order
     title = "W_0 = −eta grad L_D(0), eta = N/(2D'); ΔW likewise with eta_Q = M/(2D') (kernel form and jax.grad)"
     mutants = {
         "eta-times-2": "the step size eta (and eta_Q) off by a factor 2",
@@ -332,6 +332,7 @@ class Theorem31b(Check):
             result = SweepResult(worst=0.0)
         f = result.figures
         figures = {"max_kernel_error_float64": f.get("max_kernel_error_float64"),
+                   "per_case_quantiles": result.case_quantiles("kernel-form error / tolerance"),
                    "max_kernel_error_float32": f.get("max_kernel_error_float32"),
                    "max_log_eta_error_float64": f.get("max_log_eta_error_float64"),
                    "log10_eta_range": [-max(f.get("max_minus_log10_eta_float64", 0), f.get("max_minus_log10_eta_float32", 0)),

@@ -221,7 +221,7 @@ def rademacher_exact_figures(key, keys, ball: float, num_signs: int, *, z: float
 class Theorem32(Check):
     id = "thm-3.2"
     kind = "theorem"
-    order = 320  # its place in the report: docs/statements.md#thm-3-2 order
+    order = 320  # its place in the report: docs/statements.md order
     title = "sup_{||W||<=B} L - L_N <= 4BC(T+BC)/sqrt(N) + (T+BC)^2 sqrt(log(1/δ)/2N) w.p. >= 1-δ"
     mutants = {
         "no-deviation-0.4": "the bound without its deviation term and with the constant 4 -> 0.4",
