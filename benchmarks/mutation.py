@@ -328,8 +328,8 @@ def _killed_at(row: dict, seed: int) -> bool:
 
 
 def report_seeds(report: dict) -> list[int]:
-    """The seeds of a report (one written before --seeds has ``seed`` only)."""
-    return list(report.get("seeds") or [report["seed"]])
+    """The seeds of a report (one written before --seeds has ``seed`` only; 0, the default, if neither)."""
+    return list(report.get("seeds") or [report.get("seed", 0)])
 
 
 def markdown(report: dict) -> str:
