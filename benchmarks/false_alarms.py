@@ -23,8 +23,13 @@ next seed when it finishes one; under ``iclkd launch -n N`` seed ``j`` runs on p
 (timing fields aside). The JSON report is rewritten atomically after every seed (``complete:
 false`` until the end), so a long sweep that is stopped keeps what it measured.
 
+Cases that a check's generator rejects instead of judging (outside the statement's or float64's range,
+counted by reason in the check's figures) are summed per check and reason: a sweep with no alarm but
+many rejections would be hiding them.
+
 Exit status: 0 no ``violated`` and no ``error``; 1 a check was violated at some seed; 3 a check
-raised (``error``) at some seed and none was violated; 130 interrupted (the partial JSON stays).
+raised (``error``) at some seed and none was violated; 130 interrupted by Ctrl-C or SIGTERM (the partial
+JSON stays).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import concurrent.futures
 import dataclasses
 import math
 import multiprocessing
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -204,11 +210,33 @@ def margin_of(check_id: str) -> Margin:
     return MARGINS.get(check_id, GENERIC_MARGIN)
 
 
+def rejected_counts(figures: Any) -> dict[str, int]:
+    """The cases a check's generator rejected instead of judging, by reason: every ``rejected_*`` mapping
+    ``{reason: count}`` anywhere in the figures (``rejected_cases``, a growth family's ``rejected_draws``), summed."""
+    counts: dict[str, int] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if isinstance(key, str) and key.startswith("rejected") and isinstance(item, Mapping):
+                    for reason, n in item.items():
+                        if isinstance(n, int | float) and not isinstance(n, bool):
+                            counts[str(reason)] = counts.get(str(reason), 0) + int(n)
+                else:
+                    walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    walk(figures)
+    return counts
+
+
 def record(result) -> dict[str, Any]:
     """One check at one seed, as the sweep keeps it: status, margin and its components.
 
     ``margin`` is the largest component (infinite when one is NaN or infinite, named in ``nonfinite``),
-    None when the result carries none of them (a check that raised).
+    None when the result carries none of them (a check that raised); ``rejected``: :func:`rejected_counts`.
     """
     components = margin_of(result.id).components(result) if result.status != "error" else {}
     nonfinite = [name for name, value in components.items() if not math.isfinite(value)]
@@ -217,7 +245,7 @@ def record(result) -> dict[str, Any]:
     row = {"id": result.id, "kind": result.kind, "status": result.status, "margin": margin,
            "margin_component": component, "components": components, "nonfinite": nonfinite,
            "worst": result.worst, "worst_label": result.worst_label, "tolerance": result.tolerance,
-           "elapsed_s": round(result.elapsed_s, 3)}
+           "rejected": rejected_counts(result.figures), "elapsed_s": round(result.elapsed_s, 3)}
     if result.status in (*ALARMS, INCONCLUSIVE):
         row["summary"] = result.summary
     return row
@@ -237,7 +265,8 @@ def run_seed(seed: int, ids: Sequence[str], profile: str) -> dict[str, Any]:
 
 def aggregate(seed_runs: Iterable[Mapping[str, Any]], ids: Sequence[str] | None = None) -> dict[str, dict]:
     """Per check: runs, the count of every status, the seeds of each alarm and inconclusive, the margin
-    (with its seed and component) and each component's own largest value and seed.
+    (with its seed and component), each component's own largest value and seed, and the cases the
+    generator rejected (by reason, summed over the seeds).
 
     The margin is the largest over seeds; ties go to the smallest seed (the result does not depend on
     the order in which seeds finished). ``violated_outside_margin`` lists the seeds where the check was
@@ -262,6 +291,8 @@ def aggregate(seed_runs: Iterable[Mapping[str, Any]], ids: Sequence[str] | None 
                 best = entry["components"].get(name)
                 if best is None or value > best["margin"]:
                     entry["components"][name] = {"margin": value, "seed": seed_run["seed"]}
+            for reason, n in run.get("rejected", {}).items():
+                entry["rejected"][reason] = entry["rejected"].get(reason, 0) + n
             if run["status"] == "violated" and (margin is None or margin <= 1.0):
                 entry["violated_outside_margin"].append(seed_run["seed"])
     return per_check
@@ -270,7 +301,7 @@ def aggregate(seed_runs: Iterable[Mapping[str, Any]], ids: Sequence[str] | None 
 def _empty_entry(cid: str, kind: str | None) -> dict[str, Any]:
     return {"kind": kind, "runs": 0, "counts": {}, "seeds": {s: [] for s in (*ALARMS, INCONCLUSIVE)},
             "margin": None, "margin_seed": None, "margin_component": None, "margin_meaning": margin_of(cid).meaning,
-            "components": {}, "violated_outside_margin": []}
+            "components": {}, "rejected": {}, "violated_outside_margin": []}
 
 
 def format_seeds(seeds: Iterable[int]) -> str:
@@ -324,14 +355,14 @@ def _verdicts(counts: Mapping[str, int]) -> str:
 
 
 TABLE_HEADER = ("check", "kind", "seeds", "violated", "error", "inconclusive", "verdicts", "margin", "at seed",
-                "from")
+                "from", "rejected")
 
 
 def table_rows(report: Mapping[str, Any]) -> list[tuple[str, ...]]:
     return [(cid, c["kind"] or "-", str(c["runs"]), str(c["counts"].get("violated", 0)),
              str(c["counts"].get("error", 0)), str(c["counts"].get(INCONCLUSIVE, 0)), _verdicts(c["counts"]),
              _fmt(c["margin"]), "-" if c["margin_seed"] is None else str(c["margin_seed"]),
-             c["margin_component"] or "-")
+             c["margin_component"] or "-", str(sum(c["rejected"].values())))
             for cid, c in report["per_check"].items()]
 
 
@@ -363,6 +394,10 @@ def table(report: Mapping[str, Any]) -> str:
         out.append(f"  {cid}: {c['margin_meaning']}")
         if len(c["components"]) > 1:
             out.append(f"    components: {_component_line(c)}")
+    rejected = [f"{cid}: " + ", ".join(f"{n} {reason}" for reason, n in c["rejected"].items())
+                for cid, c in report["per_check"].items() if any(c["rejected"].values())]
+    if rejected:
+        out.append("rejected by the generator (not judged), over every seed: " + "; ".join(rejected))
     outside = [f"{cid} at seed(s) {format_seeds(c['violated_outside_margin'])}"
                for cid, c in report["per_check"].items() if c["violated_outside_margin"]]
     if outside:
@@ -488,12 +523,18 @@ def run(args: argparse.Namespace) -> int:
         if args.json and root:  # partial: a long sweep that is stopped keeps its seeds
             write_json(args.json, report(None))
 
+    def terminate(signum, frame):  # a batch system's stop: the same as Ctrl-C (workers shut down, partial JSON kept)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         done[:] = sweep(args.seeds, ids, args.profile, jobs=args.jobs, on_seed=on_seed)
     except KeyboardInterrupt:
         print(f"iclkd bench false-alarms: interrupted after {len(done)} seed(s)"
               f"{f'; partial report in {args.json}' if args.json and done else ''}", file=sys.stderr)
         return ExitStatus.INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     final = report(time.perf_counter() - started)
     print(table(final))
     if args.json:
