@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks import false_alarms as fa
-from verification import cli
-from verification.command import seeds
-from verification.registry import CheckResult
+from verification import cli, runner
+from verification.command import ExitStatus, seeds
+from verification.registry import REGISTRY, Check, CheckResult, register
 from verification.report import strip_timing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,6 +120,56 @@ def test_command_line_on_the_smoke_profile(tmp_path, capsys):
     assert _bench("--seeds", "2..1") == 2
     assert _bench("--seeds", "1", "--only", "no-such-check") == 2
     assert "no-such-check" in capsys.readouterr().err
+
+
+class _Raises(Check):
+    id = "test-false-alarms-raises"
+    kind = "theorem"
+    title = "a check that raises"
+
+    def run(self, ctx):
+        raise ZeroDivisionError("planted")
+
+
+class _ViolatedAtOddSeeds(_Raises):
+    id = "test-false-alarms-violated"
+
+    def run(self, ctx):
+        return self.result(ctx, status="violated" if ctx.seed % 2 else "holds", cases=1, worst=1.0 + ctx.seed % 2,
+                           worst_label="observed/bound", tolerance=1.0)
+
+
+@pytest.fixture
+def planted():
+    for cls in (_Raises, _ViolatedAtOddSeeds):
+        register(cls)
+    yield
+    for cls in (_Raises, _ViolatedAtOddSeeds):
+        REGISTRY.pop(cls.id)
+
+
+def test_exit_statuses_and_the_partial_report_of_an_interrupted_sweep(planted, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "r.json"
+    assert _bench("--seeds", "0..3", "--only", _ViolatedAtOddSeeds.id, "--json", str(out)) == ExitStatus.VIOLATED
+    entry = json.loads(out.read_text())["per_check"][_ViolatedAtOddSeeds.id]
+    assert entry["seeds"]["violated"] == [1, 3] and (entry["margin"], entry["margin_seed"]) == (2.0, 1)
+    assert _bench("--seeds", "0", "--only", _Raises.id, "--json", str(out)) == ExitStatus.ERROR
+    assert json.loads(out.read_text())["per_check"][_Raises.id]["counts"] == {"error": 1}
+    assert "seed 0 test-false-alarms-raises error: check raised ZeroDivisionError: planted" in capsys.readouterr().out
+
+    real, calls = runner.run_check, []
+
+    def interrupt_third(check_id, **kwargs):
+        calls.append(check_id)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(check_id, **kwargs)
+
+    monkeypatch.setattr(runner, "run_check", interrupt_third)
+    assert _bench("--seeds", "0..5", "--only", _ViolatedAtOddSeeds.id, "--json", str(out)) == ExitStatus.INTERRUPTED
+    partial = json.loads(out.read_text())
+    assert not partial["complete"] and partial["seeds_done"] == "0..1" and partial["violated"] == 1
+    assert "interrupted after 2 seed(s)" in capsys.readouterr().err
 
 
 def test_worker_processes_give_the_one_process_report(tmp_path):
