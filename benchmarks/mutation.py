@@ -11,7 +11,13 @@ timeout, kills the mutant as a whole (``<crash>`` / ``<timeout>``). A change fro
 ``inconclusive`` is reported as *weakened*, not as a kill: the user was not told the library is wrong.
 
 The kill rate excludes the mutants the catalogue declares equivalent (with the reason): they cannot
-change any verdict. ``--pytest`` also runs the tests that mirror the mutated module
+change any verdict. ``--seeds 0,1,2`` runs verify at each seed, each against that seed's own
+unmutated baseline (and its own trace of executed lines), and counts a mutant as killed only if every
+seed kills it, so no tolerance tuned to one seed can score; a check's own kills count a mutant only if
+it kills it at every seed, and the report gives each seed's kill rate beside the across-seeds score.
+Without ``--seeds`` the run is the single-seed one (``--seed``, default 0) and its report is unchanged.
+
+``--pytest`` also runs the tests that mirror the mutated module
 (``tests/iclkd_jax/test_<module>.py``) plus ``tests/verification`` on the same copy, for every mutant or
 only for those verify lets through (``--pytest survivors``): together with verify this is the suite's
 score.
