@@ -195,6 +195,20 @@ def test_launch_gives_the_one_process_report(tmp_path, capfd):
     assert strip_timing(one) == strip_timing(two)
 
 
+#: the components each check's margin is read from (benchmarks/false_alarms.py MARGINS): a check whose figures are
+#: renamed would otherwise lose a component, or its whole margin, without notice
+COMPONENTS = {
+    "thm-3.1a": {"worst/tolerance"}, "lemma-eta": {"worst/tolerance"}, "thm-linear": {"worst/tolerance"},
+    "thm-3.1b": {"taylor step over remainder", "explicit maps round off", "every judgement"},
+    "lemma-features": {"taylor remainder", "slopes", "features vs reference", "every judgement"},
+    "thm-3.2": {"clopper pearson lower over delta", "reference agreement"},
+    "conj-3.2": {"reference agreement"},
+    "thm-4.1": {"linear growth", "every score", "blocked mmd2 agreement"},
+    "thm-4.2": {"every score"},
+    "conj-4.1": {"kernel agreement", "library checks"},
+}
+
+
 def _assert_no_false_alarm(profile: str, seed_list: list[int]) -> None:
     from verification.registry import all_checks
 
@@ -202,6 +216,12 @@ def _assert_no_false_alarm(profile: str, seed_list: list[int]) -> None:
     report = fa.build_report(fa.sweep(seed_list, ids, profile), profile=profile, seeds=seed_list, ids=ids,
                              commit="test", elapsed_s=0.0)
     assert report["violated"] == 0 and report["error"] == 0, fa.table(report)
+    # every built-in check has its own margin, read from every figure it is made of, at every seed it judged
+    assert set(COMPONENTS) == set(fa.MARGINS) <= set(ids)
+    for seed_run in report["seed_runs"]:
+        for run in seed_run["runs"]:
+            if run["id"] in COMPONENTS and run["status"] != "inconclusive":
+                assert set(run["components"]) == COMPONENTS[run["id"]], (seed_run["seed"], run["id"], run["components"])
 
 
 # The CI sweep: a proven statement is never violated and no check raises, at seeds other than the
