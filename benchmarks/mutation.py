@@ -382,8 +382,11 @@ def markdown(report: dict) -> str:
 
 
 def source_commit() -> str:
+    """The checkout's short commit (``+dirty`` with uncommitted library or suite changes); ``unknown`` outside git."""
     try:
         out = _run(["git", "rev-parse", "--short", "HEAD"], ROOT, 10, env=None)
+        if out.returncode != 0 or not out.stdout.strip():
+            return "unknown"
         dirty = _run(["git", "status", "--porcelain", "iclkd_jax", "verification"], ROOT, 10, env=None).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
