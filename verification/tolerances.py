@@ -63,11 +63,13 @@ def bound_ratio_status(ratio: np.ndarray, crosscheck: np.ndarray, tolerance: np.
 
     ``violated`` when a ratio exceeds ``1 + tolerance`` or a cross-check difference exceeds ``tolerance``
     (element-wise); ``inconclusive`` when the largest tolerance is above ``inconclusive_above`` (the round-off
-    budget is then too wide for a verdict); else ``holds``. A NaN or an infinity in any of the three raises
-    :class:`~verification.core.errors.NonFiniteError` (status ``error``). Returns the status and the largest
-    tolerance.
+    budget is then too wide for a verdict); else ``holds``. A NaN anywhere, or an infinite cross-check or
+    tolerance, raises :class:`~verification.core.errors.NonFiniteError` (status ``error``); an infinite ratio is a
+    positive left-hand side over a bound of exactly 0, a finite inequality that failed. Returns the status and
+    the largest tolerance.
     """
-    require_finite({"ratio observed/bound": ratio, "cross-check difference": crosscheck, "tolerance": tolerance})
+    require_finite({"cross-check difference": crosscheck, "tolerance": tolerance})
+    require_finite({"ratio observed/bound": ratio}, allow_inf=True)
     largest = float(np.max(tolerance))
     if largest > inconclusive_above:
         return "inconclusive", largest
