@@ -115,13 +115,12 @@ def _thm_3_1b(result) -> dict[str, float]:
 
 
 def _lemma_features(result) -> dict[str, float]:
-    from verification.checks.lemma_features import Z
-
     slopes = _figure(result, "slopes_[value,se]") or {}
+    z = _number(_figure(result, "slope_z"))  # the budget's z that the run judged the slopes at
     reference = _figure(result, "feature_maps_vs_reference_over_tolerance")
     return _components(
         taylor_remainder=_number(_figure(result, "taylor_max_error_over_remainder")),
-        slopes=_max_of(abs(value + 0.5) / (Z * se) for value, se in slopes.values() if se),
+        slopes=_max_of(abs(value + 0.5) / (z * se) for value, se in slopes.values() if se and z),
         features_vs_reference=_max_of(reference.values()) if isinstance(reference, Mapping) else _number(reference),
         every_judgement=_number(result.worst))
 
@@ -139,15 +138,14 @@ def _thm_4_2(result) -> dict[str, float]:
 
 
 def _thm_3_2(result) -> dict[str, float]:
-    from verification.checks.thm_3_2 import LAW_Z
-
     settings = [s for s in (_figure(result, "settings") or []) if isinstance(s, Mapping)]
     delta = _number(_figure(result, "delta"))
     cp = _max_of(s.get("cp_lower") for s in settings)
     agreement = _max_of([v for s in settings for v in (
         s.get("sup_gap_vs_reference_round_off_units"), s.get("max_quadratic_on_ball_vs_reference"),
         s.get("constants_vs_reference"),
-        None if s.get("law_radial_moment_z") is None else _number(s["law_radial_moment_z"]) / LAW_Z)])
+        None if s.get("law_radial_moment_z") is None or not s.get("law_radial_moment_z_limit")
+        else _number(s["law_radial_moment_z"]) / _number(s["law_radial_moment_z_limit"]))])
     return _components(clopper_pearson_lower_over_delta=None if cp is None or not delta else cp / delta,
                        reference_agreement=agreement)
 

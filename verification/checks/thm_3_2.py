@@ -334,7 +334,7 @@ class Theorem32(Check):
                     "rademacher_exact": exact_rad,
                     "sup_gap_vs_reference_round_off_units": float(np.max(agree)),
                     "max_quadratic_on_ball_vs_reference": dense, "constants_vs_reference": const_agree,
-                    "law_radial_moment_z": law_z,
+                    "law_radial_moment_z": law_z, "law_radial_moment_z_limit": z["law-radial-moment"],
                 })
         violated_any = any(s["cp_lower"] > DELTA for s in per_setting)
         status = "violated" if (violated_any or not solver_ok or not rademacher_ok or not reference_ok) else "holds"
