@@ -288,7 +288,9 @@ def test_experiment_exit_statuses(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(mmd_shift, "run", interrupt)
     argv = ["experiment", "mmd-shift", "--out", str(tmp_path), "--no-plots", "--quiet"]
     assert cli.main(argv) == ExitStatus.INTERRUPTED
-    assert "interrupted" in _one_line_error(capsys) and not list(tmp_path.iterdir())
+    # nothing written but the run journal's bookkeeping (no finished unit)
+    assert "interrupted" in _one_line_error(capsys) and [p.name for p in tmp_path.iterdir()] in ([], ["journal"])
+    assert not list(tmp_path.glob("journal/units/*"))
     monkeypatch.setattr(mmd_shift, "run", lambda opts: 1 / 0)
     assert cli.main(argv) == ExitStatus.ERROR
     assert "ZeroDivisionError" in _one_line_error(capsys)

@@ -249,3 +249,74 @@ def test_resume_needs_a_journal(capsys):
 
     assert cli.main(["verify", "--only", "lemma-eta", "--resume"]) == 2
     assert "--resume needs a journal" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ the other commands
+
+
+def test_experiment_resume_reuses_a_journaled_experiment(tmp_path, monkeypatch, capsys):
+    import experiments.mmd_shift as mmd_shift
+    from experiments.common import Result
+    from verification import cli
+
+    calls = []
+
+    def fake(opts):
+        calls.append(opts.seed)
+        return Result(name="mmd-shift", data={"value": float("nan"), "seed_used": opts.seed}, markdown="# fake\n")
+
+    monkeypatch.setattr(mmd_shift, "run", fake)
+    argv = ["experiment", "mmd-shift", "--out", str(tmp_path), "--no-plots", "--quiet"]
+    assert cli.main(argv) == 0
+    first = (tmp_path / "mmd-shift.json").read_text()
+    (tmp_path / "mmd-shift.json").unlink()
+    assert cli.main([*argv, "--resume"]) == 0
+    assert calls == [0]  # reused, not run again
+    assert (tmp_path / "mmd-shift.json").read_text() == first
+    assert "reused from the journal" in capsys.readouterr().out
+    assert cli.main([*argv, "--resume", "--seed", "1"]) == 2  # other arguments: refused
+    assert "seed 0 -> 1" in capsys.readouterr().err and calls == [0]
+
+
+def test_tightness_resume_reuses_journaled_cells_and_reruns_them_when_benchmarks_change(tmp_path, monkeypatch):
+    tightness = pytest.importorskip("benchmarks.tightness")
+    from benchmarks import _tightness_cells as tc
+
+    computed = []
+    original = tc.COMPUTE["thm-4.2"]
+    monkeypatch.setitem(tc.COMPUTE, "thm-4.2", lambda spec, seed: computed.append(spec) or original(spec, seed))
+    argv = ["--tiny", "--out", str(tmp_path), "--only", "thm-4.2", "--no-progress", "--no-plots"]
+    assert tightness.main(argv) == 0
+    first, n = json.loads((tmp_path / "tightness.json").read_text()), len(computed)
+    assert n > 0 and len(list((tmp_path / "journal" / "units").glob("*.json"))) == n
+    assert tightness.main([*argv, "--resume"]) == 0
+    again = json.loads((tmp_path / "tightness.json").read_text())
+    assert len(computed) == n and again["rows"] == first["rows"] and again["meta"]["cells_loaded"] == n
+    monkeypatch.setitem(J._scope_hashes, "benchmarks", "another source")  # as if benchmarks/ had been edited
+    assert tightness.main([*argv, "--resume"]) == 0
+    assert len(computed) == 2 * n  # every cell covers benchmarks/: all rerun
+    assert json.loads((tmp_path / "tightness.json").read_text())["rows"] == first["rows"]
+
+
+def test_search_resume_reuses_journaled_targets_and_writes_the_same_file(tmp_path, monkeypatch):
+    from verification import adversary, cli
+
+    searched = []
+
+    def fake_search(target, *, budget, seed, restarts):  # the wiring under test, not the ascent
+        searched.append(target.name)
+        return adversary.SearchResult(
+            target=target.name, description=target.description, ratio_label=target.ratio_label, bound=target.bound,
+            best_ratio=0.5, objective_ratio=0.5, agreement=0.0, best_case={"z": [1.0, 2.0]},
+            remeasured={"ratio": 0.5, "b": 1.0, "a": float("inf")}, evaluations=budget, restarts=1, steps=budget,
+            random_best_ratio=0.25, random_remeasured={"ratio": 0.25}, trajectory=[0.5] * 8,
+            random_trajectory=[0.25] * 8, final_ratios=[0.5], seed=seed, elapsed_s=0.0)
+
+    monkeypatch.setattr(adversary, "run_search", fake_search)
+    report = tmp_path / "s.json"
+    assert cli.main(["search", "thm-4.2", "--budget", "8", "--json", str(report)]) == 0
+    first, n = report.read_text(), len(searched)
+    entries = sorted((tmp_path / "s.json.journal" / "units").glob("*.json"))
+    entries[0].unlink()  # as if the run had been killed before that target was journaled
+    assert cli.main(["search", "thm-4.2", "--budget", "8", "--json", str(report), "--resume"]) == 0
+    assert len(searched) == n + 1 and report.read_text() == first  # byte for byte, key order included

@@ -256,13 +256,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _dumps(value: Any) -> str:
-    # non-finite floats travel as JSON's NaN/Infinity extension (Python reads them back exactly)
-    return json.dumps(value, sort_keys=True, allow_nan=True, separators=(",", ":"))
+def _dumps(value: Any, *, sort_keys: bool = False) -> str:
+    # non-finite floats travel as JSON's NaN/Infinity extension (Python reads them back exactly); the keys keep
+    # their order, so a reused result writes the same report file, byte for byte
+    return json.dumps(value, sort_keys=sort_keys, allow_nan=True, separators=(",", ":"))
 
 
 def _checksum(entry: Mapping[str, Any]) -> str:
-    return hashlib.sha256(_dumps({k: v for k, v in entry.items() if k != "sha256"}).encode()).hexdigest()
+    canonical = _dumps({k: v for k, v in entry.items() if k != "sha256"}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def write_durably(path: Path, text: str) -> None:
@@ -582,17 +584,19 @@ def _is_root() -> bool:
 
 def map_units(items: Sequence[T], compute: Callable[[T], R], *, journal: Journal | None,
               unit_of: Callable[[T], Unit], decode: Callable[[Any], R],
-              wrap: Callable[[Iterable], Iterable] = lambda items: items) -> Iterator[R]:
+              wrap: Callable[[Iterable], Iterable] = lambda items: items, collective: bool = False) -> Iterator[R]:
     """``compute(item)`` for every item, in item order, through the journal (module docstring).
 
     Without a journal: a plain loop, or :func:`verification.distributed.distributed_map` over several
     processes. With one: journaled results are reused (``decode(record)`` turns a record back into a
     result), the rest computed (item ``j`` of what is left by process ``j mod N``) and journaled one by
-    one. ``wrap`` wraps the one-process loop (a progress bar).
+    one. ``wrap`` wraps the one-process loop (a progress bar). ``collective``: every process takes part
+    in every unit (the tightness cells shard their draws over all processes' devices); process 0
+    journals them.
     """
     from verification import distributed
 
-    count = distributed.process_count()
+    count = 1 if collective else distributed.process_count()
     if journal is None:
         if count > 1:
             yield from distributed.distributed_map(compute, items)
@@ -606,7 +610,8 @@ def map_units(items: Sequence[T], compute: Callable[[T], R], *, journal: Journal
     def run_one(j: int) -> R:
         journal.begin(units[j])
         result = compute(items[j])
-        journal.record(units[j], result)
+        if not collective or _is_root():
+            journal.record(units[j], result)
         return result
 
     todo = [j for j, unit in enumerate(units) if unit.key not in reused]
