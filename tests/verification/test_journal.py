@@ -320,3 +320,27 @@ def test_search_resume_reuses_journaled_targets_and_writes_the_same_file(tmp_pat
     entries[0].unlink()  # as if the run had been killed before that target was journaled
     assert cli.main(["search", "thm-4.2", "--budget", "8", "--json", str(report), "--resume"]) == 0
     assert len(searched) == n + 1 and report.read_text() == first  # byte for byte, key order included
+
+
+def test_a_checkpointed_step_is_reused_only_by_its_own_check_mutant_and_fingerprint(tmp_path):
+    from verification.registry import PROFILES, RunContext
+
+    unit = J.Unit("mutant/x/m", "x m", scopes=("reference",))
+    baseline, mutant = (RunContext(PROFILES["smoke"], 0, "x", m) for m in (None, "m"))
+    calls = []
+
+    def step(value):
+        return lambda: calls.append(value) or {"v": value, "array": __import__("numpy").arange(2.0)}
+
+    fresh = J.Journal(tmp_path, "verify --self-test", {"seed": 0})
+    with J._in_flight(fresh, unit):  # a self-test unit runs the baseline and the mutant: their steps keep apart
+        assert J.checkpoint(baseline, "s", step(1)) == {"v": 1, "array": [0.0, 1.0]}
+        assert J.checkpoint(mutant, "s", step(2))["v"] == 2
+    resumed = J.Journal(tmp_path, "verify --self-test", {"seed": 0}, resume=True)
+    with J._in_flight(resumed, unit):
+        assert J.checkpoint(baseline, "s", step(3))["v"] == 1 and J.checkpoint(mutant, "s", step(4))["v"] == 2
+    other = J.Journal(tmp_path, "verify --self-test", {"seed": 1}, resume=True)  # another fingerprint
+    with J._in_flight(other, unit):
+        assert J.checkpoint(baseline, "s", step(5))["v"] == 5
+    assert calls == [1, 2, 5]
+    assert J.checkpoint(baseline, "s", step(6)) == {"v": 6, "array": [0.0, 1.0]}  # no journal: computed, plain

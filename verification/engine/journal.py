@@ -30,6 +30,7 @@ Layout of a journal folder ``DIR`` (default: beside the report, ``REPORT.journal
 
     DIR/run.json                 the run's command and arguments (what ``--resume`` must match)
     DIR/units/<unit>.json        one finished unit: fingerprint, result, SHA-256 of both
+    DIR/steps/<unit>#<step>.json a finished step of a long unit (:func:`checkpoint`), the same format
     DIR/inflight/process-<i>     the unit process i was computing (informational)
 
 Every entry is written atomically (a temporary file in the same folder, ``fsync``, ``os.replace``,
@@ -57,6 +58,7 @@ is then rerun by ``--resume``). A run whose last unit finishes after SIGTERM com
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import inspect
@@ -544,11 +546,14 @@ class Journal:
 
     def record(self, unit: Unit, result: Any) -> None:
         """Journals a finished unit atomically (the result as JSON-compatible data, with its fingerprint)."""
+        self.write_entry(self.path(unit), unit, result)
+        self._mark(None)
+
+    def write_entry(self, path: Path, unit: Unit, result: Any) -> None:
         entry = {"format": FORMAT, "unit": unit.key, "label": unit.label, "fingerprint": self.fingerprint(unit),
                  "result": _plain(result), "written": time.time()}
         entry["sha256"] = _checksum(entry)
-        write_durably(self.path(unit), _dumps(entry) + "\n")
-        self._mark(None)
+        write_durably(path, _dumps(entry) + "\n")
 
     def remaining(self) -> list[Unit]:
         """The planned units with no valid entry in the journal now (any process's)."""
@@ -609,7 +614,8 @@ def map_units(items: Sequence[T], compute: Callable[[T], R], *, journal: Journal
 
     def run_one(j: int) -> R:
         journal.begin(units[j])
-        result = compute(items[j])
+        with _in_flight(journal, units[j]):
+            result = compute(items[j])
         if not collective or _is_root():
             journal.record(units[j], result)
         return result
@@ -622,6 +628,46 @@ def map_units(items: Sequence[T], compute: Callable[[T], R], *, journal: Journal
         return
     for j in wrap(range(len(items))):
         yield decode(reused[units[j].key]) if units[j].key in reused else run_one(j)
+
+
+#: the journal and unit in flight in this process (for :func:`checkpoint`)
+_current: tuple[Journal, Unit] | None = None
+
+
+@contextlib.contextmanager
+def _in_flight(journal: Journal, unit: Unit):
+    global _current
+    _current = (journal, unit)
+    try:
+        yield
+    finally:
+        _current = None
+
+
+def checkpoint(ctx, name: str, compute: Callable[[], Any]) -> Any:
+    """One step of a check in flight, journaled on its own: ``compute()`` as plain JSON-compatible data.
+
+    A long check (one looping over independent settings, each from its own key) calls it for each step
+    with its :class:`~verification.registry.RunContext`; the steps of a unit that did not finish are
+    reused by ``--resume`` under the unit's fingerprint (so only the step in flight is lost), and the unit
+    itself is journaled as usual when it finishes. A step is named by the check, its mutant, profile and
+    seed as well as ``name``: the self-test's baseline and mutant runs inside one unit keep apart. The
+    value returned is always the plain form (NumPy scalars as Python numbers, arrays as lists), with or
+    without a journal, so a reused step and a computed one give the same report.
+    """
+    if _current is None:
+        return _plain(compute())
+    journal, unit = _current
+    name = f"{ctx.check_id}/{ctx.mutant or 'unmutated'}/{ctx.profile.name}/{ctx.seed}/{name}"
+    step = Unit(f"{unit.key}#{name}", f"{unit.label} step {name}", unit.sources, unit.scopes)
+    path = journal.folder / "steps" / _entry_name(step.key)
+    if journal.resume:
+        entry, _ = read_entry(path)
+        if entry is not None and rerun_reason(entry["fingerprint"], journal.fingerprint(step)) is None:
+            return entry["result"]
+    result = _plain(compute())
+    journal.write_entry(path, step, result)
+    return result
 
 
 def decode_as(cls: type) -> Callable[[Any], Any]:
@@ -674,6 +720,4 @@ def from_args(args, command: str, arguments: Mapping[str, Any], *, selection: Ma
 
 def active(journal: Journal | None):
     """``with active(journal):`` the journal's signal handling (nothing without a journal)."""
-    import contextlib
-
     return journal if journal is not None else contextlib.nullcontext()
