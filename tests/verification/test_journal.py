@@ -344,3 +344,19 @@ def test_a_checkpointed_step_is_reused_only_by_its_own_check_mutant_and_fingerpr
         assert J.checkpoint(baseline, "s", step(5))["v"] == 5
     assert calls == [1, 2, 5]
     assert J.checkpoint(baseline, "s", step(6)) == {"v": 6, "array": [0.0, 1.0]}  # no journal: computed, plain
+
+
+def test_launch_forwards_sigterm_and_each_process_journals_its_unit_in_flight(tmp_path):
+    report, journal, log = tmp_path / "r.json", tmp_path / "r.json.journal", tmp_path / "first.log"
+    argv = ["launch", "-n", "2", "--", *_args(report, ids=["slow-a", "slow-b", "slow-c", "slow-d"])]
+    proc = subprocess.Popen([sys.executable, "-m", "verification", *argv], env=_env(4, log), cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while len(_started(log)) < 2:  # one unit in flight in each process
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err
+    assert _journaled(journal) == set(_started(log)) == {"slow-a", "slow-b"}
+    # process 0 says what it sees journaled when it stops (process 1 may still be journaling slow-b)
+    assert "slow-c, slow-d; rerun the same command with --resume" in err and "remaining: slow-a" not in err
