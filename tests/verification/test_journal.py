@@ -360,3 +360,20 @@ def test_launch_forwards_sigterm_and_each_process_journals_its_unit_in_flight(tm
     assert _journaled(journal) == set(_started(log)) == {"slow-a", "slow-b"}
     # process 0 says what it sees journaled when it stops (process 1 may still be journaling slow-b)
     assert "slow-c, slow-d; rerun the same command with --resume" in err and "remaining: slow-a" not in err
+
+
+def test_self_test_resume_reruns_only_the_mutants_not_journaled(tmp_path):
+    report, journal = tmp_path / "s.json", tmp_path / "s.json.journal"
+    argv = ["verify", "--self-test", "--profile", "smoke", "--plugin", PLUGIN, "--only", "slow-a", "slow-b",
+            "--json", str(report)]
+    done = _run(argv, _env(0))
+    assert done.returncode == 0, done.stderr
+    first = report.read_text()
+    entries = {J.read_entry(p)[0]["label"]: p for p in (journal / "units").glob("*.json")}
+    assert set(entries) == {"slow-a shifted", "slow-b shifted"}
+    entries["slow-b shifted"].unlink()
+    log = tmp_path / "second.log"
+    done = _run([*argv, "--resume"], _env(0, log))
+    assert done.returncode == 0, done.stderr
+    assert _started(log) == ["slow-b", "slow-b"]  # its baseline and its mutant; slow-a's mutant reused
+    assert report.read_text() == first  # the self-test report has no timing field: byte for byte
