@@ -513,8 +513,13 @@ class Journal:
         self._say(f"--resume from {self.folder}: {len(self.reused)} of {len(self.units)} unit(s) reused, "
                   f"{len(rerun)} to run" + (f" (in flight when the run stopped: {', '.join(stopped)})" if stopped
                                             else ""))
-        for key in rerun:
-            self._say(f"  run {labels[key]}: {self.reasons.get(key, 'not journaled')}")
+        fresh = [labels[k] for k in rerun if self.reasons.get(k, "not journaled") == "not journaled"]
+        if fresh:
+            self._say(f"  run {len(fresh)} not journaled: {', '.join(fresh[:10])}"
+                      + (f", ... ({len(fresh) - 10} more)" if len(fresh) > 10 else ""))
+        for key in rerun:  # the units whose entry is there but cannot be reused, each with its reason
+            if labels[key] not in fresh:
+                self._say(f"  run {labels[key]}: {self.reasons[key]}")
 
     def _read_inflight(self) -> dict[str, str]:
         found = {}
