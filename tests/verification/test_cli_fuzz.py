@@ -219,7 +219,8 @@ def test_self_test_interrupted(monkeypatch, capsys):
 
 def test_self_test_profile_is_explicit(monkeypatch, capsys):
     seen = []
-    monkeypatch.setattr(runner, "iter_self_test", lambda ids, *, profile, seed, progress: seen.append(profile) or [])
+    monkeypatch.setattr(runner, "iter_self_test",
+                        lambda ids, *, profile, seed, progress, journal=None: seen.append(profile) or [])
     cli.main(["verify", "--self-test", "--only", "thm-3.1a"])
     assert seen == [cli.SELF_TEST_PROFILE] and "the self-test's default" in capsys.readouterr().err
     cli.main(["verify", "--self-test", "--only", "thm-3.1a", "--profile", "default"])
