@@ -261,6 +261,7 @@ def _verify(args: argparse.Namespace, ids: list[str] | None, progress: bool) -> 
               file=sys.stderr)
         return ExitStatus.INTERRUPTED
     print(report.table(results))
+    print(report.budget_line(profile))
     if args.json:
         write_json(args.json, report.to_json(results, profile=profile, seed=args.seed))
     if args.markdown:

@@ -12,9 +12,10 @@ Each function returns the largest disagreement in units of its round-off budget 
   features are the points), within ``64 eps sum|terms|``; ``median_bandwidth`` within ``64 eps``;
 * :func:`permutation_test`: ``mmd_permutation_test``: the observed statistic (both estimators, ``n != m``)
   against the reference, the p-value against its definition on the returned statistics, the size under the
-  null (the test is exact: ``P(p <= alpha) = floor(alpha (B+1))/(B+1)``, judged two-sided by a 99 %
-  Clopper-Pearson interval) and the power against a shift of 3 standard deviations (every test must reject;
-  judged by the 99 % interval's upper limit against ``MIN_POWER``).
+  null (the test is exact: ``P(p <= alpha) = floor(alpha (B+1))/(B+1)``, judged by a two-sided Clopper-Pearson
+  interval at confidence ``1 - level``) and the power against a shift of 3 standard deviations (every test must
+  reject; judged by the one-sided upper limit at ``1 - level`` against ``MIN_POWER``); ``level`` is the caller's,
+  from the run's false-alarm budget (two judgements).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from verification.shift_cases import draw_normals
 from verification.tolerances import eps
 
 OPERATIONS = 64.0
-ALPHA, CONFIDENCE, MIN_POWER = 0.05, 0.99, 0.9
+ALPHA, MIN_POWER = 0.05, 0.9
 PERMUTATIONS, SAMPLE = 99, 10
 
 
@@ -99,10 +100,10 @@ class PermutationFigures:
     statistic_agreement: float      # observed statistic vs the reference, both estimators (round-off units)
     p_value_agreement: float        # |p-value - (1 + #{T_b >= T_obs}) / (B + 1)| on the returned statistics (<= 4 eps)
     size: float                     # rejection rate at ALPHA under the null
-    size_interval: tuple            # 99 % Clopper-Pearson
+    size_interval: tuple            # two-sided Clopper-Pearson at 1 - level
     expected_size: float            # floor(ALPHA (B + 1)) / (B + 1)
     power: float
-    power_interval: tuple
+    power_interval: tuple           # (lower, upper) one-sided limits at 1 - level each
     tests: int
 
     @property
@@ -112,8 +113,9 @@ class PermutationFigures:
                 and self.power_interval[1] >= MIN_POWER)
 
 
-def _clopper_pearson(k: int, n: int) -> tuple[float, float]:
-    a = (1 - CONFIDENCE) / 2
+def _clopper_pearson(k: int, n: int, level: float) -> tuple[float, float]:
+    """The two-sided Clopper-Pearson interval at confidence ``1 - level`` (each limit one-sided at ``level / 2``)."""
+    a = level / 2
     return (0.0 if k == 0 else float(stats.beta.ppf(a, k, n - k + 1)),
             1.0 if k == n else float(stats.beta.ppf(1 - a, k + 1, n - k)))
 
@@ -126,9 +128,9 @@ def _batched_tests(x, y, keys, estimator="biased"):
     return jax.vmap(run)(x, y, keys)
 
 
-def permutation_test(key, tests: int) -> PermutationFigures:
+def permutation_test(key, tests: int, level: float) -> PermutationFigures:
     """``mmd_permutation_test`` with an RBF kernel (bandwidth 1) on ``tests`` null and ``tests`` shifted pairs
-    (vmapped over the tests)."""
+    (vmapped over the tests); the size and the power each judged at ``level``."""
     data_key, test_key = jax.random.split(key)
     # n = SAMPLE, m = SAMPLE + 1: the coefficients of both samples are exercised
     z = draw_normals(data_key, 2 * tests, (2 * SAMPLE + 1) * 2, 1)[0].reshape(2, tests, 2 * SAMPLE + 1, 2)
@@ -150,5 +152,6 @@ def permutation_test(key, tests: int) -> PermutationFigures:
         total = ref.log_mmd2(xs[:4], ys[:4], "rbf", estimator=estimator, bandwidth=np.ones(4))
         agree = max(agree, _units(values - total.sign * np.exp(total.log_abs), np.exp(total.log_terms)))
     expected = math.floor(ALPHA * (PERMUTATIONS + 1)) / (PERMUTATIONS + 1)
-    return PermutationFigures(agree, p_agree, rejections[0] / tests, _clopper_pearson(int(rejections[0]), tests),
-                              expected, rejections[1] / tests, _clopper_pearson(int(rejections[1]), tests), tests)
+    return PermutationFigures(agree, p_agree, rejections[0] / tests, _clopper_pearson(int(rejections[0]), tests, level),
+                              expected, rejections[1] / tests, _clopper_pearson(int(rejections[1]), tests, 2 * level),
+                              tests)

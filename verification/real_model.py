@@ -49,6 +49,7 @@ import numpy as np
 
 import iclkd_jax as ik
 from verification import minilm
+from verification.real_models import validation
 from verification.registry import PROFILES, CheckResult
 from verification.runner import guarded
 from verification.tolerances import bound_ratio_status, eps, real_attention_tolerance
@@ -276,7 +277,8 @@ def _check_41(model: minilm.MiniLM, seed: int, profile: str, mutant: str | None)
     coef = np.concatenate([-np.full(n, 1.0 / n), np.full(n, 1.0 / n)])  # ΔW = W̄(Q) − W̄(P), 2η = 1
     heads = model.heads
     shape = (len(layers), heads, len(pairs))
-    ratio, cond_hs, cond_mmd, crosscheck = np.zeros(shape), np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    observed, bounds = np.zeros(shape), np.zeros(shape)
+    cond_hs, cond_mmd, crosscheck = np.zeros(shape), np.zeros(shape), np.zeros(shape)
     clipped = False
     op_norms = np.zeros((len(layers), heads))
     max_log_kernel = 0.0
@@ -311,12 +313,12 @@ def _check_41(model: minilm.MiniLM, seed: int, profile: str, mutant: str | None)
                 ref_hs, _ = _quadratic_form(coef, (x @ wv.T) @ (x @ wv.T).T, keys @ keys.T)
                 crosscheck[li, h, p] = max(abs(hs_value - ref_hs) / abs(ref_hs), abs(mmd2 - ref_mmd2) / abs(ref_mmd2))
                 bound = op_norms[li, h] * np.sqrt(max(mmd2, 0.0))  # 2η = 1
-                ratio[li, h, p] = np.sqrt(hs_value) / bound if bound > 0 else np.inf
+                observed[li, h, p], bounds[li, h, p] = np.sqrt(hs_value), bound
     # Tolerance on the ratio: each quadratic form (‖ΔW‖², MMD²) is a sum of terms with relative error
     # ~ eps (1 + |k_i.k_j|) (the exp of a rounded dot product) amplified by its condition sum|t|/|sum t|;
     # the SVD norm adds ~eps. 64 eps (cond_hs + cond_mmd)(1 + max k.k) bounds the relative error of ratio².
     per_pair_tol = 64 * EPS64 * (cond_hs + cond_mmd) * (1.0 + max_log_kernel)
-    status, tolerance = bound_ratio_status(ratio, crosscheck, per_pair_tol)
+    status, tolerance, ratio = bound_ratio_status(observed, bounds, crosscheck, per_pair_tol)
     tightness = 1.0 / ratio
     worst_l, worst_h, worst_p = np.unravel_index(np.argmax(ratio), ratio.shape)
     figures = {
@@ -393,7 +395,8 @@ def _load(name: str):
 def run_check(check_id: str, model, *, seed: int = 0, profile: str = "default",
               mutant: str | None = None) -> CheckResult:
     """One real-model check on a loaded model (:class:`minilm.MiniLM` or :class:`verification.smollm2.SmolLM2`);
-    an exception inside it is reported as status ``error`` (:func:`runner.guarded`)."""
+    an exception inside it is reported as status ``error`` (:func:`runner.guarded`), and so is a model whose
+    forward pass does not match the golden values (:func:`verification.real_models.validation.require_valid`)."""
     checks, runners = _tables(model)
     if check_id not in checks:
         raise ValueError(f"unknown real-model check {check_id!r}; known: {', '.join(checks)}")
@@ -404,7 +407,12 @@ def run_check(check_id: str, model, *, seed: int = 0, profile: str = "default",
 
     def one():
         with _one_blas_thread():
-            return runners[check_id](model, seed, profile, mutant)
+            # the theorems hold for any attention layer: a verdict is about this model only if its forward is
+            # the model's (ForwardMismatch, an error, otherwise)
+            forward = validation.require_valid(model)
+            result = runners[check_id](model, seed, profile, mutant)
+        result.figures["forward_validation"] = forward.figures()
+        return result
 
     return guarded(one, check_id=check_id, kind="theorem", seed=seed, mutant=mutant)
 

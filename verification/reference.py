@@ -192,7 +192,13 @@ def trig_feature_relative_variance(u, z) -> np.ndarray:
 def kd_loss(w, values, key_features) -> np.ndarray:
     """``L(W) = (1/N) sum_i ||v_i - W phi(k_i)||^2`` with ``w (..., d_v, m)``, ``values (..., N, d_v)``."""
     residual = f64(values) - f64(key_features) @ _t(f64(w))
-    return np.sum(residual * residual, axis=(-1, -2)) / residual.shape[-2]
+    # the largest |entry| factored out before squaring: no overflow unless L itself exceeds float64
+    with np.errstate(divide="ignore"):
+        log_scale = np.log(np.max(np.abs(residual), axis=(-1, -2)))
+    log_scale = np.where(np.isfinite(log_scale), log_scale, 0.0)
+    scaled = residual * np.exp(-log_scale)[..., None, None]
+    with np.errstate(over="ignore"):
+        return np.exp(log_mean_square(scaled, np.broadcast_to(log_scale[..., None], scaled.shape[:-1])))
 
 
 def kd_gradient_at_zero(values, key_features) -> np.ndarray:
@@ -434,12 +440,48 @@ def distilled_prediction(wk, wv, tokens, log_eta, queries):
     return summed * np.exp(shift + scale)
 
 
+def log_mean_square(scaled, log_scale) -> np.ndarray:
+    """``log mean_r ||exp(log_scale_r) scaled_r||^2`` over the rows ``r`` of ``scaled (..., R, a)``, never overflowing.
+
+    ``log_scale (..., R)`` is factored out of each row (so the rows can be chosen with entries of size <= 1);
+    ``-inf`` for a zero mean.
+    """
+    scaled, log_scale = _f64(scaled, log_scale)
+    with np.errstate(divide="ignore"):
+        log_rows = np.log(np.sum(scaled * scaled, axis=-1)) + 2.0 * log_scale
+    return logsumexp(log_rows) - math.log(scaled.shape[-2])
+
+
+def log_kd_risk(wk, wv, tokens, log_eta, reference):
+    """``log L(W̄(P))``, ``L = mean_x ||W^V x - f_S(x; W̄(P))||^2`` over the rows of ``reference`` (Theorem 4.2).
+
+    In log space: ``f_S(x) = exp(s_x) g_x`` with ``s_x = log(2 eta / N) + max_i (W^K x_i).(W^K x)`` and
+    ``g_x = sum_i W^V x_i exp((W^K x_i).(W^K x) - max)``; each residual row is divided by
+    ``exp(l_x)``, ``l_x = max(log max|W^V x|, s_x + log max|g_x|)`` before it is squared (its entries are then at most
+    2 in size), and the mean over rows is a log-sum-exp: finite wherever ``log L`` is, even when ``L`` itself is
+    beyond float64 (a squared residual of 1e200 is 1e400).
+    """
+    wk, wv, tokens, log_eta, reference = _f64(wk, wv, tokens, log_eta, reference)
+    keys = np.einsum("...kd,...id->...ik", wk, tokens)
+    rkeys = np.einsum("...kd,...qd->...qk", wk, reference)
+    logits = np.einsum("...qk,...ik->...qi", rkeys, keys)
+    shift = logits.max(axis=-1)
+    summed = np.einsum("...qi,...ia->...qa", np.exp(logits - shift[..., None]),
+                       np.einsum("...ad,...id->...ia", wv, tokens))
+    log_pred = shift + (math.log(2.0) - math.log(tokens.shape[-2]) + log_eta[..., None])
+    teacher = np.einsum("...ad,...qd->...qa", wv, reference)
+    with np.errstate(divide="ignore"):
+        row_scale = np.maximum(np.log(np.max(np.abs(teacher), axis=-1)),
+                               log_pred + np.log(np.max(np.abs(summed), axis=-1)))
+    row_scale = np.where(np.isfinite(row_scale), row_scale, 0.0)  # both zero: the residual is 0
+    scaled = teacher * np.exp(-row_scale)[..., None] - summed * np.exp(log_pred - row_scale)[..., None]
+    return log_mean_square(scaled, row_scale)
+
+
 def kd_risk(wk, wv, tokens, log_eta, reference):
-    """``L(W̄(P)) = mean_x ||W^V x - f_S(x; W̄(P))||^2`` over the rows of ``reference`` (Theorem 4.2)."""
-    wv_, reference_ = _f64(wv, reference)
-    residual = np.einsum("...ad,...qd->...qa", wv_, reference_) - distilled_prediction(wk, wv, tokens, log_eta,
-                                                                                       reference)
-    return np.mean(np.sum(residual * residual, axis=-1), axis=-1)
+    """``L(W̄(P))`` (Theorem 4.2): ``exp`` of :func:`log_kd_risk`, so ``inf`` only where ``L`` exceeds float64."""
+    with np.errstate(over="ignore"):
+        return np.exp(log_kd_risk(wk, wv, tokens, log_eta, reference))
 
 
 def ball_maximum(a, b, radius, *, iterations: int = 200):
@@ -513,16 +555,20 @@ def rademacher_closed_form(gram_matrix, radius):
     return radius / k.shape[-1] * np.sqrt(np.maximum(np.trace(k, axis1=-2, axis2=-1), 0.0))
 
 
-def rademacher_moments(gram_matrix, radius) -> tuple[float, float]:
+def rademacher_moments(gram_matrix, radius, *, kurtosis: bool = False) -> tuple[float, ...]:
     """Mean and standard deviation of ``(B/N) sqrt(sigma^T K sigma)`` over all ``2^N`` sign vectors (the bits of
-    0..2^N-1): ``R_N`` exactly, and the spread that sets a Monte Carlo estimate's standard error."""
+    0..2^N-1): ``R_N`` exactly, and the spread that sets a Monte Carlo estimate's standard error; with
+    ``kurtosis=True`` also ``E(v - mean)^4 / std^4`` (the spread of a sample standard deviation)."""
     k = np.asarray(gram_matrix, np.float64)
     n = k.shape[-1]
     if n > 20:
         raise ValueError(f"rademacher_exact enumerates 2^N sign vectors; N = {n} > 20")
     signs = 2.0 * ((np.arange(2**n)[:, None] >> np.arange(n)[None, :]) & 1) - 1.0
     values = radius / n * np.sqrt(np.maximum(np.einsum("si,ij,sj->s", signs, k, signs), 0.0))
-    return float(np.mean(values)), float(np.std(values))
+    mean, std = float(np.mean(values)), float(np.std(values))
+    if not kurtosis:
+        return mean, std
+    return mean, std, float(np.mean((values - mean) ** 4) / std**4) if std > 0 else 1.0
 
 
 def rademacher_exact(gram_matrix, radius):

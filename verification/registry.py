@@ -71,6 +71,20 @@ class RunContext:
     def hypothesis_seed(self) -> int:
         return (self.seed * 1_000_003 + zlib.crc32(self.check_id.encode())) % (2**32)
 
+    def level(self) -> float:
+        """The level ``alpha`` of each of this check's statistical judgements: the run-wide false-alarm budget split
+        by Bonferroni (:mod:`verification.core.budget`)."""
+        from verification.core import budget
+
+        return budget.level_each(all_checks(), self.profile)
+
+    def z(self, judgement: str) -> float:
+        """The normal critical value of one of this check's declared judgements at :meth:`level`."""
+        from verification.core import budget
+
+        sides = all_checks()[self.check_id].statistical_judgements(self.profile)[judgement].sides
+        return budget.z_of(self.level(), sides)
+
 
 @dataclasses.dataclass
 class CheckResult:
@@ -138,6 +152,13 @@ class Check:
 
     def run(self, ctx: RunContext) -> CheckResult:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    @classmethod
+    def statistical_judgements(cls, profile: Profile) -> dict[str, Any]:
+        """``{name: verification.core.budget.Judgement(count, sides, description)}``: the judgements with a
+        statistical component this check makes in one run of ``profile`` (none by default). Each takes its level
+        from the run-wide false-alarm budget (:meth:`RunContext.level`, :meth:`RunContext.z`)."""
+        return {}
 
     def result(self, ctx: RunContext, **fields: Any) -> CheckResult:
         """A :class:`CheckResult` with this check's id, kind, seed and mutant filled in."""

@@ -10,8 +10,9 @@ from typing import Any
 import jax
 import numpy as np
 
+from verification.core import budget
 from verification.outputs import jsonable
-from verification.registry import CheckResult
+from verification.registry import PROFILES, CheckResult, all_checks
 
 #: fields that measure time (anywhere in a report, figures included): the only fields that may differ between two
 #: runs with the same seed. A check's summary is compared too, so it carries no timings.
@@ -35,12 +36,23 @@ def environment() -> dict[str, Any]:
             "backend": jax.default_backend()}
 
 
+def false_alarm_budget(profile: str) -> dict:
+    """The run-wide false-alarm budget of ``profile`` and its Bonferroni split (:mod:`verification.core.budget`)."""
+    return budget.split(all_checks(), PROFILES[profile])
+
+
+def budget_line(profile: str) -> str:
+    """The budget in one line, for the console."""
+    return budget.describe(false_alarm_budget(profile))
+
+
 def to_json(results: list[CheckResult], *, profile: str, seed: int, extra: dict[str, Any] | None = None) -> dict:
     report = {
         "profile": profile,
         "seed": seed,
         "versions": environment(),
         "checks": [jsonable(dataclasses.asdict(r)) for r in results],
+        "false_alarm_budget": jsonable(false_alarm_budget(profile)),
         "total_elapsed_s": sum(r.elapsed_s for r in results),
     }
     if extra:
@@ -118,4 +130,9 @@ def markdown(results: list[CheckResult], *, profile: str, seed: int) -> str:
             out.append(f"  counterexample: `{json.dumps(jsonable(r.counterexample))}`")
         if r.certificate:
             out.append(f"  certificate: {_certificate_line(r.certificate)}")
+    split = false_alarm_budget(profile)
+    out += ["", "## False-alarm budget", "", budget.describe(split), "",
+            "| check | judgement | count | sides | level | z |", "|---|---|---|---|---|---|"]
+    out += [f"| {cid} | {name}: {j['description']} | {j['count']} | {j['sides']} | {j['level']:.3g} | {j['z']:.3f} |"
+            for cid, judgements in split["checks"].items() for name, j in judgements.items()]
     return "\n".join(out) + "\n"

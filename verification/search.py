@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import HealthCheck, Phase, assume, given, seed, settings
 from hypothesis import strategies as st
 
 
@@ -33,6 +33,12 @@ class Exploration:
     @property
     def measurements(self) -> list[Any]:
         return [m for _, m in self.records]
+
+
+def reject() -> None:
+    """Inside ``measure``: the generated case is one the generator must not produce (the check counts why);
+    Hypothesis discards it and draws another."""
+    assume(False)
 
 
 def explore(strategy: st.SearchStrategy, measure: Callable[[Any], Any], *, max_examples: int, seed_value: int,

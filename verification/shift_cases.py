@@ -310,6 +310,11 @@ def operator_norm_agreement(matrices) -> np.ndarray:
 def reference_prediction_scale(wk, wv, tokens, log_eta, queries) -> np.ndarray:
     """``(2 eta / N) sum_i ||W^V x_i|| exp((W^K x_i) . (W^K x))`` per query ``(B, Q)``: the size of the kernel sum
     behind ``f_S(x; W̄(P))`` (its absolute round-off is a few eps (1 + |logit|) times this)."""
+    return np.exp(log_reference_prediction_scale(wk, wv, tokens, log_eta, queries))
+
+
+def log_reference_prediction_scale(wk, wv, tokens, log_eta, queries) -> np.ndarray:
+    """The log of :func:`reference_prediction_scale` (``-inf`` where every value is 0), never overflowing."""
     keys = np.einsum("bkd,bid->bik", wk, tokens)
     qkeys = np.einsum("bkd,bqd->bqk", wk, queries)
     with np.errstate(divide="ignore"):
@@ -319,7 +324,7 @@ def reference_prediction_scale(wk, wv, tokens, log_eta, queries) -> np.ndarray:
     top = np.where(np.isfinite(top), top, 0.0)  # every value 0: the sum is 0
     with np.errstate(divide="ignore"):
         log_size = top[..., 0] + np.log(np.exp(logits - top).sum(axis=-1))
-    return np.exp(log_size + math.log(2.0) + np.asarray(log_eta)[:, None] - math.log(tokens.shape[-2]))
+    return log_size + math.log(2.0) + np.asarray(log_eta)[:, None] - math.log(tokens.shape[-2])
 
 
 def draw_queries(key, batch: ShiftBatch) -> np.ndarray:

@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+from _model_packages import minilm_or_skip
 
 from verification import minilm
 
@@ -21,12 +22,7 @@ def test_missing_model_files_give_the_install_command(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def model():
-    pytest.importorskip("safetensors", reason="the 'real' extra is not installed: pip install '.[real]'")
-    pytest.importorskip("tokenizers", reason="the 'real' extra is not installed: pip install '.[real]'")
-    try:
-        return minilm.load()
-    except minilm.ModelUnavailable as err:
-        pytest.skip(str(err))
+    return minilm_or_skip()
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +99,9 @@ def test_run_reports_both_theorems_and_they_hold(model, real_model):
     assert len(thm41.figures["per_head_ratio"]) == len(thm41.figures["per_head_tightness"]) == 12
     assert 0 < thm41.figures["max_ratio"] <= 1 and thm41.tightness >= 1
     assert thm41.figures["max_crosscheck_rel_error"] < 1e-12
+    for result in results:   # the forward pass was validated against the golden values first
+        assert result.figures["forward_validation"]["failures"] == 0
+        assert result.figures["forward_validation"]["worst_ratio"] < 1
     json.dumps(report.to_json(results, profile="smoke", seed=0))   # serialisable for --json
 
 

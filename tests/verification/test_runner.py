@@ -48,7 +48,9 @@ def test_real_model_checks_use_the_same_wrapper(monkeypatch):
         raise RuntimeError("planted in a real-model check")
 
     monkeypatch.setitem(real_model._RUNNERS, check_id, crash)
-    model = object.__new__(real_model.minilm.MiniLM)  # a MiniLM never loaded: the planted runner ignores it
+    # a MiniLM never loaded: the planted runner ignores it, and its forward pass is taken as validated
+    monkeypatch.setattr(real_model.validation, "require_valid", lambda model: None)
+    model = object.__new__(real_model.minilm.MiniLM)
     result = real_model.run_check(check_id, model=model, seed=1, profile="smoke")
     assert result.status == "error" and "RuntimeError: planted in a real-model check" in result.summary
 

@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pytest
+from _model_packages import smollm2_or_skip
 
 from verification import reference, smollm2
 
@@ -21,12 +22,7 @@ def test_missing_model_file_gives_the_install_command(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def model():
-    pytest.importorskip("gguf", reason="the 'llm' extra is not installed: pip install '.[llm]'")
-    pytest.importorskip("tokenizers", reason="the 'llm' extra is not installed: pip install '.[llm]'")
-    try:
-        return smollm2.load()
-    except smollm2.ModelUnavailable as err:
-        pytest.skip(str(err))
+    return smollm2_or_skip()
 
 
 def test_config_and_tokenizer_from_the_metadata(model):

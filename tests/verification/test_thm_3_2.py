@@ -75,10 +75,10 @@ def test_dense_solver_and_rademacher_against_the_reference(monkeypatch):
     pop_ref, _ = sup_gap.reference_population(pop, wk, wv)
     assert thm_3_2.dense_agreement(tokens[:2], setting, wk, wv, pop_ref) <= 1.0
     keys = np.asarray(tokens[0, :10]) @ np.asarray(wk).T
-    assert thm_3_2.rademacher_exact_figures(key, keys, 1.0, 4000)["ok"]
+    assert thm_3_2.rademacher_exact_figures(key, keys, 1.0, 4000, z=4.5)["ok"]
     original_exact = ik.rademacher_exact
     monkeypatch.setattr(ik, "rademacher_exact", lambda g, r: original_exact(g, r) * np.sqrt(2.0))
-    assert not thm_3_2.rademacher_exact_figures(key, keys, 1.0, 4000)["ok"]
+    assert not thm_3_2.rademacher_exact_figures(key, keys, 1.0, 4000, z=4.5)["ok"]
     original_dense = ik.max_quadratic_on_ball
     monkeypatch.setattr(ik, "max_quadratic_on_ball",
                         lambda a, b, r: original_dense(a, b, r)._replace(value=original_dense(a, b, r).value + 1e-9))

@@ -52,6 +52,7 @@ from hypothesis import strategies as st
 import iclkd_jax as ik
 from verification import mmd_agreement
 from verification import reference as ref
+from verification.core.budget import Judgement
 from verification.registry import Check, RunContext, register
 from verification.search import explore
 from verification.shift_cases import (
@@ -262,6 +263,11 @@ class Conjecture41(Check):
                                      "(the conjecture must then survive: the status changes)",
     }
 
+    @classmethod
+    def statistical_judgements(cls, profile):
+        return {"permutation-size": Judgement(1, 2, "mmd_permutation_test's size under the null = its exact level"),
+                "permutation-power": Judgement(1, 1, "mmd_permutation_test's power at a shift of 3 sd >= 0.9")}
+
     def run(self, ctx: RunContext):
         smoke = ctx.profile.name == "smoke"
         per_shape = SMOKE_CASES if smoke else CASES_PER_SHAPE * ctx.profile.scale
@@ -286,7 +292,8 @@ class Conjecture41(Check):
             b.target[0], b.prompt[0], b.wk[0], float(ref.median_bandwidth(b.target[0], b.prompt[0]))).items()}
         library_checks["squared_distances"] = mmd_agreement.distance_agreement(b.target[0] + 5.0, b.prompt[0] + 5.0)
         library_checks.update(mmd_agreement.estimator_agreement(x, y))
-        permutation = mmd_agreement.permutation_test(jax.random.fold_in(ctx.key, 7), 40 if smoke else 100)
+        permutation = mmd_agreement.permutation_test(jax.random.fold_in(ctx.key, 7), 40 if smoke else 100,
+                                                     ctx.level())
 
         per_kernel, counterexamples = {}, {}
         for name in KERNELS:

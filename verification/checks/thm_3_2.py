@@ -29,13 +29,18 @@ split halves and propagated through the Lipschitz constant of the sup
 the bound by more than 3 such reference errors (reported, ~1e-3 of the bound).
 
 Judgement. Over ``ctx.profile.draws`` independent draws (vmapped), the violation frequency ``k/n``;
-``violated`` when the one-sided 99% Clopper-Pearson lower limit exceeds ``delta = 0.05``.
+``violated`` when the one-sided Clopper-Pearson lower limit at confidence ``1 - alpha`` exceeds
+``delta = 0.05``, ``alpha`` the level of one statistical judgement from the run-wide false-alarm budget
+(:mod:`verification.core.budget`; :meth:`Theorem32.statistical_judgements` counts this check's: per
+setting and repetition, the frequency, 2 + 2 Rademacher Monte Carlo comparisons, the exact Rademacher
+value against its Monte Carlo estimate and that estimate's standard error, and the law's radial moment).
 ``tightness = bound / (1-delta)-quantile of G_N`` (the smallest over the settings is reported).
 
 Rademacher closed form: on one draw per setting, ``R_N = (B/N) E_sigma ||sum sigma_i phi(k_i)||`` by Monte
 Carlo against ``(B/N) sqrt(tr K) <= BC/sqrt(N)``, for the Taylor Gram matrix (with ``C_p``) and the exact
-kernel ``exp(k_i . k_j)`` (with ``C``); the estimate may exceed the closed form only within 3 standard
-errors, and the mean of ``sigma^T K sigma`` must match ``tr K`` within 5 standard errors.
+kernel ``exp(k_i . k_j)`` (with ``C``); the estimate may exceed the closed form only within ``z`` standard
+errors (one-sided), and the mean of ``sigma^T K sigma`` must match ``tr K`` within ``z`` standard errors
+(two-sided), ``z`` from the budget's level.
 """
 
 from __future__ import annotations
@@ -51,10 +56,10 @@ import numpy as np
 import iclkd_jax as ik
 from iclkd_jax import distributions as dists
 from verification import reference as ref
+from verification.core.budget import Judgement
 from verification.engine.journal import checkpoint
 from verification.registry import Check, RunContext, register
 from verification.sup_gap import (
-    CONFIDENCE,
     DELTA,
     N_MAX,
     ORDER,
@@ -77,11 +82,7 @@ from verification.sup_gap import (
 )
 from verification.tolerances import eps
 
-#: two-sided z of the Monte Carlo Rademacher estimate against the exact value (false alarm ~6e-5 per comparison)
-RADEMACHER_Z = 4.0
 RADEMACHER_EXACT_N = 12
-#: two-sided z of the sampled law's radial moment against the exact one (false alarm ~6e-7 per setting)
-LAW_Z = 5.0
 #: draws per setting whose dense trust-region problem is also solved by ik.max_quadratic_on_ball
 DENSE_DRAWS = 4
 
@@ -96,8 +97,11 @@ def mutated_bound(b, c, t, n, mutant=None):
     return theorem_bound(b, c, t, n)
 
 
-def rademacher_figures(key, setting: Setting, phi, keys, consts, num_signs, mutant=None) -> dict:
-    """Monte Carlo Rademacher complexity vs its closed form, for the Taylor and the exact-kernel Gram matrices."""
+def rademacher_figures(key, setting: Setting, phi, keys, consts, num_signs, mutant=None, *, z_one_sided: float,
+                       z_two_sided: float) -> dict:
+    """Monte Carlo Rademacher complexity vs its closed form, for the Taylor and the exact-kernel Gram matrices: the
+    estimate at most ``z_one_sided`` standard errors above the closed form, the mean of ``sigma^T K sigma`` within
+    ``z_two_sided`` standard errors of ``tr K``."""
     out = {}
     n = phi.shape[0]
     for label, gram, c in (("taylor", phi @ phi.T, consts.C),
@@ -108,9 +112,10 @@ def rademacher_figures(key, setting: Setting, phi, keys, consts, num_signs, muta
             closed = closed / math.sqrt(n)
         ceiling = setting.ball * c / math.sqrt(n)
         tol = 64 * eps(np.float64) * n
-        ok = (float(est.estimate) - 3 * float(est.standard_error) <= closed * (1 + tol)
+        ok = (float(est.estimate) - z_one_sided * float(est.standard_error) <= closed * (1 + tol)
               and closed <= ceiling * (1 + tol)
-              and abs(float(est.mean_square) - float(est.trace)) <= 5 * float(est.mean_square_se) + tol * float(est.trace))
+              and abs(float(est.mean_square) - float(est.trace))
+              <= z_two_sided * float(est.mean_square_se) + tol * float(est.trace))
         out[label] = {"monte_carlo": float(est.estimate), "standard_error": float(est.standard_error),
                       "closed_form": closed, "BC/sqrt(N)": ceiling, "ok": bool(ok),
                       "mean_square": float(est.mean_square), "trace": float(est.trace)}
@@ -190,28 +195,28 @@ def dense_agreement(tokens, setting: Setting, wk, wv, pop_ref) -> float:
     return worst
 
 
-def rademacher_exact_figures(key, keys, ball: float, num_signs: int) -> dict:
+def rademacher_exact_figures(key, keys, ball: float, num_signs: int, *, z: float) -> dict:
     """On ``N <= 14`` keys: ``rademacher_exact`` and ``rademacher_closed_form`` against the reference, the Monte
-    Carlo estimate against the exact value, two-sided within ``RADEMACHER_Z`` standard errors, and its standard
-    error against the exact spread over all sign vectors."""
+    Carlo estimate against the exact value, two-sided within ``z`` standard errors, and its standard error
+    against the exact spread over all sign vectors, two-sided within ``z`` of its own spread: a sample standard
+    deviation of ``S`` draws has relative standard error ``sqrt((kurtosis - 1) / (4 S))`` (delta method on the
+    sample variance, whose variance is ``(mu_4 - sigma^4)/S``), the kurtosis exact over all sign vectors."""
     gram = ref.gram("exp", keys, keys)
     est = ik.rademacher_complexity(key, jnp.asarray(gram), ball, num_signs=num_signs)
-    exact_ref, spread = ref.rademacher_moments(gram, ball)
+    exact_ref, spread, kurtosis = ref.rademacher_moments(gram, ball, kurtosis=True)
     exact_lib = float(ik.rademacher_exact(jnp.asarray(gram), ball))
-    # the standard error against the exact spread / sqrt(S): a sample standard deviation of S draws is within
-    # ~6 / sqrt(2 S) of the true one (relative, z = 6, bounded fourth moment of a bounded variable)
     se_exact = spread / math.sqrt(num_signs)
-    se_ok = abs(float(est.standard_error) / se_exact - 1.0) <= 6.0 / math.sqrt(2.0 * num_signs)
+    se_ok = abs(float(est.standard_error) / se_exact - 1.0) <= z * math.sqrt(max(kurtosis - 1.0, 0.0) / (4 * num_signs))
     closed_lib = float(ik.rademacher_closed_form(jnp.asarray(gram), ball))
     closed_ref = float(ref.rademacher_closed_form(gram, ball))
     unit = 64 * eps(np.float64) * keys.shape[0]
-    z = abs(float(est.estimate) - exact_ref) / float(est.standard_error)
+    z_score = abs(float(est.estimate) - exact_ref) / float(est.standard_error)
     ok = (abs(exact_lib - exact_ref) <= unit * exact_ref and abs(closed_lib - closed_ref) <= unit * closed_ref
-          and z <= RADEMACHER_Z and exact_ref <= closed_ref * (1 + unit) and se_ok)
+          and z_score <= z and exact_ref <= closed_ref * (1 + unit) and se_ok)
     return {"N": int(keys.shape[0]), "exact_library": exact_lib, "exact_reference": exact_ref,
             "closed_form_library": closed_lib, "closed_form_reference": closed_ref,
             "monte_carlo": float(est.estimate), "standard_error": float(est.standard_error),
-            "standard_error_exact": se_exact, "monte_carlo_z": z, "ok": bool(ok)}
+            "standard_error_exact": se_exact, "monte_carlo_z": z_score, "ok": bool(ok)}
 
 
 @register
@@ -226,7 +231,25 @@ class Theorem32(Check):
         "rademacher-extra-sqrtN": "the Rademacher closed form divided by an extra sqrt(N)",
     }
 
-    def _one_setting(self, ctx: RunContext, index: int, setting: Setting, rep: int, draws: int) -> dict:
+    @classmethod
+    def statistical_judgements(cls, profile):
+        runs = len(cls.settings(profile)) * profile.scale
+        return {
+            "violation-frequency": Judgement(runs, 1, "Clopper-Pearson lower limit of the violation rate > delta"),
+            "rademacher-below-closed-form": Judgement(2 * runs, 1, "Monte Carlo Rademacher <= closed form"),
+            "rademacher-mean-square": Judgement(2 * runs, 2, "mean of sigma^T K sigma = tr K"),
+            "rademacher-exact": Judgement(runs, 2, "Monte Carlo Rademacher = exact value (N = 12)"),
+            "rademacher-standard-error": Judgement(runs, 2, "Monte Carlo standard error = exact spread / sqrt(S)"),
+            "law-radial-moment": Judgement(runs, 2, "the sampled law's radial moment = the exact one"),
+        }
+
+    @staticmethod
+    def settings(profile):
+        """smoke (the mutant self-test) keeps the two cheapest laws; every other profile runs all three."""
+        return SETTINGS[:2] if profile.name == "smoke" else SETTINGS
+
+    def _one_setting(self, ctx: RunContext, index: int, setting: Setting, rep: int, draws: int,
+                     confidence: float, z: dict) -> dict:
         """One law and weight draw ``rep``: its judgement's pieces as plain data (a journal step of its own:
         a resumed run reuses the settings finished before a stop). ``{"refused": ...}`` for an unbounded law."""
         key = fast_key(ctx.key, index, rep)
@@ -252,15 +275,16 @@ class Theorem32(Check):
         law_z = law_moment_z(setting, pop)
         exact_rad = rademacher_exact_figures(jax.random.fold_in(rkey, 9),
                                              np.asarray(tokens[0, :RADEMACHER_EXACT_N]) @ np.asarray(wk).T,
-                                             setting.ball, 2000 * ctx.profile.scale)
-        # the law's radial moment within LAW_Z standard errors (two-sided), folded into the agreement
-        setting_agree = float(max(np.max(agree), dense, const_agree, law_z / LAW_Z))
+                                             setting.ball, 2000 * ctx.profile.scale,
+                                             z=z["rademacher-exact"])  # = the standard error's z: same sides
+        # the law's radial moment within z standard errors (two-sided), folded into the agreement
+        setting_agree = float(max(np.max(agree), dense, const_agree, law_z / z["law-radial-moment"]))
         bound = mutated_bound(setting.ball, consts.C, consts.T, setting.n, mutant=ctx.mutant)
         true_bound = theorem_bound(setting.ball, consts.C, consts.T, setting.n)
         margin = 3 * pop.error
         violated = gaps > bound + margin
         k = int(violated.sum())
-        lower = clopper_pearson_lower(k, draws)
+        lower = clopper_pearson_lower(k, draws, confidence)
         quantile = float(np.quantile(gaps, 1 - DELTA))
         # solver guard: no probe beats the exact maximum beyond round-off
         slack = float(np.max(res.probe - gaps - 64 * eps(np.float64) * (1 + res.scale)))
@@ -268,7 +292,9 @@ class Theorem32(Check):
         setting_solver_ok = slack <= 0 and norm_excess <= 1e-10
         phi, _ = features_targets(tokens[0], jnp.asarray(wk), jnp.asarray(wv))
         rad = rademacher_figures(rkey, setting, phi, tokens[0] @ jnp.asarray(wk).T, consts,
-                                 num_signs=1000 * ctx.profile.scale, mutant=ctx.mutant)
+                                 num_signs=1000 * ctx.profile.scale, mutant=ctx.mutant,
+                                 z_one_sided=z["rademacher-below-closed-form"],
+                                 z_two_sided=z["rademacher-mean-square"])
         setting_rad_ok = all(v["ok"] for v in rad.values()) and exact_rad["ok"]
         fails = lower > DELTA or not setting_solver_ok or not setting_rad_ok or setting_agree > 1.0
         counterexample = None
@@ -300,17 +326,18 @@ class Theorem32(Check):
     def run(self, ctx: RunContext):
         start = time.perf_counter()
         draws = ctx.profile.draws
+        confidence = 1.0 - ctx.level()
+        z = {name: ctx.z(name) for name in self.statistical_judgements(ctx.profile)}
         per_setting = []
         violations_total, cases = 0, 0
         solver_ok, rademacher_ok, reference_ok = True, True, True
         counterexample = None
         worst_ratio, worst_where = -np.inf, ""
-        # smoke (the mutant self-test) keeps the two cheapest laws; every other profile runs all three
-        settings = SETTINGS[:2] if ctx.profile.name == "smoke" else SETTINGS
+        settings = self.settings(ctx.profile)
         for index, setting in enumerate(settings):
             for rep in range(ctx.profile.scale):
                 one = checkpoint(ctx, f"{setting.name}/{rep}",  # the lambda is called at once
-                                 lambda: self._one_setting(ctx, index, setting, rep, draws))
+                                 lambda: self._one_setting(ctx, index, setting, rep, draws, confidence, z))
                 if "refused" in one:
                     return self.result(ctx, status="inconclusive", cases=0, worst=None, worst_label="refused",
                                        figures={"refused": one["refused"], "reason": one["reason"]},
@@ -338,8 +365,9 @@ class Theorem32(Check):
         return self.result(
             ctx, status=status, cases=cases, worst=worst_ratio, worst_label="max observed gap/bound",
             tolerance=DELTA,
-            tolerance_reason=(f"violation frequency judged against δ={DELTA} by a one-sided {CONFIDENCE:.0%} "
-                              "Clopper-Pearson lower limit; a draw counts only beyond 3 reference-sample errors; "
+            tolerance_reason=(f"violation frequency judged against δ={DELTA} by a one-sided Clopper-Pearson lower "
+                              f"limit at confidence 1 - {ctx.level():.2g} (the run's false-alarm budget); "
+                              "a draw counts only beyond 3 reference-sample errors; "
                               "solver guard at 64 eps (1 + B^2|dS| + 2B|dM|)"),
             tightness=tightness,
             figures={"delta": DELTA, "violation_rate": rate, "worst_setting": worst_where,

@@ -49,7 +49,7 @@ import numpy as np
 
 from verification import reference as ref
 from verification.registry import Check, RunContext, register
-from verification.search import explore
+from verification.search import explore, reject
 from verification.shift_cases import (
     OPERATIONS,
     SHAPES,
@@ -61,13 +61,14 @@ from verification.shift_cases import (
     draw_shift_batches,
     library_shift,
     log_agreement,
+    log_reference_prediction_scale,
     map_batches,
     operator_norm_agreement,
     reference_prediction_scale,
     reference_weight_shift,
     shift_cases,
 )
-from verification.tolerances import eps
+from verification.tolerances import eps, require_finite
 
 CASES_PER_SHAPE, SMOKE_CASES = 1024, 128
 TIGHT_SHAPE = SHAPES[1]  # (d, d_k, d_v, n, m) = (4, 2, 2, 4, 4): the attained configuration, every point repeated
@@ -107,6 +108,39 @@ def draw_tight_cases(key, size: int) -> Cases42:
     query = repeat(np.concatenate([a_vec, u], axis=1))
     batch = ShiftBatch(wk, wv, target, prompt, -kappa2 - math.log(2.0))
     return Cases42(batch, query, query, rho)
+
+
+#: ``log`` of float64's largest value: the library returns the KD risk ``L`` itself, not its log
+LOG_FLOAT64_MAX = math.log(float(np.finfo(np.float64).max))
+#: why :func:`in_float64_range` rejects a case (the key of ``figures["rejected_cases"]``)
+RISK_OUT_OF_RANGE = "KD risk beyond float64 (the library returns L, not log L)"
+
+
+def in_float64_range(cases: Cases42) -> np.ndarray:
+    """Per case: whether every quantity the library returns in linear scale is within float64's range.
+
+    The library's ``L(W̄(P)) = mean_r ||t_r - f_S(x_r)||^2`` (``t_r = W^V x_r``) sums ``R`` squared residuals before
+    dividing by ``R``; each residual is at most ``T + A`` with ``T = max_r ||t_r||`` and ``A`` the largest
+    :func:`~verification.shift_cases.reference_prediction_scale` over the risk's sample (``>= ||f_S||``), so every
+    intermediate is at most ``R (T + A + B)^2`` (``B`` the same for the other sample; the risk tolerance is
+    ``64 eps (1 + logit)`` times that, far less). A case with ``2 R (T + A + B)^2`` beyond float64 (the factor 2
+    for round-off) is outside what the float64 library can represent: the generator rejects it (counted in
+    ``figures["rejected_cases"]``) instead of judging an overflow. The logits are capped at 500
+    (:data:`~verification.shift_cases.MAX_LOGIT`) but ``eta`` up to ``e^5`` and the square take the risk to ``e^1000``.
+    """
+    b = cases.batch
+    with np.errstate(divide="ignore"):
+        log_t = np.log(np.max(np.linalg.norm(np.einsum("bad,brd->bra", b.wv, cases.reference), axis=-1), axis=-1))
+    log_a = np.max(log_reference_prediction_scale(b.wk, b.wv, b.prompt, b.log_eta, cases.reference), axis=-1)
+    log_b = np.max(log_reference_prediction_scale(b.wk, b.wv, b.target, b.log_eta, cases.reference), axis=-1)
+    log_size = np.logaddexp(log_t, np.logaddexp(log_a, log_b))
+    return math.log(2.0 * cases.reference.shape[1]) + 2.0 * log_size <= LOG_FLOAT64_MAX
+
+
+def select(cases: Cases42, keep: np.ndarray) -> Cases42:
+    b = cases.batch
+    return Cases42(ShiftBatch(*(a[keep] for a in b.arrays())), cases.queries[keep], cases.reference[keep],
+                   None if cases.rho is None else cases.rho[keep])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,8 +183,18 @@ def judge(cases: Cases42, mutant: str | None, *, chunk: int) -> Judged42:
     a_r = np.linalg.norm(ref.distilled_prediction(b.wk, b.wv, b.prompt, b.log_eta, cases.reference), axis=-1)
     b_r = np.linalg.norm(ref.distilled_prediction(b.wk, b.wv, b.target, b.log_eta, cases.reference), axis=-1)
     err_risk = OPERATIONS * f64 * (1.0 + max_logit_r) * np.mean((t_r + a_r + b_r) ** 2, axis=-1)
-    risk_q = ref.kd_risk(b.wk, b.wv, b.prompt, b.log_eta, cases.reference)
-    risk_d = ref.kd_risk(b.wk, b.wv, b.target, b.log_eta, cases.reference)
+    log_risk_q = ref.log_kd_risk(b.wk, b.wv, b.prompt, b.log_eta, cases.reference)
+    log_risk_d = ref.log_kd_risk(b.wk, b.wv, b.target, b.log_eta, cases.reference)
+    case_of = cases.case
+    require_finite({"library MMD_k^2": lib["mmd2"], "library prediction shift": lib["prediction_shift"],
+                    "library KD risk L(W̄(𝒬))": lib["risk_q"], "library KD risk L(W̄(𝒟))": lib["risk_d"],
+                    "reference predictions": pred_q - pred_d, "prediction round-off": err_pred,
+                    "risk round-off": err_risk}, case_of,
+                   logs={"library log ||ΔW||^2": lib["log_dw2"], "library log ||W̄(𝒬)||^2": lib["log_hs_q"],
+                         "library log ||W̄(𝒟)||^2": lib["log_hs_d"], "reference log L(W̄(𝒬))": log_risk_q,
+                         "reference log L(W̄(𝒟))": log_risk_d, "reference log ||ΔW||^2": refs.dw.log_abs,
+                         "reference log MMD_k^2": refs.mmd2.log_abs})
+    risk_q, risk_d = np.exp(log_risk_q), np.exp(log_risk_d)
 
     def one_step_hs(tokens_):
         n = tokens_.shape[1]
@@ -169,7 +213,7 @@ def judge(cases: Cases42, mutant: str | None, *, chunk: int) -> Judged42:
         }
         op = operator_norm_agreement(b.wv)
         agree["operator_norm"] = np.concatenate([op, np.zeros(b.size - op.size)])
-        agree = {k: np.where(np.isnan(v), np.inf, v) for k, v in agree.items()}
+        require_finite({f"library/reference agreement of {k}": v for k, v in agree.items()}, case_of)
         # (i) from the library's values, at every query
         wv_op = refs.wv_op  # the reference's SVD; ik.operator_norm is compared on a sample below
         log_dw = 0.5 * lib["log_dw2"]
@@ -182,12 +226,13 @@ def judge(cases: Cases42, mutant: str | None, *, chunk: int) -> Judged42:
         elif mutant == "no-feature-norm":
             log_phi = np.zeros_like(log_phi)
         tol41 = OPERATIONS * f64 * (refs.dw.condition + refs.mmd2.condition + 1.0) * (1.0 + refs.max_logit)
-        tol41 = np.where(np.isfinite(tol41), tol41, np.inf)
+        require_finite({"thm-4.1 tolerance (conditions of ||ΔW||^2, MMD^2)": tol41}, case_of)
+        # ratios and tolerances as differences of logs: a bound beyond float64 is no overflow
         pred_ratios, pred_scores, pred_tols = [], [], []
         for log_factor in (log_dw, log_2eta_mv_mmd):
-            bound = np.exp(log_factor[:, None] + log_phi)
-            ratio = diff / bound
-            tol = err_pred / bound + tol41[:, None]
+            log_bound = log_factor[:, None] + log_phi
+            ratio = np.exp(np.log(diff) - log_bound)
+            tol = np.exp(np.log(err_pred) - log_bound) + tol41[:, None]
             pred_ratios.append(ratio)
             excess = np.abs(ratio - 1.0) if cases.rho is not None else ratio - 1.0
             pred_scores.append(np.max(excess / tol, axis=-1))
@@ -203,23 +248,29 @@ def judge(cases: Cases42, mutant: str | None, *, chunk: int) -> Judged42:
         expected = 1.0 if cases.rho is None else (2.0 + cases.rho) / (2.0 + 2.0 * cases.rho)
         risk_ratios, risk_scores, risk_tols = [], [], []
         for log_factor in (log_dw, log_2eta_mv_mmd):
-            bound = np.exp(log_two + log_tbc + log_c_factor + log_factor)
-            ratio = risk_diff / bound
-            tol = err_risk / bound + tol41
+            log_bound = log_two + log_tbc + log_c_factor + log_factor
+            ratio = np.exp(np.log(risk_diff) - log_bound)
+            tol = np.exp(np.log(err_risk) - log_bound) + tol41
             risk_ratios.append(ratio)
             excess = np.abs(ratio - expected) if cases.rho is not None else ratio - 1.0
             risk_scores.append(excess / tol)
             risk_tols.append(tol)
-    bound_score = np.nan_to_num(np.maximum.reduce(pred_scores + risk_scores), nan=np.inf)
+    bound_score = np.maximum.reduce(pred_scores + risk_scores)
     agreement_score = np.max(np.stack(list(agree.values())), axis=0)
+    # +inf only for a positive shift over a bound of exactly 0: a finite inequality that failed
+    require_finite({"bound score": bound_score}, case_of, allow_inf=True)
     return Judged42(np.maximum.reduce([r.max(axis=-1) for r in pred_ratios]), tuple(pred_ratios),
                     np.maximum(*risk_ratios), tuple(risk_ratios), bound_score, agreement_score, agree,
                     np.maximum.reduce(pred_tols + risk_tols), np.maximum(max_logit_q, max_logit_r))
 
 
-def general_cases(key, shape, size: int) -> Cases42:
+def general_cases(key, shape, size: int) -> tuple[Cases42, int]:
+    """``size`` random heads of ``shape`` less those :func:`in_float64_range` rejects; returns the cases and how many
+    were rejected."""
     batch, _ = draw_shift_batches(key, shape, size, max_scale=3.0)
-    return Cases42(batch, draw_queries(jax.random.fold_in(key, 1), batch), batch.target)
+    cases = Cases42(batch, draw_queries(jax.random.fold_in(key, 1), batch), batch.target)
+    keep = in_float64_range(cases)
+    return select(cases, keep), int(np.sum(~keep))
 
 
 @register
@@ -240,16 +291,23 @@ class Theorem42(Check):
         per_shape = SMOKE_CASES if smoke else CASES_PER_SHAPE * ctx.profile.scale
         chunk = min(per_shape, CASES_PER_SHAPE)
         start = time.perf_counter()
-        general = [general_cases(jax.random.fold_in(ctx.key, i), shape, per_shape) for i, shape in enumerate(SHAPES)]
+        drawn = [general_cases(jax.random.fold_in(ctx.key, i), shape, per_shape) for i, shape in enumerate(SHAPES)]
+        general = [cases for cases, _ in drawn]
+        rejected = sum(count for _, count in drawn)
         tight = draw_tight_cases(jax.random.fold_in(ctx.key, 77), per_shape)
         judged_g = [judge(c, ctx.mutant, chunk=chunk) for c in general]
         judged_t = judge(tight, ctx.mutant, chunk=chunk)
         batched_s = time.perf_counter() - start
 
         def measure(case: ShiftCase):
+            nonlocal rejected
             batch, _ = case.build()
             queries = np.asarray(case.build()[0].target) + 0.5  # deterministic queries beside the target
-            return float(judge(Cases42(batch, queries, batch.target), ctx.mutant, chunk=chunk).score[0])
+            cases = Cases42(batch, queries, batch.target)
+            if not in_float64_range(cases)[0]:
+                rejected += 1
+                reject()
+            return float(judge(cases, ctx.mutant, chunk=chunk).score[0])
 
         exploration = explore(shift_cases(max_scale=3.0), measure, max_examples=ctx.profile.examples,
                               seed_value=ctx.hypothesis_seed, fails=lambda score: score > 1.0, shrink=ctx.shrink)
@@ -257,7 +315,12 @@ class Theorem42(Check):
         worst_score = max(float(scores_g.max()), float(judged_t.score.max()))
         pred_g = np.concatenate([j.prediction_ratio for j in judged_g])
         risk_g = np.concatenate([j.risk_ratio for j in judged_g])
-        case_of = lambda i: general[i // per_shape].case(i % per_shape)  # noqa: E731
+        offsets = np.cumsum([0] + [c.batch.size for c in general])
+
+        def case_of(i: int) -> dict:
+            part = int(np.searchsorted(offsets, i, side="right")) - 1
+            return general[part].case(int(i - offsets[part]))
+
         worst_i = int(np.argmax(np.maximum(pred_g, risk_g)))
         agreement_max = {q: float(max(np.max(j.agreement_by_quantity[q]) for j in judged_g + [judged_t]))
                          for q in judged_t.agreement_by_quantity}
@@ -282,9 +345,9 @@ class Theorem42(Check):
             ("bounds (random heads)", float(np.max([np.max(j.bound_score) for j in judged_g])) > 1.0),
             ("attained configuration (two-sided)", float(judged_t.bound_score.max()) > 1.0),
             ("hypothesis edge cases", exploration.counterexample is not None)) if bad]
-        cases = per_shape * (len(SHAPES) + 1)
+        cases = int(offsets[-1]) + per_shape
         summary = (f"prediction shift/bound <= {pred_g.max():.4g}, risk shift/bound <= {risk_g.max():.4g} over "
-                   f"{per_shape * len(SHAPES)} random heads; attained: |ratio-1| <= {max(tight_pred):.1e} (i), "
+                   f"{int(offsets[-1])} random heads; attained: |ratio-1| <= {max(tight_pred):.1e} (i), "
                    f"|risk ratio - (2+rho)/(2+2rho)| <= {tight_risk_dev:.1e} (ii); library = reference within "
                    f"{max(agreement_max.values()):.2g} x round-off")
         if violated:
@@ -308,6 +371,7 @@ class Theorem42(Check):
                 "max_agreement_in_round_off_units": agreement_max,
                 "max_logit": float(max(np.max(j.max_logit) for j in judged_g)),
                 "max_score": worst_score,
+                "rejected_cases": {RISK_OUT_OF_RANGE: rejected},
                 "worst_case_risk": case_of(int(np.argmax(risk_g))),
             },
             counterexample=counterexample, worst_case=case_of(worst_i), summary=summary)

