@@ -57,7 +57,6 @@ import iclkd_jax as ik
 from iclkd_jax import distributions as dists
 from verification import reference as ref
 from verification.core.budget import Judgement
-from verification.engine.journal import checkpoint
 from verification.registry import Check, RunContext, register
 from verification.sup_gap import (
     DELTA,
@@ -336,8 +335,8 @@ class Theorem32(Check):
         settings = self.settings(ctx.profile)
         for index, setting in enumerate(settings):
             for rep in range(ctx.profile.scale):
-                one = checkpoint(ctx, f"{setting.name}/{rep}",  # the lambda is called at once
-                                 lambda: self._one_setting(ctx, index, setting, rep, draws, confidence, z))
+                one = ctx.checkpoint(f"{setting.name}/{rep}",  # the lambda is called at once
+                                     lambda: self._one_setting(ctx, index, setting, rep, draws, confidence, z))
                 if "refused" in one:
                     return self.result(ctx, status="inconclusive", cases=0, worst=None, worst_label="refused",
                                        figures={"refused": one["refused"], "reason": one["reason"]},

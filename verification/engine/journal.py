@@ -652,13 +652,14 @@ def _in_flight(journal: Journal, unit: Unit):
 def checkpoint(ctx, name: str, compute: Callable[[], Any]) -> Any:
     """One step of a check in flight, journaled on its own: ``compute()`` as plain JSON-compatible data.
 
-    A long check (one looping over independent settings, each from its own key) calls it for each step
-    with its :class:`~verification.registry.RunContext`; the steps of a unit that did not finish are
-    reused by ``--resume`` under the unit's fingerprint (so only the step in flight is lost), and the unit
-    itself is journaled as usual when it finishes. A step is named by the check, its mutant, profile and
-    seed as well as ``name``: the self-test's baseline and mutant runs inside one unit keep apart. The
-    value returned is always the plain form (NumPy scalars as Python numbers, arrays as lists), with or
-    without a journal, so a reused step and a computed one give the same report.
+    What :meth:`RunContext.checkpoint <verification.registry.RunContext.checkpoint>` runs. A long check
+    (one looping over independent settings, each from its own key) calls it for each step; the steps of
+    a unit that did not finish are reused by ``--resume`` under the unit's fingerprint (so only the step
+    in flight is lost), and the unit itself is journaled as usual when it finishes. A step is named by
+    the check, its mutant, profile and seed as well as ``name``: the self-test's baseline and mutant runs
+    inside one unit keep apart. The value returned is always the plain form (NumPy scalars as Python
+    numbers, arrays as lists), with or without a journal, so a reused step and a computed one give the
+    same report.
     """
     if _current is None:
         return _plain(compute())
@@ -673,6 +674,15 @@ def checkpoint(ctx, name: str, compute: Callable[[], Any]) -> Any:
     result = _plain(compute())
     journal.write_entry(path, step, result)
     return result
+
+
+def _install_step_runner() -> None:
+    from verification import registry
+
+    registry.STEP_RUNNER = checkpoint  # RunContext.checkpoint journals its steps
+
+
+_install_step_runner()
 
 
 def decode_as(cls: type) -> Callable[[Any], Any]:
