@@ -26,6 +26,13 @@ the experiments of ``iclkd experiment``. Each unit's result is a function of its
   a change under ``benchmarks/`` invalidates only tightness cells.
 * the **versions** of Python, JAX, jaxlib, NumPy, SciPy, this package, and the JAX backend.
 
+Not covered: the processor and ``XLA_FLAGS`` (float64 results can differ in the last bits between
+machine types); resume on the kind of machine that started the run.
+
+Steps: a long check journals its independent steps on their own (:meth:`RunContext.checkpoint
+<verification.registry.RunContext.checkpoint>`, run by :func:`checkpoint`), under its unit's
+fingerprint, so that a stopped check loses only the step in flight.
+
 Layout of a journal folder ``DIR`` (default: beside the report, ``REPORT.journal/``)::
 
     DIR/run.json                 the run's command and arguments (what ``--resume`` must match)
