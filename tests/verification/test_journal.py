@@ -69,12 +69,18 @@ def _report(path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> dict:
-    """The uninterrupted run's report (no journal folder of its own matters)."""
+def uninterrupted(tmp_path_factory) -> Path:
+    """An uninterrupted run: its report ``r.json`` and journal ``r.json.journal`` (copied by the tests that need one)."""
     folder = tmp_path_factory.mktemp("reference")
     done = _run(_args(folder / "r.json"), _env(0))
     assert done.returncode == 0, done.stderr
-    return _report(folder / "r.json")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reference(uninterrupted) -> dict:
+    """The uninterrupted run's report, timing fields aside."""
+    return _report(uninterrupted / "r.json")
 
 
 def _kill_when_journaled(argv: list[str], env: dict[str, str], folder: Path, count: int) -> set[str]:
@@ -152,10 +158,9 @@ def test_sigterm_past_the_grace_period_exits_75_without_the_unit(tmp_path):
     assert _journaled(journal) == set()
 
 
-def test_a_corrupt_or_truncated_entry_is_rerun_with_one_warning(reference, tmp_path):
+def test_a_corrupt_or_truncated_entry_is_rerun_with_one_warning(uninterrupted, reference, tmp_path):
     report, journal = tmp_path / "r.json", tmp_path / "r.json.journal"
-    done = _run(_args(report), _env(0))
-    assert done.returncode == 0, done.stderr
+    shutil.copytree(uninterrupted / "r.json.journal", journal)
     entries = {J.read_entry(p)[0]["label"]: p for p in (journal / "units").glob("*.json")}
     truncated = entries["slow-b"].read_bytes()
     entries["slow-b"].write_bytes(truncated[: len(truncated) // 2])
@@ -192,7 +197,7 @@ def test_a_changed_source_reruns_exactly_the_units_its_scope_covers(tmp_path):
     """A check's own module is its unit scope; iclkd_jax/ (the library scope) is covered by every unit."""
     root = tmp_path / "copy"
     for package in ("iclkd_jax", "verification"):
-        shutil.copytree(REPO / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(REPO / package, root / package)  # with __pycache__: valid for the copied sources too
     report = tmp_path / "r.json"
     ids = ["lemma-eta", "slow-a"]
     done = _run(_args(report, ids=ids), _env(0, root=root), cwd=tmp_path)
