@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from verification.command import Parser, listing, output_dir, seed, standalone
+from verification.command import Parser, listing, output_dir, output_file, seed, standalone
 from verification.outputs import DEFAULT_OUTPUT_ROOT, write_atomic
 from verification.outputs import write_csv as _write_csv_atomic
 
@@ -342,6 +342,9 @@ def add_arguments(p: Parser) -> None:
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--only", nargs="+", choices=THEOREMS, metavar="ID", help="run only these statements' cells")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs (and their links in summary.md)")
+    p.add_argument("--html", type=output_file, metavar="PATH",
+                   help="also write a self-contained HTML page of the sweeps (plots inline); an iclkd verify "
+                        "--html page in the same folder links to it")
     p.add_argument("--no-progress", action="store_true")
     from verification.engine import journal
 
@@ -391,6 +394,10 @@ def run(args: argparse.Namespace) -> int:
     write_atomic(out / "tightness.json", json.dumps(doc, indent=1, allow_nan=False, default=_json_default) + "\n")
     write_csv(out / "tightness.csv", rows)
     write_atomic(out / "summary.md", report.summary(meta, rows, slopes, figures))
+    if args.html:
+        from verification.io.html import tightness_page
+
+        write_atomic(args.html, tightness_page(json.loads(json.dumps(doc, default=_json_default)), out))
     print(report.console(meta, rows, slopes))
     if violated:
         print(f"bound < observed in {len(violated)} rows of proven statements", file=sys.stderr)

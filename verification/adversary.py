@@ -436,6 +436,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=output_file, metavar="PATH", help="write the results as JSON here")
     parser.add_argument("--plot", type=output_file, metavar="PATH",
                         help="plot best-so-far ratios against evaluations, gradient vs random (PNG)")
+    parser.add_argument("--html", type=output_file, metavar="PATH",
+                        help="write a self-contained HTML page of the results (a card and a plot per target); an "
+                             "iclkd verify --html page in the same folder links to it")
     parser.add_argument("--plugin", action="append", metavar="MODULE_OR_FILE", default=[],
                         help="load checks from a plugin first (repeatable); a check that defines search_targets() "
                              "becomes searchable")
@@ -492,11 +495,13 @@ def run(args: argparse.Namespace) -> int:
     def search(target: SearchTarget) -> SearchResult:
         return run_search(target, budget=args.budget, seed=args.seed, restarts=args.restarts)
 
+    def document(results: list[SearchResult]) -> dict:
+        return {"id": args.id, "budget": args.budget, "seed": args.seed, "complete": len(results) == len(targets),
+                "targets": {r.target: r.to_json() for r in results}}
+
     def write(results: list[SearchResult]) -> None:
         if args.json:
-            write_json(args.json, {"id": args.id, "budget": args.budget, "seed": args.seed,
-                                   "complete": len(results) == len(targets),
-                                   "targets": {r.target: r.to_json() for r in results}})
+            write_json(args.json, document(results))
 
     from verification.engine import journal
     from verification.registry import all_checks
@@ -522,6 +527,11 @@ def run(args: argparse.Namespace) -> int:
             write(results)  # rewritten (atomically) after every target: a stopped long run keeps its results
     if args.plot:
         plot(results, args.plot)
+    if getattr(args, "html", None):
+        from verification.io.html import search_page
+        from verification.outputs import write_atomic
+
+        write_atomic(args.html, search_page(document(results)))
     return 0
 
 

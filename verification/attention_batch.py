@@ -38,9 +38,10 @@ import numpy as np
 
 import iclkd_jax as ik
 from verification import reference
+from verification.registry import case_quantiles
 from verification.search import explore
 from verification.strategies import CHUNK, AttentionBatch
-from verification.tolerances import eps
+from verification.tolerances import eps, require_finite
 
 #: the shapes ``(d, d_k, d_v, N, M, Q)`` of the shared kernel-form program (one compilation per shape and
 #: dtype, ~1 s each on one core): one demonstration and no context; d < d_k without context and with
@@ -143,15 +144,17 @@ def fmt(value, spec: str = ".1e") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def error_ratio(got, want, tol) -> np.ndarray:
+def error_ratio(got, want, tol, quantity: str = "library/reference value") -> np.ndarray:
     """``max |got - want| / tol`` per case and query row: ``(B, Q)`` from ``(B, Q, d_v)`` (or ``(B, Q)``).
 
-    Non-finite values count as infinitely wrong unless both sides agree exactly (``-inf`` log eta when M = 0).
+    Both sides and the tolerance must be finite, unless both sides agree exactly (``-inf`` log eta when M = 0):
+    otherwise :class:`~verification.core.errors.NonFiniteError` (status ``error``) names ``quantity`` and the case.
     """
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    require_finite({f"library {quantity}": np.where(got == want, 0.0, got),
+                    f"reference {quantity}": np.where(got == want, 0.0, want), f"tolerance of {quantity}": tol})
     with np.errstate(invalid="ignore"):
         diff = np.where(got == want, 0.0, np.abs(got - want))
-    diff = np.where(np.isnan(diff), np.inf, diff)
     if diff.ndim == 3:
         diff = diff.max(axis=-1)
     return diff / tol
@@ -193,9 +196,17 @@ class SweepResult:
     counterexample: dict | None = None
     figures: dict[str, float] = dataclasses.field(default_factory=dict)
     elapsed_s: float = 0.0
+    #: every case's error / tolerance, batch by batch (for :meth:`case_quantiles`)
+    ratios: list[np.ndarray] = dataclasses.field(default_factory=list)
+
+    def case_quantiles(self, measure: str = "error / tolerance") -> dict:
+        """The distribution of the cases' error / tolerance (:func:`verification.registry.case_quantiles`)."""
+        return case_quantiles(np.concatenate(self.ratios) if self.ratios else np.zeros(0), measure, 1.0)
 
     def add(self, batch, measured: Measured, *, rows: int, describe: Callable[[int], dict]) -> None:
-        ratio = np.where(np.isnan(measured.ratio[:rows]), np.inf, measured.ratio[:rows])
+        ratio = measured.ratio[:rows]
+        require_finite({"error ratio": ratio}, describe, allow_inf=True)
+        self.ratios.append(np.asarray(ratio, np.float64))
         self.cases += rows
         bad = np.flatnonzero(ratio > 1.0)
         self.violations += bad.size

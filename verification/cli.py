@@ -195,13 +195,19 @@ class Verify:
         parser.add_argument("--seed", type=seed, default=0, help="the PRNG seed; the same seed gives the same report")
         parser.add_argument("--json", type=output_file, metavar="PATH", help="write the JSON report here")
         parser.add_argument("--markdown", type=output_file, metavar="PATH", help="write a Markdown report here")
+        parser.add_argument("--html", type=output_file, metavar="PATH",
+                            help="write a self-contained HTML report here (plots with the 'plots' extra; it links to "
+                                 "the tightness and search pages beside it)")
+        parser.add_argument("--junit-xml", type=output_file, metavar="PATH",
+                            help="write JUnit XML here: one testcase per check (per mutant with --self-test)")
         parser.add_argument("--self-test", action="store_true",
                             help=f"run every check against its mutants (profile {SELF_TEST_PROFILE} unless --profile)")
         parser.add_argument("--list", action="store_true", help="list the checks and their mutants, then exit")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar (off anyway when not a TTY)")
         from verification.engine import journal
 
-        journal.add_arguments(parser, default="REPORT.journal beside --json (or --markdown); none without a report")
+        journal.add_arguments(parser, default="REPORT.journal beside --json (or --markdown, --html, --junit-xml); "
+                                              "none without a report")
         for option in VERIFY_OPTIONS:
             option.add_arguments(parser)
 
@@ -235,7 +241,7 @@ def _journal(args: argparse.Namespace, command: str, profile: str, ids: list[str
         args, command, {"profile": profile, "seed": args.seed},
         selection={"only": ids, "plugin": list(dict.fromkeys(args.plugin)), "real_model": args.real_model,
                    "certify": args.certify},
-        default=journal.beside(args.json or args.markdown), prog=f"iclkd {command}")
+        default=journal.beside(args.json or args.markdown or args.html or args.junit_xml), prog=f"iclkd {command}")
 
 
 def _verify(args: argparse.Namespace, ids: list[str] | None, progress: bool) -> int:
@@ -246,6 +252,7 @@ def _verify(args: argparse.Namespace, ids: list[str] | None, progress: bool) -> 
     profile = args.profile or DEFAULT_PROFILE
     results = []
     run_journal = _journal(args, "verify", profile, ids)
+    _preload_pages(args)
     try:
         with journal.active(run_journal):
             for result in runner.iter_checks(ids, profile=profile, seed=args.seed, progress=progress,
@@ -262,11 +269,49 @@ def _verify(args: argparse.Namespace, ids: list[str] | None, progress: bool) -> 
         return ExitStatus.INTERRUPTED
     print(report.table(results))
     print(report.budget_line(profile))
+    data = report.to_json(results, profile=profile, seed=args.seed)
     if args.json:
-        write_json(args.json, report.to_json(results, profile=profile, seed=args.seed))
+        write_json(args.json, data)
     if args.markdown:
         write_atomic(args.markdown, report.markdown(results, profile=profile, seed=args.seed))
+    _write_pages(args, data)
     return verdict_status(results)
+
+
+def _preload_pages(args: argparse.Namespace) -> None:
+    """With ``--html``: matplotlib imported and warmed in a background thread while the checks run."""
+    if args.html:
+        import threading
+
+        from verification.io import html
+
+        args.html_preload = threading.Thread(target=html.preload, name="iclkd-html-preload", daemon=True)
+        args.html_preload.start()
+
+
+def _write_pages(args: argparse.Namespace, data: dict, *, self_test: bool = False) -> None:
+    """``--html`` and ``--junit-xml``, from the report's data (verification.io.html, verification.io.junit)."""
+    import time
+
+    from verification.outputs import write_atomic
+
+    start = time.perf_counter()
+    if getattr(args, "html_preload", None) is not None:
+        args.html_preload.join()
+    if args.html:
+        from verification.io import html
+        from verification.registry import all_checks
+
+        titles = {cid: cls.title for cid, cls in all_checks().items()}
+        links = html.sibling_pages(Path(args.html).parent, exclude=Path(args.html))
+        write = html.self_test_page if self_test else html.verify_page
+        write_atomic(args.html, write(data, titles=titles, links=links))
+    if args.junit_xml:
+        from verification.io import junit
+
+        write_atomic(args.junit_xml, (junit.self_test_junit if self_test else junit.verify_junit)(data))
+    if args.html or args.junit_xml:
+        print(f"reports: {time.perf_counter() - start:.2f} s", file=sys.stderr)
 
 
 def verdict_status(results: list) -> int:
@@ -306,9 +351,11 @@ def _self_test(args: argparse.Namespace, ids: list[str] | None, progress: bool) 
         return ExitStatus.INTERRUPTED
     caught = sum(o.caught for o in outcomes)
     print(f"{caught}/{len(outcomes)} mutants caught")
+    data = {"profile": profile, "seed": args.seed, "mutants": [o.__dict__ for o in outcomes], "caught": caught,
+            "total": len(outcomes)}
     if args.json:
-        write_json(args.json, {"profile": profile, "seed": args.seed, "mutants": [o.__dict__ for o in outcomes],
-                               "caught": caught, "total": len(outcomes)})
+        write_json(args.json, data)
+    _write_pages(args, data, self_test=True)
     return ExitStatus.OK if outcomes and caught == len(outcomes) else ExitStatus.VIOLATED
 
 

@@ -267,6 +267,21 @@ def seed(text: str) -> int:
     return value
 
 
+def seeds(text: str) -> list[int]:
+    """PRNG seeds: ``A..B`` (both ends included), ``a,b,c``, or a mix (``0..3,7``); sorted, repeats once."""
+    values: list[int] = []
+    for part in text.split(","):
+        first, dots, last = part.strip().partition("..")
+        if not dots:
+            values.append(seed(first))
+            continue
+        low, high = seed(first), seed(last)
+        if high < low:
+            raise argparse.ArgumentTypeError(f"seed range {part.strip()!r} is empty: {high} < {low}")
+        values.extend(range(low, high + 1))
+    return sorted(set(values))
+
+
 def positive_int(text: str) -> int:
     value = _integer(text)
     if value < 1:

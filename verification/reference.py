@@ -32,6 +32,17 @@ def _t(a: np.ndarray) -> np.ndarray:
     return np.swapaxes(a, -1, -2)
 
 
+def times_exp(x, log_factor) -> np.ndarray:
+    """``x * exp(log_factor)`` (broadcast), without the spurious overflow of ``exp(log_factor)`` alone: where that
+    product is not finite it is recomputed as ``sign(x) exp(log|x| + log_factor)``, which overflows only where the
+    value itself exceeds float64 (e.g. ``exp(720) * 1e-5``)."""
+    x, log_factor = np.asarray(x, np.float64), np.asarray(log_factor, np.float64)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        direct = x * np.exp(log_factor)
+        safe = np.sign(x) * np.exp(np.log(np.abs(x)) + log_factor)
+    return np.where(np.isfinite(direct) | ~np.isfinite(x), direct, safe)
+
+
 def logsumexp(a, axis: int = -1, *, extended: bool = False) -> np.ndarray:
     """``log sum exp(a)`` along ``axis``, shifted by the maximum (finite for entries of +-1e3).
 
@@ -102,7 +113,7 @@ def apply_representer(coef, values, keys, log_scale, z) -> np.ndarray:
     logits = f64(z) @ _t(f64(keys))                                   # (..., q, n)
     top = np.max(logits, axis=-1, keepdims=True)
     scaled = (np.exp(logits - top) * f64(coef)[..., None, :]) @ f64(values)
-    return scaled * np.exp(top + f64(log_scale)[..., None, None])
+    return times_exp(scaled, top + f64(log_scale)[..., None, None])
 
 
 def hs_norm_squared(coef, values, keys, log_scale) -> tuple[np.ndarray, np.ndarray]:
@@ -133,7 +144,7 @@ def representer_matrix(coef, values, key_features, log_scale) -> np.ndarray:
     ``key_features`` are ``phi(k_i)``, ``(..., n, m)`` (from one of the feature maps below).
     """
     weighted = f64(coef)[..., :, None] * f64(values)                    # (..., n, d_v)
-    return np.exp(f64(log_scale))[..., None, None] * (_t(weighted) @ f64(key_features))
+    return times_exp(_t(weighted) @ f64(key_features), f64(log_scale)[..., None, None])
 
 
 # --- explicit feature maps of kappa(u, z) = exp(u . z) (THEOREMS.md, "Feature maps of kappa") ---
@@ -437,7 +448,7 @@ def distilled_prediction(wk, wv, tokens, log_eta, queries):
     values = np.einsum("...ad,...id->...ia", wv, tokens)
     summed = np.einsum("...qi,...ia->...qa", np.exp(logits - shift), values)
     scale = np.log(2.0) + np.asarray(log_eta)[..., None, None] - np.log(tokens.shape[-2])
-    return summed * np.exp(shift + scale)
+    return times_exp(summed, shift + scale)
 
 
 def log_mean_square(scaled, log_scale) -> np.ndarray:

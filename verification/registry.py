@@ -207,3 +207,21 @@ def all_checks() -> dict[str, type[Check]]:
 
     order = {cid: i for i, cid in enumerate(CANONICAL_ORDER)}
     return dict(sorted(REGISTRY.items(), key=lambda item: (order.get(item[0], len(order)), item[0])))
+
+
+#: how many quantiles :func:`case_quantiles` records (0 %, 1 %, ..., 100 %)
+CASE_QUANTILES = 101
+
+
+def case_quantiles(values, measure: str, limit: float | None = None) -> dict[str, Any]:
+    """The distribution over cases of a judged per-case figure, small enough for every report:
+    ``{"measure", "limit", "values"}`` with ``values`` its 0 %, 1 %, ..., 100 % quantiles (non-finite cases
+    left out and counted in ``"non_finite"``). Stored as ``figures["per_case_quantiles"]``; the HTML report
+    plots it as a distribution against ``limit`` (for a bound: observed/bound against 1).
+    """
+    import numpy as np
+
+    flat = np.asarray(values, dtype=np.float64).ravel()
+    finite = flat[np.isfinite(flat)]
+    quantiles = np.quantile(finite, np.linspace(0.0, 1.0, CASE_QUANTILES)).tolist() if finite.size else []
+    return {"measure": measure, "limit": limit, "values": quantiles, "non_finite": int(flat.size - finite.size)}

@@ -59,7 +59,8 @@ def guarded(run: Callable[[], CheckResult], *, check_id: str, kind: str, seed: i
     except NonFiniteError as err:
         result = CheckResult(id=check_id, kind=kind, status="error", cases=0, worst=None, worst_label="error",
                              summary=f"check computed a NaN or an infinity: {err}",
-                             figures={"non_finite": {"quantity": err.quantity, "value": err.value, "case": err.case}},
+                             figures={"non_finite": {"quantity": err.quantity, "value": err.value, "case": err.case,
+                                                     "library": err.library}},
                              seed=seed, mutant=mutant)
     except Exception as err:
         result = CheckResult(id=check_id, kind=kind, status="error", cases=0, worst=None,
@@ -135,10 +136,19 @@ class MutantOutcome:
     worst: float | None
 
 
-def mutant_caught(kind: str, baseline_status: str, mutant_status: str) -> bool:
-    """A mutant is caught by a verdict, never by a crash: ``error`` (the check raised) catches nothing."""
+def accuses_library(result: CheckResult) -> bool:
+    """Status ``error`` because a value the library computed is NaN or infinite (not a crash, not the suite's own
+    overflow): the report names the library's quantity and the case."""
+    return result.status == "error" and bool(result.figures.get("non_finite", {}).get("library"))
+
+
+def mutant_caught(kind: str, baseline_status: str, mutant_status: str, *, library_non_finite: bool = False) -> bool:
+    """A mutant is caught by a verdict, never by a crash: ``error`` (the check raised) catches nothing, except an
+    ``error`` that names a NaN or an infinity the library computed (``library_non_finite``, see
+    :func:`accuses_library`): a theorem or lemma check then tells the user the library failed (exit 3), which is
+    what a planted overflow must produce (``violated`` would claim a finite inequality failed)."""
     if kind in ("theorem", "lemma"):
-        return mutant_status in ("violated", "refuted")
+        return mutant_status in ("violated", "refuted") or (mutant_status == "error" and library_non_finite)
     return mutant_status != baseline_status and mutant_status not in ("inconclusive", "error")
 
 
@@ -163,7 +173,8 @@ def iter_self_test(ids: Iterable[str] | None = None, *, profile: ProfileName = "
         result = run_check(cid, profile=profile, seed=seed, mutant=name, shrink=False)
         kind = checks[cid].kind
         return MutantOutcome(cid, name, checks[cid].mutants[name], baselines[cid].status, result.status,
-                             mutant_caught(kind, baselines[cid].status, result.status), result.worst)
+                             mutant_caught(kind, baselines[cid].status, result.status,
+                                           library_non_finite=accuses_library(result)), result.worst)
 
     # mutant j on process j mod N
     yield from journal_units.map_units(

@@ -34,7 +34,7 @@ import iclkd_jax as ik
 from verification import reference as ref
 from verification.keys import fast_key
 from verification.strategies import standard_normal_pool
-from verification.tolerances import eps
+from verification.tolerances import eps, require_finite
 
 #: (d, d_k, d_v, n, m): a small pool (one compilation per shape); d_v > d and d_v < d; n != m.
 SHAPES = ((2, 2, 3, 2, 3), (4, 2, 2, 4, 4), (6, 3, 4, 5, 8))
@@ -231,7 +231,8 @@ def agreement(library_value, reference: ref.LogSum, round_off) -> np.ndarray:
     # every term exactly 0 (e.g. W̄ of values W^V x = 0): the library must return exactly 0
     zero = reference.log_terms == -np.inf
     out = np.where(zero, np.where(np.asarray(library_value) == 0, 0.0, np.inf), out)
-    return np.where(np.isfinite(out), out, np.inf)
+    require_finite({"library double sum against the reference": out}, allow_inf=True)
+    return out
 
 
 def log_agreement(library_log, reference: ref.LogSum, round_off) -> np.ndarray:
@@ -244,7 +245,8 @@ def log_agreement(library_log, reference: ref.LogSum, round_off) -> np.ndarray:
         out = np.abs(lib - refv) / round_off
     zero = reference.log_terms == -np.inf
     out = np.where(zero, np.where(library_log == -np.inf, 0.0, np.inf), out)
-    return np.where(np.isfinite(out), out, np.inf)
+    require_finite({"library log double sum against the reference": out}, allow_inf=True)
+    return out
 
 
 def map_batches(fn, arrays, chunk: int) -> dict:

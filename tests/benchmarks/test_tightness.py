@@ -25,8 +25,17 @@ def run(tmp_path_factory):
     assert not list(out.glob("*.png")) and (out / "summary.md").exists() and (out / "tightness.csv").exists()
     first = json.loads((out / "tightness.json").read_text())
     mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
-    assert tightness.main(["--tiny", "--out", str(out), "--no-progress"]) == 0
+    assert tightness.main(["--tiny", "--out", str(out), "--no-progress", "--html", str(out / "tightness.html")]) == 0
     return out, first, mtimes, json.loads((out / "tightness.json").read_text())
+
+
+def test_html_page_inlines_every_plot(run):
+    out, _, _, doc = run
+    page = (out / "tightness.html").read_text()
+    assert '<meta name="iclkd-page" content="tightness">' in page and "<script" not in page
+    assert page.count("data:image/png;base64,") == len(doc["figures"]) == 4
+    for theorem in ("thm-3.2", "thm-4.1", "thm-4.2", "lemma-features"):
+        assert f"<h2>{theorem}</h2>" in page
 
 
 def test_files_and_schema(run):

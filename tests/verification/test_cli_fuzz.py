@@ -57,6 +57,18 @@ BAD_INPUTS = [
     (["bench", "mutation", "--checks", "no-such-check"], "invalid choice"),
     (["bench", "mutation", "--skip-killed-in", "{tmp}/missing.json"], "no such file"),
     (["bench", "mutation", "--profile", "fastest"], "invalid choice"),
+    (["bench", "mutation", "--seeds", "2..0"], "is empty"),
+    (["bench", "mutation", "--seed", "1", "--seeds", "0,1"], "not both"),
+    # bench false-alarms (benchmarks/false_alarms.py)
+    (["bench", "false-alarms"], "--seeds"),
+    (["bench", "false-alarms", "--seeds", "5..2"], "is empty"),
+    (["bench", "false-alarms", "--seeds", "0..x"], "not an integer"),
+    (["bench", "false-alarms", "--seeds", "0..4294967296"], "seed must be in"),
+    (["bench", "false-alarms", "--seeds", "0", "--jobs", "0"], "must be a positive integer"),
+    (["bench", "false-alarms", "--seeds", "0", "--only", "no-such-check"], "invalid choice"),
+    (["bench", "false-alarms", "--seeds", "0", "--profile", "fastest"], "invalid choice"),
+    (["bench", "false-alarms", "--seeds", "0", "--json", f"{PROC}/f.json"], "cannot create folder"),
+    (["bench", "false-alarms", "--seeds", "0", "--markdown", "{tmp}"], "is a folder"),
     # experiment
     (["experiment"], "required"),
     (["experiment", "no-such-experiment"], "invalid choice"),

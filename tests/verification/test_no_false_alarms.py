@@ -179,3 +179,13 @@ def test_reference_kd_risk_at_huge_residuals_is_finite_and_exact():
     with np.errstate(over="ignore"):
         residual = reference_rows @ wv.T - ref.distilled_prediction(wk, wv, tokens, np.float64(353.9), reference_rows)
         assert not np.isfinite(np.mean(np.sum(residual * residual, axis=-1)))  # the float64 product this replaces
+
+
+def test_reference_products_with_a_large_exponential_overflow_only_with_the_value():
+    assert ref.times_exp(np.array([1e-5]), 720.0)[0] == pytest.approx(1e-5 * math.exp(360.0) * math.exp(360.0))
+    assert ref.times_exp(np.array([2.0]), 720.0)[0] == math.inf  # the value itself is beyond float64
+    # f_S(x) = (2 eta / N) sum_i v_i exp(logit): eta = e^715 and values of size 1e-8 give ~1e303, finite
+    wk, wv = np.zeros((1, 2)), np.array([[1e-8, 0.0]])
+    tokens = np.array([[1.0, 0.0], [1.0, 0.0]])
+    prediction = ref.distilled_prediction(wk, wv, tokens, np.float64(715.0), np.array([[0.0, 1.0]]))
+    assert prediction[0, 0] == pytest.approx(2 * 1e-8 * math.exp(357.5) * math.exp(357.5))

@@ -57,6 +57,8 @@ def test_real_model_checks_use_the_same_wrapper(monkeypatch):
 
 def test_mutants_are_never_caught_by_a_crash():
     assert not runner.mutant_caught("theorem", "holds", "error")
+    assert runner.mutant_caught("lemma", "holds", "error", library_non_finite=True)  # the library's value overflowed
+    assert not runner.mutant_caught("conjecture", "refuted", "error", library_non_finite=True)
     assert not runner.mutant_caught("conjecture", "refuted", "error")
     assert runner.mutant_caught("conjecture", "refuted", "survives")
 

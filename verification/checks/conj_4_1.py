@@ -63,7 +63,7 @@ from verification.shift_cases import (
     map_batches,
 )
 from verification.strategies import standard_normal_pool
-from verification.tolerances import eps
+from verification.tolerances import eps, require_finite
 
 #: c_hat above this refutes the conjecture for that kernel (the control's supremum is 1)
 THRESHOLD = 1e3
@@ -250,7 +250,8 @@ def mmd_agreement_units(library_value, total: ref.LogSum, worst_log) -> np.ndarr
                                                                                                  - total.log_terms))
         out = diff / (OPERATIONS * eps(np.float64) * (1.0 + worst_log))
     out = np.where(total.log_terms == -np.inf, np.where(np.asarray(library_value) == 0, 0.0, np.inf), out)
-    return np.where(np.isfinite(out), out, np.inf)
+    require_finite({"library MMD^2 against the reference": out}, allow_inf=True)
+    return out
 
 
 @register

@@ -52,7 +52,7 @@ from verification.attention_batch import (
 )
 from verification.registry import Check, RunContext, register
 from verification.strategies import CHUNK, AttentionBatch, standard_normal_pool
-from verification.tolerances import eps
+from verification.tolerances import eps, require_finite
 
 DTYPES = ("float64", "float32")
 PATTERNS = ("gaussian", "flat", "sharp")
@@ -134,10 +134,13 @@ def proxies_under_test(batch: AttentionBatch, mutant: str | None) -> dict[str, n
     return out
 
 
-def _abs_error(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+def _abs_error(got: np.ndarray, want: np.ndarray, quantity: str) -> np.ndarray:
+    """``|got - want|``, 0 where both agree exactly (``-inf`` log eta when M = 0); a NaN or an infinity on one side
+    only is status ``error`` naming ``quantity``."""
+    require_finite({f"library {quantity}": np.where(got == want, 0.0, got),
+                    f"reference {quantity}": np.where(got == want, 0.0, want)})
     with np.errstate(invalid="ignore"):
-        diff = np.where(got == want, 0.0, np.abs(got - want))
-    return np.where(np.isnan(diff), np.inf, diff)
+        return np.where(got == want, 0.0, np.abs(got - want))
 
 
 def measure(batch: AttentionBatch, mutant: str | None) -> Measured:
@@ -151,9 +154,9 @@ def measure(batch: AttentionBatch, mutant: str | None) -> Measured:
                                 else np.full(log_d.shape, -np.inf)),
             "entropy": reference.attention_entropy(logits).astype(np.float64)}
     tol = 16 * eps(batch.dtype) * (1 + np.abs(logits).max(axis=-1) + math.log(n + m))
-    errors = {k: _abs_error(got[k], want[k]) for k in want}
+    errors = {k: _abs_error(got[k], want[k], k) for k in want}
     errors["log_partition"] = np.maximum(errors["log_partition"],
-                                         _abs_error(got["log_partition_direct"], want["log_partition"]))
+                                         _abs_error(got["log_partition_direct"], want["log_partition"], "log_partition (direct)"))
     per_query = np.max([errors["log_partition"] / tol, errors["log_eta"] / tol, errors["log_eta_context"] / tol,
                         errors["entropy"] / (tol * (1 + math.log(n + m)))], axis=0)        # (B, Q)
     finite = np.where(np.isfinite(got["log_eta"]), got["log_eta"], np.nan)
@@ -279,6 +282,7 @@ class LemmaEta(Check):
                    "log10_eta_range": [-both("max_minus_log10_eta"), both("max_log10_eta")],
                    "entropy_range_nats": [-both("max_minus_entropy"), both("max_entropy")],
                    "sharp_gap_sweep": {"gap": list(GAP_SWEEP), "entropy": sweep_entropy, "N+M": n_total},
+                   "per_case_quantiles": result.case_quantiles("log-space error / tolerance"),
                    "random_cases": result.random_cases, "violations": result.violations,
                    "cases_per_second": cases / (time.perf_counter() - start)}
         counterexample = anchor_failure or result.counterexample

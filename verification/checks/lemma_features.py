@@ -49,7 +49,7 @@ from verification.feature_variance import per_feature_variance
 from verification.registry import Check, RunContext, register
 from verification.search import explore
 from verification.strategies import standard_normal_pool
-from verification.tolerances import eps
+from verification.tolerances import eps, require_finite
 
 KEY_DIM = 4
 M_GRID = (16, 64, 256)
@@ -251,7 +251,10 @@ def feature_maps_vs_reference(key, u, z) -> tuple[float, dict]:
                 kernel_tol = 4 * (2 * rho + (m + 2) * unit) * (bound_a @ bound_b.T)
                 kernel = np.where(got["kernel"] == phi_a @ phi_b.T, 0.0,
                                   np.abs(got["kernel"] - phi_a @ phi_b.T) / kernel_tol)
-            ratio = float(np.nan_to_num(max(feature.max(), kernel.max()), nan=np.inf))
+            require_finite({f"library {name} features ({dtype})": got["phi"],
+                            f"library {name} kernel ({dtype})": got["kernel"],
+                            f"reference {name} features ({dtype})": phi_a})
+            ratio = float(max(feature.max(), kernel.max()))
             figures[f"{name}_{dtype}"] = ratio
             worst = max(worst, ratio)
     return worst, figures

@@ -130,7 +130,7 @@ class Theorem31a(Check):
                    "max_hs_condition": max(f.get("max_hs_condition_float64", 0.0),
                                            f.get("max_hs_condition_float32", 0.0)),
                    "random_cases": result.random_cases, "violations": result.violations,
-                   "cases_per_second": result.cases_per_second}
+                   "cases_per_second": result.cases_per_second, "per_case_quantiles": result.case_quantiles()}
         status = "violated" if result.violations or result.counterexample else "holds"
         return self.result(
             ctx, status=status, cases=result.cases, worst=result.worst, worst_label="max error/tolerance",

@@ -67,7 +67,7 @@ from verification.strategies import (
     draw_attention_batch,
     tile_case,
 )
-from verification.tolerances import eps
+from verification.tolerances import eps, require_finite
 
 DTYPES = ("float64", "float32")
 TAYLOR_ORDER = {2: 8, 4: 5}
@@ -286,8 +286,8 @@ def measure_explicit(batch, draws, mutant: str | None) -> dict:
         hs_ratio = np.where(np.isfinite(hs_tol), hs_err / hs_tol, 0.0)   # a sum cancelled to 0 cannot be judged
     figures.update({"operator_sum_ratio": float(sum_ratio.max()), "operator_hs_ratio": float(np.nanmax(hs_ratio)),
                     "operator_hs_condition_max": float(condition.max())})
-    ratio = np.maximum.reduce([np.maximum.reduce(list(ratios.values())), step_ratio, sum_ratio,
-                               np.where(np.isnan(hs_ratio), np.inf, hs_ratio)])
+    require_finite({"HS norm error ratio": hs_ratio}, allow_inf=True)
+    ratio = np.maximum.reduce([np.maximum.reduce(list(ratios.values())), step_ratio, sum_ratio, hs_ratio])
     figures.update({"taylor_step_ratio": float(step_ratio.max()), "taylor_step_error": float(step_error.max())})
     return {"ratio": ratio, "figures": figures}
 
@@ -337,6 +337,7 @@ class Theorem31b(Check):
             result = SweepResult(worst=0.0)
         f = result.figures
         figures = {"max_kernel_error_float64": f.get("max_kernel_error_float64"),
+                   "per_case_quantiles": result.case_quantiles("kernel-form error / tolerance"),
                    "max_kernel_error_float32": f.get("max_kernel_error_float32"),
                    "max_log_eta_error_float64": f.get("max_log_eta_error_float64"),
                    "log10_eta_range": [-max(f.get("max_minus_log10_eta_float64", 0), f.get("max_minus_log10_eta_float32", 0)),

@@ -65,7 +65,7 @@ from scipy import stats
 
 import iclkd_jax as ik
 from verification import reference as ref
-from verification.registry import Check, RunContext, register
+from verification.registry import Check, RunContext, case_quantiles, register
 from verification.search import explore
 from verification.shift_cases import (
     OPERATIONS,
@@ -475,6 +475,7 @@ class Theorem41(Check):
                 "cases_batched": 2 * cases, "cases_hypothesis": 2 * exploration.cases,
                 "cases_per_second": 2 * cases / batched_s,
                 "max_ratio_random_wv": float(ratios_g.max()),
+                "per_case_quantiles": case_quantiles(ratios_g, "||ΔW|| / bound (random W^V)", 1.0),
                 "max_abs_tight_ratio_minus_1": tight_dev,
                 "max_agreement_in_round_off_units": agreement,
                 "max_mmd_tilde": float(max(np.nanmax(j.mmd_tilde) for j in judged_g + judged_t)),

@@ -48,7 +48,7 @@ import jax
 import numpy as np
 
 from verification import reference as ref
-from verification.registry import Check, RunContext, register
+from verification.registry import Check, RunContext, case_quantiles, register
 from verification.search import explore, reject
 from verification.shift_cases import (
     OPERATIONS,
@@ -363,7 +363,9 @@ class Theorem42(Check):
             figures={
                 "cases_batched": cases, "cases_hypothesis": exploration.cases,
                 "cases_per_second": cases / batched_s,
-                "max_ratio_prediction_random": float(pred_g.max()), "max_ratio_risk_random": float(risk_g.max()),
+                "max_ratio_prediction_random": float(pred_g.max()),
+                "max_ratio_risk_random": float(risk_g.max()),
+                "per_case_quantiles": case_quantiles(pred_g, "prediction shift / bound (random heads)", 1.0),
                 "max_abs_tight_prediction_minus_1": float(tight_pred[0]),
                 "max_abs_tight_chain_minus_1": float(tight_pred[1]),
                 "max_tight_risk_ratio": float(judged_t.risk_ratios[0].max()),

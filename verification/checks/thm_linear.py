@@ -236,7 +236,8 @@ class TheoremLinear(Check):
         figures = {f"{name}_{dt}": f.get(f"{name}_{dt}") for name in ("max_dual_error", "max_w0_error", "max_gd_error")
                    for dt in DTYPES}
         figures.update({"random_cases": result.random_cases, "violations": result.violations,
-                        "cases_per_second": result.cases / (time.perf_counter() - start)})
+                        "cases_per_second": result.cases / (time.perf_counter() - start),
+                        "per_case_quantiles": result.case_quantiles()})
         violated = result.violations or result.counterexample is not None
         return self.result(
             ctx, status="violated" if violated else "holds", cases=result.cases, worst=result.worst,
