@@ -143,18 +143,25 @@ def load_cell(path: Path, cell: dict, seed: int) -> dict | None:
     return data
 
 
-def run_cells(mode: str, out: Path, seed: int, only=None, progress=True) -> tuple[list[dict], dict]:
-    """Computes (or loads) every cell; returns the cell records and ``{"computed": [...], "loaded": [...]}`` keys."""
+def run_cells(mode: str, out: Path, seed: int, only=None, progress=True, journal=None) -> tuple[list[dict], dict]:
+    """Computes (or loads) every cell; returns the cell records and ``{"computed": [...], "loaded": [...]}`` keys.
+
+    A cell file of ``out/cells`` is loaded when its key (parameters, seed, ``CELL_VERSION``) matches. With a
+    resuming ``journal`` (``--resume``; :mod:`verification.engine.journal`) the journal decides instead,
+    also checking the code and versions: a cell it does not reuse is computed again.
+    """
     from tqdm import tqdm
 
     from benchmarks import _tightness_cells as tc
+    from verification.engine import journal as journal_units
 
     todo = [c for c in cells(mode) if only is None or c["theorem"] in only]
     records, log = [], {"computed": [], "loaded": []}
     bar = tqdm(total=len(todo), desc="tightness cells", unit="cell", disable=not progress, file=sys.stderr)
-    for cell in todo:
+
+    def compute(cell: dict) -> dict:
         path = cell_path(out, cell, seed)
-        data = load_cell(path, cell, seed)
+        data = None if journal is not None and journal.resume else load_cell(path, cell, seed)
         if data is None:
             bar.set_postfix_str(f"{cell['theorem']} {cell['parameter']}={cell['value']}")
             start, cpu = time.perf_counter(), time.process_time()
@@ -163,7 +170,16 @@ def run_cells(mode: str, out: Path, seed: int, only=None, progress=True) -> tupl
                     "elapsed_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu}
             write_atomic(path, json.dumps(data, allow_nan=False, default=_json_default))
             log["computed"].append(data["key"])
-        else:
+        return data
+
+    def unit(cell: dict):
+        return journal_units.Unit(f"cell/{cell['theorem']}/{cell_key(cell, seed)}",
+                                  f"{cell['theorem']} {cell['parameter']}={cell['value']}",
+                                  scopes=(*journal_units.BASE_SCOPES, "benchmarks"))
+
+    # collective: every process takes part in every cell (its draws are sharded over all devices)
+    for data in journal_units.map_units(todo, compute, journal=journal, unit_of=unit, decode=dict, collective=True):
+        if data["key"] not in log["computed"]:
             log["loaded"].append(data["key"])
         records.append(data)
         bar.update(1)
@@ -330,6 +346,9 @@ def add_arguments(p: Parser) -> None:
                    help="also write a self-contained HTML page of the sweeps (plots inline); an iclkd verify "
                         "--html page in the same folder links to it")
     p.add_argument("--no-progress", action="store_true")
+    from verification.engine import journal
+
+    journal.add_arguments(p, default="DIR/journal")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -349,7 +368,13 @@ def run(args: argparse.Namespace) -> int:
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     start = time.perf_counter()
     out = args.out
-    records, log = run_cells(mode, out, args.seed, args.only, progress=not args.no_progress)
+    from verification.engine import journal
+
+    run_journal = journal.from_args(args, "bench tightness", {"seed": args.seed},
+                                    selection={"mode": mode, "only": args.only}, default=out / "journal",
+                                    prog="iclkd bench tightness")
+    with journal.active(run_journal):
+        records, log = run_cells(mode, out, args.seed, args.only, progress=not args.no_progress, journal=run_journal)
     cells_done, cpu_done = time.perf_counter(), time.process_time()
     rows = rows_of(records)
     slopes = slopes_of(records, mode, args.seed)

@@ -443,6 +443,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="load checks from a plugin first (repeatable); a check that defines search_targets() "
                              "becomes searchable")
     parser.add_argument("--list", action="store_true", help="list the searchable checks and their targets, then exit")
+    from verification.engine import journal
+
+    journal.add_arguments(parser, default="JSON.journal beside --json; none without it")
 
 
 def resolve(name: str) -> list[SearchTarget]:
@@ -489,8 +492,6 @@ def run(args: argparse.Namespace) -> int:
         targets = resolve(args.id)
     except ValueError as err:
         raise CommandError(f"error: {err}") from None
-    from verification import distributed
-
     def search(target: SearchTarget) -> SearchResult:
         return run_search(target, budget=args.budget, seed=args.seed, restarts=args.restarts)
 
@@ -502,17 +503,27 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             write_json(args.json, document(results))
 
+    from verification.engine import journal
+    from verification.registry import all_checks
+
+    run_journal = journal.from_args(args, "search", {"budget": args.budget, "seed": args.seed,
+                                                     "restarts": args.restarts},
+                                    selection={"id": args.id, "plugin": list(dict.fromkeys(args.plugin or []))},
+                                    default=journal.beside(args.json), prog="iclkd search")
+    checks = all_checks()
+
+    def unit(target: SearchTarget) -> journal.Unit:  # a target's own code: its check's module
+        check = checks.get(target.name.partition("/")[0])
+        return journal.Unit(f"target/{target.name}", target.name, journal.check_sources(check) if check else ())
+
     print(f"{'target':26s} {'best ratio':>12s} {'random':>12s} {'evals':>8s} {'agreement':>9s} {'time':>8s}  ratio")
-    if distributed.process_count() > 1:  # target j on process j mod N (docs/distributed.md); each has its own key
-        results = distributed.distributed_map(search, targets)
-        for result in results:
+    results = []
+    # target j on process j mod N (docs/distributed.md); each has its own key; journaled targets are reused
+    with journal.active(run_journal):
+        for result in journal.map_units(targets, search, journal=run_journal, unit_of=unit,
+                                        decode=journal.decode_as(SearchResult)):
+            results.append(result)
             print(_row(result), flush=True)
-        write(results)
-    else:
-        results = []
-        for target in targets:
-            results.append(search(target))
-            print(_row(results[-1]), flush=True)
             write(results)  # rewritten (atomically) after every target: a stopped long run keeps its results
     if args.plot:
         plot(results, args.plot)

@@ -2,7 +2,8 @@
 
 Exit statuses, shared by every subcommand: 0 success; 1 a theorem or lemma violated (or a
 self-test mutant escaped); 2 usage, input or output error (reported before anything runs);
-3 a check or computation raised (status ``error``); 4 ``launch``: a process died; 130 interrupted. Output paths are checked and
+3 a check or computation raised (status ``error``); 4 ``launch``: a process died; 75 preempted (SIGTERM
+stopped a journaled run; ``--resume`` finishes it); 130 interrupted. Output paths are checked and
 their folders created before anything is computed; reports are written atomically.
 
 Extending the command line (see :mod:`verification.command` for the machinery):
@@ -176,7 +177,9 @@ class Verify:
 
     Exit status: 0 every theorem and lemma holds (self-test: every mutant caught); 1 one is violated
     (a mutant escaped); 2 a usage or output error, before anything runs; 3 a check raised (status
-    ``error``); 130 interrupted (the checks finished so far are printed, no report is written).
+    ``error``); 75 SIGTERM stopped the run after journaling the check in flight (``--resume`` finishes
+    it; :mod:`verification.engine.journal`); 130 interrupted (the checks finished so far are printed, no
+    report is written).
     """
 
     @staticmethod
@@ -201,6 +204,10 @@ class Verify:
                             help=f"run every check against its mutants (profile {SELF_TEST_PROFILE} unless --profile)")
         parser.add_argument("--list", action="store_true", help="list the checks and their mutants, then exit")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar (off anyway when not a TTY)")
+        from verification.engine import journal
+
+        journal.add_arguments(parser, default="REPORT.journal beside --json (or --markdown, --html, --junit-xml); "
+                                              "none without a report")
         for option in VERIFY_OPTIONS:
             option.add_arguments(parser)
 
@@ -225,19 +232,35 @@ class Verify:
         return _verify(args, ids, progress)
 
 
+def _journal(args: argparse.Namespace, command: str, profile: str, ids: list[str] | None):
+    """The run's journal (verification.engine.journal): its fingerprint's arguments are what a check's result
+    depends on; the selection (``--only``, plugins, real model, certificates) is what ``--resume`` must match too."""
+    from verification.engine import journal
+
+    return journal.from_args(
+        args, command, {"profile": profile, "seed": args.seed},
+        selection={"only": ids, "plugin": list(dict.fromkeys(args.plugin)), "real_model": args.real_model,
+                   "certify": args.certify},
+        default=journal.beside(args.json or args.markdown or args.html or args.junit_xml), prog=f"iclkd {command}")
+
+
 def _verify(args: argparse.Namespace, ids: list[str] | None, progress: bool) -> int:
     from verification import report, runner
+    from verification.engine import journal
     from verification.outputs import write_atomic, write_json
 
     profile = args.profile or DEFAULT_PROFILE
     results = []
+    run_journal = _journal(args, "verify", profile, ids)
     _preload_pages(args)
     try:
-        for result in runner.iter_checks(ids, profile=profile, seed=args.seed, progress=progress):
-            results.append(result)
-        for option in VERIFY_OPTIONS:
-            if option.extend is not None:
-                results = option.extend(args, results)
+        with journal.active(run_journal):
+            for result in runner.iter_checks(ids, profile=profile, seed=args.seed, progress=progress,
+                                             journal=run_journal):
+                results.append(result)
+            for option in VERIFY_OPTIONS:
+                if option.extend is not None:
+                    results = option.extend(args, results)
     except KeyboardInterrupt:
         if results:
             print(report.table(results))
@@ -304,6 +327,7 @@ def verdict_status(results: list) -> int:
 
 def _self_test(args: argparse.Namespace, ids: list[str] | None, progress: bool) -> int:
     from verification import runner
+    from verification.engine import journal
     from verification.outputs import write_json
 
     if args.markdown:
@@ -312,12 +336,15 @@ def _self_test(args: argparse.Namespace, ids: list[str] | None, progress: bool) 
     if args.profile is None:
         print(f"self-test: profile {profile} (the self-test's default; --profile changes it)", file=sys.stderr)
     outcomes = []
+    run_journal = _journal(args, "verify --self-test", profile, ids)
     try:
-        for o in runner.iter_self_test(ids, profile=profile, seed=args.seed, progress=progress):
-            outcomes.append(o)
-            mark = "caught" if o.caught else "MISSED"
-            print(f"{mark:7s} {o.check_id:16s} {o.mutant:28s} {o.baseline_status} -> {o.mutant_status}  "
-                  f"({o.description})", flush=True)
+        with journal.active(run_journal):
+            for o in runner.iter_self_test(ids, profile=profile, seed=args.seed, progress=progress,
+                                           journal=run_journal):
+                outcomes.append(o)
+                mark = "caught" if o.caught else "MISSED"
+                print(f"{mark:7s} {o.check_id:16s} {o.mutant:28s} {o.baseline_status} -> {o.mutant_status}  "
+                      f"({o.description})", flush=True)
     except KeyboardInterrupt:
         print(f"iclkd verify --self-test: interrupted after {len(outcomes)} mutant(s); no report written",
               file=sys.stderr)

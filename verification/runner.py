@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterable, Iterator
 import jax
 import numpy as np
 
-from verification import distributed
 from verification.core.errors import NonFiniteError
+from verification.engine import journal as journal_units
+from verification.engine.journal import Journal
 from verification.registry import PROFILES, CheckResult, ProfileName, RunContext, all_checks
 
 
@@ -100,18 +101,22 @@ def non_finite_field(result: CheckResult) -> tuple[str, float] | None:
 
 
 def iter_checks(ids: Iterable[str] | None = None, *, profile: ProfileName = "quick", seed: int = 0,
-                progress: bool = False) -> Iterator[CheckResult]:
-    """Runs the selected checks (all by default; repeated ids once), yielding each result as it finishes."""
+                progress: bool = False, journal: Journal | None = None) -> Iterator[CheckResult]:
+    """Runs the selected checks (all by default; repeated ids once), yielding each result as it finishes.
+
+    With several processes check j runs on process j mod N and every process gets every result. With a
+    ``journal`` (:mod:`verification.engine.journal`) each finished check is journaled, and a resumed run
+    reuses the journaled ones; the results come in check order either way.
+    """
     checks = all_checks()
     ids = list(checks) if not ids else list(dict.fromkeys(ids))
     unknown = [i for i in ids if i not in checks]
     if unknown:
         raise ValueError(f"unknown check id(s) {unknown}; known: {', '.join(checks)}")
-    if distributed.process_count() > 1:  # check j on process j mod N; every process gets every result
-        yield from distributed.distributed_map(lambda i: run_check(i, profile=profile, seed=seed), ids)
-        return
-    for i in _progress(ids, progress, "iclkd verify"):
-        yield run_check(i, profile=profile, seed=seed)
+    yield from journal_units.map_units(
+        ids, lambda i: run_check(i, profile=profile, seed=seed), journal=journal,
+        unit_of=lambda i: journal_units.Unit(f"check/{i}", i, journal_units.check_sources(checks[i])),
+        decode=journal_units.decode_as(CheckResult), wrap=lambda items: _progress(items, progress, "iclkd verify"))
 
 
 def run_checks(ids: Iterable[str] | None = None, *, profile: ProfileName = "quick", seed: int = 0,
@@ -154,8 +159,8 @@ def self_test(ids: Iterable[str] | None = None, *, profile: ProfileName = "quick
 
 
 def iter_self_test(ids: Iterable[str] | None = None, *, profile: ProfileName = "quick", seed: int = 0,
-                   progress: bool = False) -> Iterator[MutantOutcome]:
-    """:func:`self_test`, yielding each mutant's outcome as it finishes."""
+                   progress: bool = False, journal: Journal | None = None) -> Iterator[MutantOutcome]:
+    """:func:`self_test`, yielding each mutant's outcome as it finishes (journaled as in :func:`iter_checks`)."""
     checks = all_checks()
     ids = list(checks) if not ids else list(dict.fromkeys(ids))
     jobs = [(cid, name) for cid in ids for name in checks[cid].mutants]
@@ -171,8 +176,9 @@ def iter_self_test(ids: Iterable[str] | None = None, *, profile: ProfileName = "
                              mutant_caught(kind, baselines[cid].status, result.status,
                                            library_non_finite=accuses_library(result)), result.worst)
 
-    if distributed.process_count() > 1:  # mutant j on process j mod N
-        yield from distributed.distributed_map(outcome, jobs)
-        return
-    for job in _progress(jobs, progress, "self-test"):
-        yield outcome(job)
+    # mutant j on process j mod N
+    yield from journal_units.map_units(
+        jobs, outcome, journal=journal,
+        unit_of=lambda job: journal_units.Unit(f"mutant/{job[0]}/{job[1]}", f"{job[0]} {job[1]}",
+                                               journal_units.check_sources(checks[job[0]])),
+        decode=journal_units.decode_as(MutantOutcome), wrap=lambda items: _progress(items, progress, "self-test"))

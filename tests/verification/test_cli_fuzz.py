@@ -231,7 +231,8 @@ def test_self_test_interrupted(monkeypatch, capsys):
 
 def test_self_test_profile_is_explicit(monkeypatch, capsys):
     seen = []
-    monkeypatch.setattr(runner, "iter_self_test", lambda ids, *, profile, seed, progress: seen.append(profile) or [])
+    monkeypatch.setattr(runner, "iter_self_test",
+                        lambda ids, *, profile, seed, progress, journal=None: seen.append(profile) or [])
     cli.main(["verify", "--self-test", "--only", "thm-3.1a"])
     assert seen == [cli.SELF_TEST_PROFILE] and "the self-test's default" in capsys.readouterr().err
     cli.main(["verify", "--self-test", "--only", "thm-3.1a", "--profile", "default"])
@@ -300,7 +301,9 @@ def test_experiment_exit_statuses(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(mmd_shift, "run", interrupt)
     argv = ["experiment", "mmd-shift", "--out", str(tmp_path), "--no-plots", "--quiet"]
     assert cli.main(argv) == ExitStatus.INTERRUPTED
-    assert "interrupted" in _one_line_error(capsys) and not list(tmp_path.iterdir())
+    # nothing written but the run journal's bookkeeping (no finished unit)
+    assert "interrupted" in _one_line_error(capsys) and [p.name for p in tmp_path.iterdir()] in ([], ["journal"])
+    assert not list(tmp_path.glob("journal/units/*"))
     monkeypatch.setattr(mmd_shift, "run", lambda opts: 1 / 0)
     assert cli.main(argv) == ExitStatus.ERROR
     assert "ZeroDivisionError" in _one_line_error(capsys)
