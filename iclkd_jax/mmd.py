@@ -89,16 +89,20 @@ def _exponent_range(dtype) -> float:
     return float(-math.log(float(info.tiny)) + math.log(float(info.eps)))
 
 
+def _scaled(kernel: Kernel, a: jax.Array, centre: jax.Array) -> jax.Array:
+    """``(a - centre) / h`` for the distance kernels, computed tile by tile (never stored for a whole sample)."""
+    return (a - centre) / jnp.asarray(kernel.params[0]).astype(a.dtype)
+
+
 def _rows(kernel: Kernel, a: jax.Array, centre: jax.Array) -> tuple[jax.Array, ...]:
-    """What a tile needs from the rows of ``a``, computed once (O(n d))."""
+    """What a tile needs from the rows of ``a``: ``a`` itself and O(n) per-row numbers, computed once."""
     if kernel.kind in ("rbf", "laplace"):
         # ||a - b||^2 / h^2 = |s_a|^2 + |s_b|^2 - 2 s_a.s_b with s = (x - centre)/h: one matmul
         # per tile. Centring both samples on one centre (the mean of y) keeps the expansion's
         # cancellation at eps * spread^2 / h^2 (see squared_distances).
-        bandwidth = jnp.asarray(kernel.params[0]).astype(a.dtype)
-        scaled = (a - centre) / bandwidth
+        scaled = _scaled(kernel, a, centre)
         half = 0.5 if kernel.kind == "rbf" else 1.0
-        return scaled, half * jnp.sum(scaled * scaled, axis=-1)
+        return a, half * jnp.sum(scaled * scaled, axis=-1)
     if kernel.kind == "product":
         keys = a @ kernel.params[0].astype(a.dtype).T
         return a, keys, jnp.sqrt(jnp.sum(keys * keys, axis=-1))
@@ -107,19 +111,22 @@ def _rows(kernel: Kernel, a: jax.Array, centre: jax.Array) -> tuple[jax.Array, .
     return (a,)
 
 
-def _tile(kernel: Kernel, ra: tuple[jax.Array, ...], rb: tuple[jax.Array, ...], same=None):
+def _tile(kernel: Kernel, ra: tuple[jax.Array, ...], rb: tuple[jax.Array, ...], centre, same=None):
     """``(values, None)`` or, for exponential kernels, ``(factor or None, exponent)`` of one tile.
 
-    ``same``: None, or a boolean tile marking the pairs that are one point (the diagonal of a
-    within-sample sum), whose distance is then exactly 0.
+    ``centre``: the common centre of the distance kernels. ``same``: None, or a boolean tile
+    marking the pairs that are one point (the diagonal of a within-sample sum), whose distance
+    is then exactly 0.
     """
     kind = kernel.kind
     if kind == "rbf":
-        (sa, ha), (sb, hb) = ra, rb
+        (xa, ha), (xb, hb) = ra, rb
+        sa, sb = _scaled(kernel, xa, centre), _scaled(kernel, xb, centre)
         # the clip at 0 is the clip of negative squared distances from round-off
         return jnp.exp(jnp.minimum(sa @ sb.T - ha[:, None] - hb[None, :], 0.0)), None
     if kind == "laplace":
-        (sa, qa), (sb, qb) = ra, rb
+        (xa, qa), (xb, qb) = ra, rb
+        sa, sb = _scaled(kernel, xa, centre), _scaled(kernel, xb, centre)
         if sa.shape[0] * sb.shape[0] * sa.shape[1] <= _LAPLACE_DIRECT_MAX:
             # explicit differences (exact 0 for equal points): the sqrt turns the expansion's
             # ~eps |s|^2 residue on near-coincident points into ~sqrt(eps) |s|
@@ -154,9 +161,9 @@ def _masked_sum(values, exponent, keep, shift):
     return jnp.sum(jnp.sum(terms, axis=1))
 
 
-def _masked_tile(kernel: Kernel, ra, rb, keep, same=None):
+def _masked_tile(kernel: Kernel, ra, rb, keep, centre):
     """``(values, exponent, max exponent)`` of one tile, the exponent masked to ``-inf`` outside ``keep``."""
-    values, exponent = _tile(kernel, ra, rb, same)
+    values, exponent = _tile(kernel, ra, rb, centre)
     if exponent is None:
         return values, None, None
     if keep is not None:
@@ -168,10 +175,10 @@ def _finite_or_zero(shift):
     return jnp.where(jnp.isfinite(shift), shift, 0.0)
 
 
-def _dense_sum(kernel: Kernel, ra, rb, exclude_diagonal: bool):
+def _dense_sum(kernel: Kernel, ra, rb, centre, exclude_diagonal: bool):
     """(scaled sum, log shift) with sum_ij k(a_i, b_j) = scaled * exp(shift), one tile."""
     keep = ~jnp.eye(ra[0].shape[0], dtype=bool) if exclude_diagonal else None
-    values, exponent, top = _masked_tile(kernel, ra, rb, keep)
+    values, exponent, top = _masked_tile(kernel, ra, rb, keep, centre)
     shift = jnp.zeros((), ra[0].dtype) if top is None else _finite_or_zero(top)
     return _masked_sum(values, exponent, keep, shift), shift
 
@@ -212,25 +219,21 @@ def _coefficients(n: int, m: int, unbiased: bool):
 def _mmd2_dense(x, y, kernel, unbiased):
     centre = jnp.mean(y, axis=0)
     rx, ry = _rows(kernel, x, centre), _rows(kernel, y, centre)
-    sums = [_dense_sum(kernel, rx, rx, unbiased), _dense_sum(kernel, ry, ry, unbiased), _dense_sum(kernel, rx, ry, False)]
+    sums = [_dense_sum(kernel, rx, rx, centre, unbiased), _dense_sum(kernel, ry, ry, centre, unbiased),
+            _dense_sum(kernel, rx, ry, centre, False)]
     return _combine(sums, _coefficients(x.shape[0], y.shape[0], unbiased))
 
 
 def _tiling(n: int, block_size: int) -> tuple[int, int]:
     """(number of tiles, rows per tile): balanced tiles of at most ``block_size`` rows.
 
-    ``n = 10_000`` with ``block_size = 512`` gives 20 tiles of 500 rows (no padding)
-    rather than 20 tiles of 512 with 240 padded rows.
+    ``n = 10_000`` with ``block_size = 512`` gives 20 tiles of 500 rows rather than 20 tiles
+    of 512 with 240 padded rows. When the tiles do not divide ``n`` the last one is moved back
+    to end at row ``n`` (it overlaps its neighbour by fewer than ``blocks`` rows, which it masks):
+    nothing is padded or copied.
     """
     blocks = -(-n // block_size)
     return blocks, -(-n // blocks)
-
-
-def _pad_rows(a, blocks: int, tile: int):
-    n = a.shape[0]
-    if blocks * tile == n:
-        return a
-    return jnp.zeros((blocks * tile,) + a.shape[1:], a.dtype).at[:n].set(a)
 
 
 def _tile_pairs(blocks_a: int, blocks_b: int, symmetric: bool):
@@ -256,7 +259,7 @@ def _tile_pairs(blocks_a: int, blocks_b: int, symmetric: bool):
     return regular + (blocks_a // 2 if blocks_a % 2 == 0 else 0), indices
 
 
-def _blocked_sum(kernel: Kernel, ra, rb, block_size: int, symmetric: bool, exclude_diagonal: bool):
+def _blocked_sum(kernel: Kernel, ra, rb, centre, block_size: int, symmetric: bool, exclude_diagonal: bool):
     """Tile-by-tile sum of k(a_i, b_j) as ``(scaled, log shift)``, with an online shift (flash-attention style).
 
     ``ra``, ``rb`` are the prepared rows (:func:`_rows`); the tiles are visited as in
@@ -270,39 +273,37 @@ def _blocked_sum(kernel: Kernel, ra, rb, block_size: int, symmetric: bool, exclu
     n_a, n_b = ra[0].shape[0], rb[0].shape[0]
     blocks_a, tile_a = _tiling(n_a, block_size)
     blocks_b, tile_b = _tiling(n_b, block_size)
-    a_pad = tuple(_pad_rows(r, blocks_a, tile_a) for r in ra)
-    b_pad = a_pad if symmetric else tuple(_pad_rows(r, blocks_b, tile_b) for r in rb)
     length, indices = _tile_pairs(blocks_a, blocks_b, symmetric)
     local_a, local_b = jnp.arange(tile_a), jnp.arange(tile_b)
     dtype = ra[0].dtype
     exponential = kernel.exponential
-    padded = blocks_a * tile_a != n_a or blocks_b * tile_b != n_b
+    overlap = blocks_a * tile_a != n_a or blocks_b * tile_b != n_b
     # a diagonal tile needs the mask to drop its diagonal, or (Laplace) to make its distances exactly 0
     diagonal_mask = symmetric and (exclude_diagonal or kernel.kind == "laplace")
-    if exponential:  # the largest row norm of each tile: the Cauchy-Schwarz bound of a tile is a product of two
-        bound_a = jnp.max(a_pad[-1].reshape(blocks_a, tile_a), axis=1)
-        bound_b = bound_a if symmetric else jnp.max(b_pad[-1].reshape(blocks_b, tile_b), axis=1)
-        loose = 0.5 * _exponent_range(dtype)
+    loose = 0.5 * _exponent_range(dtype)
 
     def tile(carry, _):
         t, total, comp, shift = carry
         i, j, weight = indices(t)
-        a_tile = tuple(jax.lax.dynamic_slice_in_dim(r, i * tile_a, tile_a) for r in a_pad)
-        b_tile = tuple(jax.lax.dynamic_slice_in_dim(r, j * tile_b, tile_b) for r in b_pad)
-        bound = bound_a[i] * bound_b[j] if exponential else None
+        # the last tile ends at row n (dynamic_slice clamps its start): rows below i * tile_a belong to tile i - 1
+        start_a, start_b = jnp.minimum(i * tile_a, n_a - tile_a), jnp.minimum(j * tile_b, n_b - tile_b)
+        a_tile = tuple(jax.lax.dynamic_slice_in_dim(r, start_a, tile_a) for r in ra)
+        b_tile = tuple(jax.lax.dynamic_slice_in_dim(r, start_b, tile_b) for r in rb)
+        # the Cauchy-Schwarz bound of the exponents: the largest row norms of the two tiles
+        bound = jnp.max(a_tile[-1]) * jnp.max(b_tile[-1]) if exponential else None
 
         def branch(masked: bool, exact: bool):
             def run():
                 keep = same = None
                 if masked:
-                    row_ids = i * tile_a + local_a
-                    col_ids = j * tile_b + local_b
-                    keep = (row_ids[:, None] < n_a) & (col_ids[None, :] < n_b)
+                    row_ids = start_a + local_a
+                    col_ids = start_b + local_b
+                    keep = (row_ids[:, None] >= i * tile_a) & (col_ids[None, :] >= j * tile_b)
                     if symmetric:
                         same = row_ids[:, None] == col_ids[None, :]
                         if exclude_diagonal:
                             keep &= ~same
-                values, exponent = _tile(kernel, a_tile, b_tile, same)
+                values, exponent = _tile(kernel, a_tile, b_tile, centre, same)
                 if exponent is None:
                     return _masked_sum(values, None, keep, None), jnp.zeros((), dtype)
                 if keep is not None:
@@ -314,13 +315,13 @@ def _blocked_sum(kernel: Kernel, ra, rb, block_size: int, symmetric: bool, exclu
             return run
 
         needs_mask = False
-        if padded:
+        if overlap:
             needs_mask = ((i == blocks_a - 1) & (blocks_a * tile_a != n_a)) | ((j == blocks_b - 1) & (blocks_b * tile_b != n_b))
         if diagonal_mask:
             needs_mask = needs_mask | (i == j)
-        branches = [branch(False, False)] + ([branch(True, False)] if padded or diagonal_mask else [])
+        branches = [branch(False, False)] + ([branch(True, False)] if overlap or diagonal_mask else [])
         if exponential:  # the same again with the exact maximum as the shift
-            branches += [branch(False, True)] + ([branch(True, True)] if padded or diagonal_mask else [])
+            branches += [branch(False, True)] + ([branch(True, True)] if overlap or diagonal_mask else [])
         if len(branches) == 1:
             contribution, tile_shift = branches[0]()
         else:
@@ -356,9 +357,9 @@ def _mmd2_blocked(x, y, kernel, unbiased, block_size):
     centre = jnp.mean(y, axis=0)
     rx, ry = _rows(kernel, x, centre), _rows(kernel, y, centre)
     sums = [
-        _blocked_sum(kernel, rx, rx, block_size, True, unbiased),
-        _blocked_sum(kernel, ry, ry, block_size, True, unbiased),
-        _blocked_sum(kernel, rx, ry, block_size, False, False),
+        _blocked_sum(kernel, rx, rx, centre, block_size, True, unbiased),
+        _blocked_sum(kernel, ry, ry, centre, block_size, True, unbiased),
+        _blocked_sum(kernel, rx, ry, centre, block_size, False, False),
     ]
     return _combine(sums, _coefficients(x.shape[0], y.shape[0], unbiased))
 
