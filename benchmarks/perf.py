@@ -38,6 +38,7 @@ import numpy as np
 
 from benchmarks import _perf_workloads as wl
 from benchmarks._perf_memory import bench_memory
+from benchmarks._perf_peers import installed_peers
 from benchmarks._perf_report import markdown
 from benchmarks._timing import fastest_rates, machine_rates
 from verification.command import Parser, listing, output_file, standalone
@@ -129,7 +130,9 @@ def run(args: argparse.Namespace) -> int:
                        "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"), "load_average": load,
                        "load_average_end": os.getloadavg(), "rates": rates, "rates_start": start_rates,
                        "rate_measurements": len(bench.rate_samples) + 1,
-                       "timing": "minimum over repeats; compile_s = first call - warm call",
+                       "timing": "minimum over repeats (MMD^2 rows: over interleaved rounds of ours and every peer); "
+                                 "compile_s = first call - warm call",
+                       "peers": sorted(installed_peers()[0]), "skipped_peers": bench.skipped_peers,
                        "persistent_compilation_cache": False, "wall_s": time.perf_counter() - started},
               "rows": bench.rows, "memory": memory}
     if args.json:

@@ -94,21 +94,22 @@ def _scaled(kernel: Kernel, a: jax.Array, centre: jax.Array) -> jax.Array:
     return (a - centre) / jnp.asarray(kernel.params[0]).astype(a.dtype)
 
 
-def _rows(kernel: Kernel, a: jax.Array, centre: jax.Array) -> tuple[jax.Array, ...]:
-    """What a tile needs from the rows of ``a``: ``a`` itself and O(n) per-row numbers, computed once."""
-    if kernel.kind in ("rbf", "laplace"):
-        # ||a - b||^2 / h^2 = |s_a|^2 + |s_b|^2 - 2 s_a.s_b with s = (x - centre)/h: one matmul
-        # per tile. Centring both samples on one centre (the mean of y) keeps the expansion's
-        # cancellation at eps * spread^2 / h^2 (see squared_distances).
-        scaled = _scaled(kernel, a, centre)
-        half = 0.5 if kernel.kind == "rbf" else 1.0
-        return a, half * jnp.sum(scaled * scaled, axis=-1)
+def _rows(kernel: Kernel, a: jax.Array) -> tuple[jax.Array, ...]:
+    """What a tile needs from the rows of ``a``: ``a`` itself and, for the product kernel, ``W^K a`` (``d_k / d`` of its size).
+
+    Everything else a tile needs (centred and scaled rows, half squared norms, row norms) is
+    computed from the tile's own rows, O(T d) per tile against its O(T^2 d) product: nothing of
+    size ``n x d`` is ever formed besides the inputs.
+    """
     if kernel.kind == "product":
-        keys = a @ kernel.params[0].astype(a.dtype).T
-        return a, keys, jnp.sqrt(jnp.sum(keys * keys, axis=-1))
-    if kernel.kind == "exp":
-        return a, jnp.sqrt(jnp.sum(a * a, axis=-1))
+        return a, a @ kernel.params[0].astype(a.dtype).T
     return (a,)
+
+
+def _exponent_norm(kernel: Kernel, rows) -> jax.Array:
+    """The largest ``|u_i|`` of a tile's exponent vectors (``W^K x`` for the product kernel, ``x`` for exp)."""
+    u = rows[-1]
+    return jnp.sqrt(jnp.max(jnp.sum(u * u, axis=-1)))
 
 
 def _tile(kernel: Kernel, ra: tuple[jax.Array, ...], rb: tuple[jax.Array, ...], centre, same=None):
@@ -119,14 +120,16 @@ def _tile(kernel: Kernel, ra: tuple[jax.Array, ...], rb: tuple[jax.Array, ...], 
     is then exactly 0.
     """
     kind = kernel.kind
+    if kind in ("rbf", "laplace"):
+        # ||a - b||^2 / h^2 = |s_a|^2 + |s_b|^2 - 2 s_a.s_b with s = (x - centre)/h: one matmul
+        # per tile. Centring both samples on one centre (the mean of y) keeps the expansion's
+        # cancellation at eps * spread^2 / h^2 (see squared_distances).
+        sa, sb = _scaled(kernel, ra[0], centre), _scaled(kernel, rb[0], centre)
+        qa, qb = jnp.sum(sa * sa, axis=-1), jnp.sum(sb * sb, axis=-1)
     if kind == "rbf":
-        (xa, ha), (xb, hb) = ra, rb
-        sa, sb = _scaled(kernel, xa, centre), _scaled(kernel, xb, centre)
         # the clip at 0 is the clip of negative squared distances from round-off
-        return jnp.exp(jnp.minimum(sa @ sb.T - ha[:, None] - hb[None, :], 0.0)), None
+        return jnp.exp(jnp.minimum(sa @ sb.T - 0.5 * qa[:, None] - 0.5 * qb[None, :], 0.0)), None
     if kind == "laplace":
-        (xa, qa), (xb, qb) = ra, rb
-        sa, sb = _scaled(kernel, xa, centre), _scaled(kernel, xb, centre)
         if sa.shape[0] * sb.shape[0] * sa.shape[1] <= _LAPLACE_DIRECT_MAX:
             # explicit differences (exact 0 for equal points): the sqrt turns the expansion's
             # ~eps |s|^2 residue on near-coincident points into ~sqrt(eps) |s|
@@ -138,7 +141,7 @@ def _tile(kernel: Kernel, ra: tuple[jax.Array, ...], rb: tuple[jax.Array, ...], 
                 squared = jnp.where(same, 0.0, squared)
         return jnp.exp(-jnp.sqrt(squared)), None
     if kind == "product":
-        (xa, ka, _), (xb, kb, _) = ra, rb
+        (xa, ka), (xb, kb) = ra, rb
         return xa @ xb.T, ka @ kb.T
     if kind == "exp":
         return None, ra[0] @ rb[0].T
@@ -218,7 +221,7 @@ def _coefficients(n: int, m: int, unbiased: bool):
 @counted_jit(static_argnames=("unbiased",))
 def _mmd2_dense(x, y, kernel, unbiased):
     centre = jnp.mean(y, axis=0)
-    rx, ry = _rows(kernel, x, centre), _rows(kernel, y, centre)
+    rx, ry = _rows(kernel, x), _rows(kernel, y)
     sums = [_dense_sum(kernel, rx, rx, centre, unbiased), _dense_sum(kernel, ry, ry, centre, unbiased),
             _dense_sum(kernel, rx, ry, centre, False)]
     return _combine(sums, _coefficients(x.shape[0], y.shape[0], unbiased))
@@ -266,7 +269,7 @@ def _blocked_sum(kernel: Kernel, ra, rb, centre, block_size: int, symmetric: boo
     :func:`_tile_pairs` (with ``symmetric``, a is b and each unordered pair of tiles is computed
     once). Only tiles that hold padding rows or diagonal entries compute a mask (``lax.switch``
     per tile). For the exponential kernels each tile is shifted by its Cauchy-Schwarz bound,
-    or by its exact maximum when the bound is too loose (see the comment above ``_rows``),
+    or by its exact maximum when the bound is too loose (see the comment above ``_exponent_range``),
     and the running total is rescaled whenever the running shift grows. The running total
     is Kahan-compensated (float32 sums over ~10^6 tiles stay at rounding level).
     """
@@ -290,7 +293,7 @@ def _blocked_sum(kernel: Kernel, ra, rb, centre, block_size: int, symmetric: boo
         a_tile = tuple(jax.lax.dynamic_slice_in_dim(r, start_a, tile_a) for r in ra)
         b_tile = tuple(jax.lax.dynamic_slice_in_dim(r, start_b, tile_b) for r in rb)
         # the Cauchy-Schwarz bound of the exponents: the largest row norms of the two tiles
-        bound = jnp.max(a_tile[-1]) * jnp.max(b_tile[-1]) if exponential else None
+        bound = _exponent_norm(kernel, a_tile) * _exponent_norm(kernel, b_tile) if exponential else None
 
         def branch(masked: bool, exact: bool):
             def run():
@@ -355,7 +358,7 @@ def _mmd2_blocked(x, y, kernel, unbiased, block_size):
     if kernel.kind == "linear":  # sum_ij x_i . y_j = (sum_i x_i) . (sum_j y_j): no tiles at all
         return _mmd2_features(x, y, unbiased)
     centre = jnp.mean(y, axis=0)
-    rx, ry = _rows(kernel, x, centre), _rows(kernel, y, centre)
+    rx, ry = _rows(kernel, x), _rows(kernel, y)
     sums = [
         _blocked_sum(kernel, rx, rx, centre, block_size, True, unbiased),
         _blocked_sum(kernel, ry, ry, centre, block_size, True, unbiased),
