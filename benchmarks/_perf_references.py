@@ -76,6 +76,18 @@ def mmd2(gram_fn, x, y, unbiased):
     return sxx / n**2 + syy / m**2 - 2 * sxy / (n * m)
 
 
+def mmd2_with_scale(gram_fn, x, y, unbiased):
+    """``(MMD^2, scale)``, ``scale = sum|terms|`` with each sum's weight: the absolute round-off of any summation
+    order is a multiple of ``eps * scale`` (the relative error of a cancelling difference is not bounded)."""
+    n, m = len(x), len(y)
+    value = mmd2(gram_fn, x, y, unbiased)
+    absolute = lambda a, b, **kw: np.abs(gram_fn(a, b, **kw))  # noqa: E731
+    absolute.zero_diagonal = getattr(gram_fn, "zero_diagonal", False)
+    sums = (kernel_sum(absolute, x, x, unbiased), kernel_sum(absolute, y, y, unbiased), kernel_sum(absolute, x, y, False))
+    weights = (1 / (n * (n - 1)), 1 / (m * (m - 1))) if unbiased else (1 / n**2, 1 / m**2)
+    return value, sums[0] * weights[0] + sums[1] * weights[1] + 2 * sums[2] / (n * m)
+
+
 def sklearn_mmd2(x, y, bandwidth, unbiased):
     """MMD^2 from scikit-learn's three RBF Gram matrices (n x n memory: the way it is usually written)."""
     from sklearn.metrics.pairwise import rbf_kernel

@@ -193,13 +193,14 @@ def bench_mmd(b: Bench, sizes, key, *, numpy_max=10_000, sklearn_max=10_000, flo
         for kind, estimator in workloads:
             unb = estimator == "unbiased"
             scale = 1 / 8 if kind in ("exp", "product") else 1.0
-            truth = None
+            truth = truth_scale = None
             for dtype in DTYPES if n <= float64_max else DTYPES[:1]:
                 x, y = (x64 * scale).astype(dtype), (y64 * scale).astype(dtype)
                 kern, spec, gram_fn, key_dim = _mmd_kernels(kind, dtype, h, wk64)
                 xn, yn = np.array(x), np.array(y)  # writable copies (PyTorch wraps them without copying)
                 if truth is None and n <= reference_max:
-                    truth = float(ref.mmd2(gram_fn, np.asarray(x64 * scale), np.asarray(y64 * scale), unb))
+                    truth, truth_scale = map(float, ref.mmd2_with_scale(gram_fn, np.asarray(x64 * scale),
+                                                                          np.asarray(y64 * scale), unb))
                 impls = {"ours": lambda: mmd2(x, y, kern, estimator=estimator)}
                 impls.update({name: (lambda fn=fn: fn(spec, xn, yn, unb)) for name, fn in peers.items()})
                 if kind in ("rbf", "product") and n <= numpy_max:
@@ -210,9 +211,12 @@ def bench_mmd(b: Bench, sizes, key, *, numpy_max=10_000, sklearn_max=10_000, flo
                 values = {name: float(fn()) for name, fn in impls.items()}
                 times = interleaved_best(impls, rounds=b.repeats, budget_s=4 * b.budget_s)
 
-                def rel_err(value):
-                    return None if truth is None else abs(value - truth) / abs(truth)
-                others = {name: {"s": times[name], "value": values[name], "rel_err_vs_numpy64": rel_err(values[name])}
+                def errors(value):
+                    if truth is None:
+                        return {"rel_err_vs_numpy64": None, "err_in_scale": None}
+                    return {"rel_err_vs_numpy64": abs(value - truth) / abs(truth),
+                            "err_in_scale": abs(value - truth) / truth_scale}
+                others = {name: {"s": times[name], "value": values[name], **errors(values[name])}
                           for name in impls if name != "ours"}
                 contenders = {name: p for name, p in others.items() if name in peers}
                 fastest = min(contenders, key=lambda name: contenders[name]["s"]) if contenders else None
@@ -225,7 +229,7 @@ def bench_mmd(b: Bench, sizes, key, *, numpy_max=10_000, sklearn_max=10_000, flo
                 b.add(f"mmd2/{kind}/{estimator}/default", n, d, dtype, (compile_s, times["ours"]),
                       others.get("numpy-chunked", {}).get("s"), others.get("sklearn", {}).get("s"), work,
                       m=n, value=values["ours"], key_dim=key_dim,
-                      path="dense" if block is None else f"blocked{block}", rel_err_vs_numpy64=rel_err(values["ours"]),
+                      path="dense" if block is None else f"blocked{block}", **errors(values["ours"]), error_scale=truth_scale,
                       peers=others, fastest_peer=fastest,
                       speedup_fastest_peer=None if fastest is None else contenders[fastest]["s"] / times["ours"],
                       skipped_peers=sorted(skipped))

@@ -57,7 +57,8 @@ SIZES = {
                  features=10_000_000, perm=(4_000, 1_000), ball=1_024, rademacher=(4_000, 4_096),
                  memory=[100_000, 1_000_000], memory_baseline=True, large=1_000_000),
 }
-_TINY_RATES = {"matmul_size": 256, "exp_count": 1 << 18, "stream_bytes": 1 << 22, "tile_rows": 256}
+_TINY_RATES = {"matmul_size": 256, "exp_count": 1 << 18, "stream_bytes": 1 << 22, "tile_rows": 256, "peer_tile": 256,
+               "peer_repeats": 8}
 
 
 #: the workloads of ``iclkd bench perf`` (``--only`` choices), one line each for ``--help``
