@@ -370,22 +370,23 @@ def _mmd2_blocked(x, y, kernel, unbiased, block_size):
 #: Largest sample (rows) for which the default :func:`mmd2` call sums whole Gram matrices at once.
 DENSE_MAX_ROWS = 256
 #: The tile rows of the default call above :data:`DENSE_MAX_ROWS`.
-DEFAULT_BLOCK_SIZE = 384
+DEFAULT_BLOCK_SIZE = 512
 
 
 def default_block_size(n: int, m: int) -> int | None:
     """The ``block_size`` that :func:`mmd2` uses when none is given: ``None`` (dense) or a tile size.
 
     Dense (three whole Gram matrices, one fused XLA reduction each) when both samples have at
-    most :data:`DENSE_MAX_ROWS` = 256 rows; tiles of :data:`DEFAULT_BLOCK_SIZE` = 384 rows
-    above. Measured on the project's 2-core x86 CPU at d = 64, RBF and product kernels,
-    float32 and float64 (docs/performance.md): up to 256 rows dense and tiled take the same
-    time; from 384 rows tiling is faster (1.1-4.6x at 384-1024 rows: a dense n x n matrix
-    leaves the caches, and the tiled path computes each symmetric within-sample sum once
-    per pair of tiles), and it keeps memory O((n + m) d) instead of O(n^2 + m^2 + nm). At
-    n = m = 10^4 (two interleaved runs on the shared, loaded machine) no tile size of
-    256-512 rows was consistently fastest; 384 was within 1.4x of the best in every case
-    and 128 was 1.5-5.7x slower. A 384-row tile is 576 KiB (float32) or 1.1 MiB (float64).
+    most :data:`DENSE_MAX_ROWS` = 256 rows; tiles of at most :data:`DEFAULT_BLOCK_SIZE` = 512
+    rows above (balanced: n = 10^4 is 20 tiles of 500, no overlap to mask). Measured on the
+    project's 2-core x86 CPU at d = 64, RBF and product kernels, float32 and float64
+    (docs/performance.md): up to 256 rows dense and tiled take the same time; above, tiling
+    is faster and keeps memory O((n + m) d). Each tile is one fused XLA computation (the
+    matmul, the exp and the sum); at n = m = 10^4 RBF, 500-row tiles took 1/1.3-1/1.4 of the
+    time of 371-row ones (27 tiles, the last overlapping) at load 4, 1/1.45-1/1.6 on the quiet
+    machine. 1000-row tiles were 5-15 % faster than 500-row ones in a tile micro-benchmark
+    (load 2-3) but slower for the product kernel under load: not consistently better, and a
+    500-row tile is 1 MiB in float32 (one core's L2), 2 MiB in float64.
     """
     n = V.positive_int(n, "n")
     m = V.positive_int(m, "m")
@@ -397,7 +398,7 @@ def mmd2(x: ArrayLike, y: ArrayLike, kernel: Kernel, *, estimator: str = "biased
     """Squared MMD between the samples ``x (n, d)`` and ``y (m, d)`` under ``kernel``.
 
     Without ``block_size`` the path is chosen by size (:func:`default_block_size`): dense
-    for samples of at most 256 rows, blocked with 384-row tiles above, so the default call
+    for samples of at most 256 rows, blocked with tiles of at most 512 rows above, so the default call
     is the fast one and its memory is O((n + m) d) at any size.
 
     Args:

@@ -182,11 +182,11 @@ def _primitives(jaxpr):
 def test_default_path_is_chosen_by_size():
     """Dense up to DENSE_MAX_ROWS rows per sample, DEFAULT_BLOCK_SIZE tiles above (the measured crossover)."""
     mmd_module = importlib.import_module("iclkd_jax.mmd")  # ik.mmd is the function
-    assert mmd_module.DENSE_MAX_ROWS == 256 and mmd_module.DEFAULT_BLOCK_SIZE == 384
+    assert mmd_module.DENSE_MAX_ROWS == 256 and mmd_module.DEFAULT_BLOCK_SIZE == 512
     assert ik.default_block_size(1, 1) is None
     assert ik.default_block_size(256, 256) is None
-    assert ik.default_block_size(257, 3) == 384
-    assert ik.default_block_size(3, 10_000) == 384
+    assert ik.default_block_size(257, 3) == 512
+    assert ik.default_block_size(3, 10_000) == 512
     for bad in (0, -1, 2.5):
         with pytest.raises(ValueError, match="n"):
             ik.default_block_size(bad, 4)
@@ -205,7 +205,7 @@ def test_default_call_dispatches_and_matches_the_explicit_path(key):
     default = ik.mmd2(*big, kernel)
     after_big = ik.trace_counts()
     assert after_big.get(blocked, 0) == after_small.get(blocked, 0) + 1 and after_big[dense] == after_small[dense]
-    assert float(default) == float(ik.mmd2(*big, kernel, block_size=384))       # the same compiled program
+    assert float(default) == float(ik.mmd2(*big, kernel, block_size=512))       # the same compiled program
     assert ik.trace_counts()[blocked] == after_big[blocked]
     want, scale = reference("rbf", *big, "biased")
     assert abs(float(default) - want) <= (263**2 + 8) * EPS64 * scale
@@ -217,7 +217,7 @@ def test_default_call_memory_is_bounded_above_the_crossover(key):
     x, y = samples(key, n, m)
     jaxpr = jax.make_jaxpr(lambda a, b: ik.mmd2(a, b, ik.rbf_kernel(bandwidth=1.0)))(x, y)
 
-    assert max(_intermediate_sizes(jaxpr.jaxpr)) <= 384 * 384 < n * m
+    assert max(_intermediate_sizes(jaxpr.jaxpr)) <= 512 * 512 < n * m
 
 
 @pytest.mark.parametrize("block", [None, 4])
