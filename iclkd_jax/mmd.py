@@ -430,7 +430,7 @@ def mmd2(x: ArrayLike, y: ArrayLike, kernel: Kernel, *, estimator: str = "biased
         value = _mmd2_dense(x, y, kernel, unbiased)
     else:
         value = _mmd2_blocked(x, y, kernel, unbiased, V.positive_int(block_size, "block_size"))
-    if not V.is_tracer(value) and not bool(jnp.isfinite(value)):
+    if not V.is_tracer(value) and not math.isfinite(float(value)):  # a host copy of one scalar, no extra dispatch
         raise ValueError(f"mmd2 overflows {x.dtype}: with x of shape {tuple(x.shape)} and y of shape "
                          f"{tuple(y.shape)} under {kernel!r}, the MMD^2 exceeds {jnp.finfo(x.dtype).max:.3g}, the "
                          f"largest {x.dtype} (logits up to ~{math.log(float(jnp.finfo(x.dtype).max)):.0f}); "
