@@ -28,16 +28,20 @@ def best_time(fn: Callable[[], Any], *, repeats: int = 3, budget_s: float = 2.0)
     return best
 
 
-def interleaved_best(fns: dict[str, Callable[[], Any]], *, rounds: int = 3,
-                     budget_s: float = 10.0) -> dict[str, float]:
-    """Minimum wall time of each ``fn`` over ``rounds`` interleaved rounds (each round calls every ``fn`` once).
+def interleaved_best(fns: dict[str, Callable[[], Any]], *, rounds: int = 3, budget_s: float = 10.0,
+                     more_rounds_s: float = 2.0, max_rounds: int = 30) -> dict[str, float]:
+    """Minimum wall time of each ``fn`` over interleaved rounds (each round calls every ``fn`` once).
 
-    Interleaving gives every implementation the same moments of a shared machine's load; a
-    function that has already spent ``budget_s`` in total sits out the remaining rounds.
+    Interleaving gives every implementation the same moments of a shared machine's load. At least
+    ``rounds`` rounds; further rounds (up to ``max_rounds``) while the whole run has taken less than
+    ``more_rounds_s``, so that quick calls get many chances at a quiet moment. A function that has
+    already spent ``budget_s`` in total sits out the remaining rounds.
     """
     best = {name: float("inf") for name in fns}
     spent = dict.fromkeys(fns, 0.0)
-    for round_index in range(max(1, rounds)):
+    started = time.perf_counter()
+    round_index = 0
+    while round_index < max(1, rounds) or (round_index < max_rounds and time.perf_counter() - started < more_rounds_s):
         for name, fn in fns.items():
             if round_index and spent[name] > budget_s:
                 continue
@@ -45,6 +49,7 @@ def interleaved_best(fns: dict[str, Callable[[], Any]], *, rounds: int = 3,
             jax.block_until_ready(fn())
             elapsed = time.perf_counter() - start
             best[name], spent[name] = min(best[name], elapsed), spent[name] + elapsed
+        round_index += 1
     return best
 
 
