@@ -11,16 +11,19 @@ every row and at the end; the highest rate of each kind kept):
 
     limit_s = matmul_flops / F  +  exps / E  +  bytes_read / BW
 
-with ``F`` the FLOP/s of a large matmul, ``E`` the exponentials per second of a fused
-exp-and-sum, ``BW`` the read bandwidth of a large sum, per dtype. The work counted is
-the least the algorithm must do (``_perf_workloads.mmd_work``): an MMD^2 needs the upper
-triangles of the two within-sample Gram matrices and the whole cross one, each entry one
-exp and ``2 d`` FLOPs (``2 (d + d_k)`` for the product kernel). ``limit_fraction =
-limit_s / ours_s``; a row above 1 means the model is wrong (tests check it), never clipped.
+with ``F`` the FLOP/s and ``E`` the exponentials per second of the fastest formulation seen in the
+run, by JAX, NumPy or PyTorch, in-cache tiles included (a full-size matmul writes its output to
+memory and is no floor on its own), ``BW`` the read bandwidth of a large sum, per dtype. The work
+counted is the least the algorithm must do (``_perf_workloads.mmd_work``): an MMD^2 needs the upper
+triangles of the two within-sample Gram matrices and the whole cross one, each entry one exp and
+``2 d`` FLOPs (``2 (d + d_k)`` for the product kernel). ``limit_fraction = limit_s / time`` for ours
+and for every peer; a fraction above 1 means the model is wrong (tests check it), never clipped.
+MMD^2 rows time ours beside the peers of ``_perf_peers`` (symmetric-tiled NumPy, PyTorch, KeOps when
+installed; the skipped ones are named) in interleaved rounds, and name the fastest peer.
 All timings are minima over repeats; on a shared, loaded machine the absolute seconds are
 inflated, so read the ratios (all measured in the same run).
 
-Modules: ``_perf_references`` (NumPy, scikit-learn), ``_timing`` (harness, machine rates),
+Modules: ``_perf_references`` (NumPy, scikit-learn), ``_perf_peers`` (the tuned peers), ``_timing`` (harness, machine rates),
 ``_perf_workloads`` (the rows), ``_perf_memory`` (child processes), ``_perf_report`` (Markdown);
 this one is the command line.
 """
