@@ -16,4 +16,6 @@ BENCHMARKS = {
                     "(docs/performance.md)", "benchmarks.perf"),
     "mutation": Command("source-mutation score: planted library bugs that iclkd verify kills, per check "
                         "(README, docs/theorems.md)", "benchmarks.mutation"),
+    "false-alarms": Command("the suite over many seeds: violated/error/inconclusive counts and each check's margin "
+                            "to a false alarm (README, docs/theorems.md)", "benchmarks.false_alarms"),
 }

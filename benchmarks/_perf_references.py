@@ -25,6 +25,25 @@ def rbf(bandwidth):
     return gram
 
 
+def laplace(bandwidth):
+    def gram(a, b, diagonal_offset=None):
+        d2 = sqdist(a, b)
+        if diagonal_offset is not None:  # a point against itself: distance exactly 0 (the expansion leaves
+            rows = np.arange(len(a))     # ~eps |a|^2 there, which sqrt would amplify to ~sqrt(eps) |a|)
+            d2[rows, diagonal_offset + rows] = 0
+        return np.exp(np.sqrt(d2) * a.dtype.type(-1.0 / bandwidth))
+    gram.zero_diagonal = True
+    return gram
+
+
+def linear(a, b):
+    return a @ b.T
+
+
+def exp(a, b):
+    return np.exp(a @ b.T)
+
+
 def product(wk):
     def gram(a, b):
         w = wk.astype(a.dtype)
@@ -36,7 +55,10 @@ def kernel_sum(gram_fn, a, b, exclude_diagonal, chunk=2048):
     """``sum_ij k(a_i, b_j)`` over row chunks of ``chunk`` rows, in the inputs' dtype."""
     total = a.dtype.type(0)
     for start in range(0, a.shape[0], chunk):
-        block = gram_fn(a[start:start + chunk], b)
+        if getattr(gram_fn, "zero_diagonal", False) and a is b:
+            block = gram_fn(a[start:start + chunk], b, diagonal_offset=start)
+        else:
+            block = gram_fn(a[start:start + chunk], b)
         if exclude_diagonal:
             rows = np.arange(block.shape[0])
             block[rows, start + rows] = 0
@@ -52,6 +74,18 @@ def mmd2(gram_fn, x, y, unbiased):
     if unbiased:
         return sxx / (n * (n - 1)) + syy / (m * (m - 1)) - 2 * sxy / (n * m)
     return sxx / n**2 + syy / m**2 - 2 * sxy / (n * m)
+
+
+def mmd2_with_scale(gram_fn, x, y, unbiased):
+    """``(MMD^2, scale)``, ``scale = sum|terms|`` with each sum's weight: the absolute round-off of any summation
+    order is a multiple of ``eps * scale`` (the relative error of a cancelling difference is not bounded)."""
+    n, m = len(x), len(y)
+    value = mmd2(gram_fn, x, y, unbiased)
+    absolute = lambda a, b, **kw: np.abs(gram_fn(a, b, **kw))  # noqa: E731
+    absolute.zero_diagonal = getattr(gram_fn, "zero_diagonal", False)
+    sums = (kernel_sum(absolute, x, x, unbiased), kernel_sum(absolute, y, y, unbiased), kernel_sum(absolute, x, y, False))
+    weights = (1 / (n * (n - 1)), 1 / (m * (m - 1))) if unbiased else (1 / n**2, 1 / m**2)
+    return value, sums[0] * weights[0] + sums[1] * weights[1] + 2 * sums[2] / (n * m)
 
 
 def sklearn_mmd2(x, y, bandwidth, unbiased):

@@ -30,13 +30,21 @@ def markdown(report) -> str:
         lines.append(f"| {r['name']} | {r['n']} | {fmt(r['d'])} | {r['dtype']} | {fmt(r['ours_s'])} | "
                      f"{fmt(r['compile_s'])} | {fmt(r['numpy_s'])} | {fmt(r['speedup_numpy'])} | "
                      f"{fmt(r['sklearn_s'])} | {fmt(r['speedup_sklearn'])} | {fmt(r['limit_fraction'], '.0%')} |")
+    lines += _peer_table(report)
     mem = report.get("memory")
     if mem:
-        lines += ["", f"Memory of the default MMD^2 call (d = {mem['d']}, float32, "
-                      f"tiles of {mem['block_size']} rows): " + ", ".join(
-            f"n = m = {r['n']}: peak RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB" for r in mem["measured"])
-            + (f"; process baseline (JAX imported, nothing computed) {mem['baseline_rss_bytes'] / 2**20:.0f} MiB"
-               if mem.get("baseline_rss_bytes") else "") + "."]
+        mib = 2**20
+        lines += ["", f"Memory of the default MMD^2 call (RBF, d = {mem['d']}, float32) and of each peer, one fresh "
+                      "process per call: the inputs plus the peak RSS a warm call adds to them "
+                      f"(criterion: at most 1.5 x the inputs + {mem['tile_budget_bytes'] / mib:.0f} MiB).", "",
+                  "| n = m | inputs | implementation | call peak | allowed | linear |",
+                  "| ---: | ---: | --- | ---: | ---: | --- |"]
+        for r in mem["measured"]:
+            for run in [r, *mem.get("peers", {}).get(str(r["n"]), {}).values()]:
+                lines.append(f"| {r['n']} | {r['inputs_bytes'] / mib:.1f} MiB | {run['impl']} | "
+                             f"{run['call_peak_bytes'] / mib:.1f} MiB | {run['allowed_bytes'] / mib:.1f} MiB | "
+                             f"{'yes' if run['linear'] else 'no'} |")
+        lines.append("")
         if mem.get("peak_rss_at_target_bytes") is not None:
             lines.append(f"At n = m = {mem['target_n']}: {mem['peak_rss_at_target_bytes'] / 2**20:.0f} MiB "
                          f"({mem['peak_rss_at_target_how']}).")
@@ -45,3 +53,29 @@ def markdown(report) -> str:
             lines.append(f"XLA's buffer plan compiled at n = m = {mem['target_n']}: arguments "
                          f"{x['argument_size_in_bytes'] / 2**20:.0f} MiB, temporaries {x['temp_size_in_bytes'] / 2**20:.1f} MiB.")
     return "\n".join(lines) + "\n"
+
+
+def _peer_table(report) -> list[str]:
+    """The MMD^2 rows against their peers: seconds, the fastest peer named, every limit fraction, the load."""
+    rows = [r for r in report["rows"] if r.get("peers") is not None]
+    if not rows:
+        return []
+    names = sorted({name for r in rows for name in r["peers"]}, key=lambda name: (name in ("numpy-chunked", "sklearn"), name))
+    skipped = report["meta"].get("skipped_peers") or {}
+    lines = ["", "MMD^2 against its peers, **one run, same dtype, interleaved rounds** (seconds, minimum over the "
+                 "rounds; in brackets the fraction of the limit each reaches; ×fastest = the fastest peer's time / "
+                 "ours; load = 1-minute load average when the row was measured). "
+             + ("Skipped peers: " + "; ".join(f"{name} ({why})" for name, why in skipped.items()) + "."
+                if skipped else "Every peer was installed."),
+             "",
+             "| workload | n | dtype | ours | " + " | ".join(names) + " | fastest peer | ×fastest | load |",
+             "| --- | ---: | --- | ---: | " + " | ".join("---:" for _ in names) + " | --- | ---: | ---: |"]
+    for r in rows:
+        def cell(seconds, fraction):
+            return "–" if seconds is None else f"{seconds:.3g} ({fmt(fraction, '.0%')})"
+        peers = [cell(r["peers"][name]["s"], r["peers"][name]["limit_fraction"]) if name in r["peers"] else "–"
+                 for name in names]
+        lines.append(f"| {r['name']} | {r['n']} | {r['dtype']} | {cell(r['ours_s'], r['limit_fraction'])} | "
+                     + " | ".join(peers) + f" | {r['fastest_peer'] or '–'} | {fmt(r['speedup_fastest_peer'])} | "
+                     f"{r['load_average']:.1f} |")
+    return lines

@@ -9,13 +9,15 @@ least the algorithm must do, so that no honest implementation can beat ``limit_s
 from __future__ import annotations
 
 import math
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import _perf_references as ref
-from benchmarks._timing import best_time, fastest_rates, jax_time, limit_seconds
+from benchmarks._perf_peers import KernelSpec, installed_peers
+from benchmarks._timing import best_time, fastest_rates, interleaved_best, jax_time, limit_seconds
 
 DTYPES = ("float32", "float64")
 #: the explicit tile size of the blocked rows (the default call chooses its own, see mmd.default_block_size)
@@ -34,6 +36,7 @@ class Bench:
         """
         self.rates, self.repeats, self.budget_s, self.rows, self.quiet = rates, repeats, budget_s, [], quiet
         self.rate_samples, self.measure_rates = [rates], measure_rates
+        self.skipped_peers: dict[str, str] = {}
 
     def ours(self, fn):
         return jax_time(fn, repeats=self.repeats, budget_s=self.budget_s)
@@ -44,7 +47,7 @@ class Bench:
     def add(self, name, n, d, dtype, ours, numpy_s=None, sklearn_s=None, work=None, **extra):
         """One row; ``work`` is ``dict(flops=, exps=, bytes_read=)`` for the limit model (None: no limit)."""
         compile_s, ours_s = ours if ours is not None else (None, None)
-        row = {"name": name, "n": n, "d": d, "dtype": dtype,
+        row = {"name": name, "n": n, "d": d, "dtype": dtype, "load_average": os.getloadavg()[0],
                "ours_s": ours_s, "compile_s": compile_s, "numpy_s": numpy_s, "sklearn_s": sklearn_s,
                "speedup_numpy": (numpy_s / ours_s) if (numpy_s and ours_s) else None,
                "speedup_sklearn": (sklearn_s / ours_s) if (sklearn_s and ours_s) else None,
@@ -62,6 +65,8 @@ class Bench:
         work, ours_s = row["work"], row["ours_s"]
         row["limit_s"] = None if work is None else limit_seconds(self.rates, row["dtype"], **work)
         row["limit_fraction"] = (row["limit_s"] / ours_s) if (row["limit_s"] is not None and ours_s) else None
+        for peer in row.get("peers", {}).values():
+            peer["limit_fraction"] = (row["limit_s"] / peer["s"]) if (row["limit_s"] is not None and peer["s"]) else None
 
     def relimit(self, rates):
         """Every row's limit at new machine rates (the highest seen in the run: a tighter limit, never a looser one)."""
@@ -76,7 +81,9 @@ def line(row) -> str:
     return (f"{row['name']:34s} n={row['n']:>9} d={f(row['d'], '>3')} {row['dtype']:7s} ours={f(row['ours_s'], '.4g')}s "
             f"compile={f(row['compile_s'], '.3g')}s numpy={f(row['numpy_s'], '.4g')}s "
             f"x{f(row['speedup_numpy'], '.3g')} sklearn={f(row['sklearn_s'], '.4g')}s x{f(row['speedup_sklearn'], '.3g')} "
-            f"limit={f(row['limit_fraction'], '.2f')} {row.get('note', '')}")
+            f"limit={f(row['limit_fraction'], '.2f')} load={row['load_average']:.1f}"
+            + (f" fastest peer {row['fastest_peer']} x{f(row['speedup_fastest_peer'], '.3g')}" if row.get("fastest_peer") else "")
+            + f" {row.get('note', '')}")
 
 
 def mmd_work(n: int, m: int, d: int, *, key_dim: int = 0) -> tuple[float, float]:
@@ -141,44 +148,91 @@ def bench_gram(b: Bench, sizes, key):
                   {"flops": 2.0 * (d + dk) * n * n, "exps": n * n})
 
 
-def bench_mmd(b: Bench, sizes, key, *, numpy_max=10_000, sklearn_max=10_000, float64_max=10_000):
-    """The headline: the default ``mmd2`` call (RBF biased and unbiased, product kernel) in both dtypes.
+#: the MMD^2 rows: (kernel, estimator), each in float32 and float64
+MMD_WORKLOADS = (("rbf", "biased"), ("rbf", "unbiased"), ("laplace", "biased"), ("linear", "biased"),
+                 ("exp", "biased"), ("product", "biased"))
 
-    The product kernel uses ``d_k = 8``, tokens scaled by 1/8 and ``W^K`` by 0.3 (logits of order 1).
-    ``rel_err_vs_numpy64`` compares each value with the NumPy float64 reference (computed once, untimed).
+
+def _mmd_kernels(kind, dtype, h, wk64):
+    """``(iclkd_jax kernel, peers' KernelSpec, float64 NumPy gram for the reference, key_dim)`` of one kernel."""
+    from iclkd_jax import exp_kernel, laplace_kernel, linear_kernel, product_kernel, rbf_kernel
+    wk = np.asarray(wk64)
+    if kind == "rbf":
+        return rbf_kernel(bandwidth=jnp.asarray(h, dtype)), KernelSpec("rbf", h), ref.rbf(h), 0
+    if kind == "laplace":
+        return laplace_kernel(bandwidth=jnp.asarray(h, dtype)), KernelSpec("laplace", h), ref.laplace(h), 0
+    if kind == "linear":
+        return linear_kernel(), KernelSpec("linear"), ref.linear, 0
+    if kind == "exp":
+        return exp_kernel(), KernelSpec("exp"), ref.exp, 0
+    return product_kernel(wk64.astype(dtype)), KernelSpec("product", wk=wk), ref.product(wk), wk.shape[0]
+
+
+def bench_mmd(b: Bench, sizes, key, *, numpy_max=10_000, sklearn_max=10_000, float64_max=10_000,
+              reference_max=10_000, workloads=MMD_WORKLOADS):
+    """The headline: the default ``mmd2`` call against its peers, every kernel, float32 and float64, one run.
+
+    For each row ours and every installed peer (:mod:`benchmarks._perf_peers`: symmetric-tiled
+    NumPy, PyTorch, KeOps) are timed in the same interleaved rounds (best of ``b.repeats``), on
+    the same inputs in the same dtype; the rows of RBF and the product kernel also time the
+    bench's earlier references (NumPy in 2048-row chunks, scikit-learn's ``rbf_kernel``).
+    Every value is compared with the float64 NumPy reference (chunked, computed once per kernel,
+    untimed). Inputs: ``d = 64``, ``y`` shifted by 0.05; RBF and Laplace with ``h = sqrt(2 d)``;
+    the exp and product kernels (``d_k = 8``, ``W^K`` scaled by 0.3) on tokens scaled by 1/8,
+    so that every logit is at most 50 and the peers, which sum without a max shift, do not overflow.
     """
-    from iclkd_jax import default_block_size, mmd2, product_kernel, rbf_kernel
+    from iclkd_jax import default_block_size, mmd2
+    peers, skipped = installed_peers()
+    b.skipped_peers = skipped
     d, dk = 64, 8
     h = math.sqrt(2 * d)
     for n in sizes:
         k1, k2, k3, key = jax.random.split(key, 4)
         x64, y64 = normal(k1, (n, d), jnp.float64), normal(k2, (n, d), jnp.float64, 0.05)
         wk64 = normal(k3, (dk, d), jnp.float64) * 0.3
-        workloads = [("rbf", "biased", rbf_kernel, ref.rbf(h), 1.0, 0), ("rbf", "unbiased", rbf_kernel, ref.rbf(h), 1.0, 0),
-                     ("product", "biased", product_kernel, ref.product(np.asarray(wk64)), 1 / 8, dk)]
-        truth = {}
-        for kind, estimator, make, gram_fn, scale, key_dim in workloads:
+        for kind, estimator in workloads:
             unb = estimator == "unbiased"
+            scale = 1 / 8 if kind in ("exp", "product") else 1.0
+            truth = truth_scale = None
             for dtype in DTYPES if n <= float64_max else DTYPES[:1]:
                 x, y = (x64 * scale).astype(dtype), (y64 * scale).astype(dtype)
-                kern = rbf_kernel(bandwidth=jnp.asarray(h, dtype)) if kind == "rbf" else make(wk64.astype(dtype))
-                xn, yn = np.asarray(x), np.asarray(y)
-                flops, exps = mmd_work(n, n, d, key_dim=key_dim)
-                ours = b.ours(lambda: mmd2(x, y, kern, estimator=estimator))
-                value = float(mmd2(x, y, kern, estimator=estimator))
-                numpy_s = sklearn_s = None
-                if n <= numpy_max:
-                    numpy_s = b.ref(lambda: ref.mmd2(gram_fn, xn, yn, unb))
-                    if (kind, estimator) not in truth:
-                        truth[kind, estimator] = float(ref.mmd2(gram_fn, np.asarray(x64 * scale), np.asarray(y64 * scale), unb))
+                kern, spec, gram_fn, key_dim = _mmd_kernels(kind, dtype, h, wk64)
+                xn, yn = np.array(x), np.array(y)  # writable copies (PyTorch wraps them without copying)
+                if truth is None and n <= reference_max:
+                    truth, truth_scale = map(float, ref.mmd2_with_scale(gram_fn, np.asarray(x64 * scale),
+                                                                          np.asarray(y64 * scale), unb))
+                impls = {"ours": lambda: mmd2(x, y, kern, estimator=estimator)}
+                impls.update({name: (lambda fn=fn: fn(spec, xn, yn, unb)) for name, fn in peers.items()})
+                if kind in ("rbf", "product") and n <= numpy_max:
+                    impls["numpy-chunked"] = lambda: ref.mmd2(gram_fn, xn, yn, unb)
                 if kind == "rbf" and n <= sklearn_max:
-                    sklearn_s = b.ref(lambda: ref.sklearn_mmd2(xn, yn, h, unb))
-                want = truth.get((kind, estimator))
+                    impls["sklearn"] = lambda: ref.sklearn_mmd2(xn, yn, h, unb)
+                compile_s, _ = jax_time(impls["ours"], repeats=1, budget_s=0.0)
+                values = {name: float(fn()) for name, fn in impls.items()}
+                times = interleaved_best(impls, rounds=b.repeats, budget_s=4 * b.budget_s)
+
+                def errors(value):
+                    if truth is None:
+                        return {"rel_err_vs_numpy64": None, "err_in_scale": None}
+                    return {"rel_err_vs_numpy64": abs(value - truth) / abs(truth),
+                            "err_in_scale": abs(value - truth) / truth_scale}
+                others = {name: {"s": times[name], "value": values[name], **errors(values[name])}
+                          for name in impls if name != "ours"}
+                contenders = {name: p for name, p in others.items() if name in peers}
+                fastest = min(contenders, key=lambda name: contenders[name]["s"]) if contenders else None
+                if kind == "linear":  # closed form, memory-bound: the inputs read once
+                    work = {"bytes_read": 2.0 * n * d * np.dtype(dtype).itemsize}
+                else:
+                    flops, exps = mmd_work(n, n, d, key_dim=key_dim)
+                    work = {"flops": flops, "exps": exps}
                 block = default_block_size(n, n)
-                b.add(f"mmd2/{kind}/{estimator}/default", n, d, dtype, ours, numpy_s, sklearn_s,
-                      {"flops": flops, "exps": exps}, m=n, value=value, key_dim=key_dim,
-                      path="dense" if block is None else f"blocked{block}",
-                      rel_err_vs_numpy64=None if want is None else abs(value - want) / abs(want))
+                b.add(f"mmd2/{kind}/{estimator}/default", n, d, dtype, (compile_s, times["ours"]),
+                      others.get("numpy-chunked", {}).get("s"), others.get("sklearn", {}).get("s"), work,
+                      m=n, value=values["ours"], key_dim=key_dim,
+                      path="dense" if block is None else f"blocked{block}", **errors(values["ours"]), error_scale=truth_scale,
+                      peers=others, fastest_peer=fastest,
+                      speedup_fastest_peer=None if fastest is None else contenders[fastest]["s"] / times["ours"],
+                      skipped_peers=sorted(skipped))
 
 
 def bench_features(b: Bench, n, key):

@@ -28,6 +28,31 @@ def best_time(fn: Callable[[], Any], *, repeats: int = 3, budget_s: float = 2.0)
     return best
 
 
+def interleaved_best(fns: dict[str, Callable[[], Any]], *, rounds: int = 3, budget_s: float = 10.0,
+                     more_rounds_s: float = 2.0, max_rounds: int = 30) -> dict[str, float]:
+    """Minimum wall time of each ``fn`` over interleaved rounds (each round calls every ``fn`` once).
+
+    Interleaving gives every implementation the same moments of a shared machine's load. At least
+    ``rounds`` rounds; further rounds (up to ``max_rounds``) while the whole run has taken less than
+    ``more_rounds_s``, so that quick calls get many chances at a quiet moment. A function that has
+    already spent ``budget_s`` in total sits out the remaining rounds.
+    """
+    best = {name: float("inf") for name in fns}
+    spent = dict.fromkeys(fns, 0.0)
+    started = time.perf_counter()
+    round_index = 0
+    while round_index < max(1, rounds) or (round_index < max_rounds and time.perf_counter() - started < more_rounds_s):
+        for name, fn in fns.items():
+            if round_index and spent[name] > budget_s:
+                continue
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            elapsed = time.perf_counter() - start
+            best[name], spent[name] = min(best[name], elapsed), spent[name] + elapsed
+        round_index += 1
+    return best
+
+
 def jax_time(fn: Callable[[], Any], *, repeats: int = 3, budget_s: float = 2.0) -> tuple[float, float]:
     """``(compile_s, warm_s)``: the first call minus a warm call (trace + XLA compile), then warm calls."""
     start = time.perf_counter()
@@ -44,53 +69,146 @@ def _fastest(rate_fns: dict[str, Callable[[], float]]) -> tuple[float, str]:
     return rates[best], best
 
 
+def _peer_tile_rates(dtype: str, side: int, width: int, repeats: int, threads: int,
+                     light: bool = False) -> dict[str, tuple[float, float]]:
+    """``{peer: (matmul FLOP/s, exp/s)}`` of in-cache tiles in NumPy and PyTorch (those installed), ``threads`` wide.
+
+    NumPy: ``threads`` Python threads, each on its own ``(side, side)`` buffer with BLAS pinned to
+    one thread (ufuncs release the GIL), as the NumPy peer runs. PyTorch: ``torch.set_num_threads``.
+    Each rate is the best of 5 timings (``light``: 3, within a second) of ``repeats`` tile products ``(side, w) x (w, side)`` or
+    ``4 repeats`` exps of a ``(side / 2, side / 2)`` tile into another (both in cache).
+    """
+    import importlib.util
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    out = {}
+    rng = np.random.default_rng(0)
+    a = rng.uniform(-1, 0, (side, width)).astype(dtype)
+    half = rng.uniform(-1, 0, (side // 2, side // 2)).astype(dtype)
+    flops, exps = 2.0 * side * side * width * repeats, float(side * side * repeats)
+    if importlib.util.find_spec("threadpoolctl") is not None:
+        from threadpoolctl import threadpool_limits
+        buffers = [np.empty((side, side), dtype) for _ in range(threads)]
+        for buf in buffers:
+            np.matmul(a, a.T, out=buf)
+
+        def spread(work):
+            with threadpool_limits(1), ThreadPoolExecutor(threads) as pool:
+                list(pool.map(work, buffers))
+
+        def products(buf):
+            for _ in range(-(-repeats // threads)):
+                np.matmul(a, a.T, out=buf)
+
+        def exponentials(buf):
+            dst = buf[: side // 2, : side // 2]
+            for _ in range(-(-4 * repeats // threads)):
+                np.exp(half, out=dst)
+        out["numpy"] = (flops / best_time(lambda: spread(products), repeats=3 if light else 5, budget_s=1.0 if light else 3.0),
+                        exps / best_time(lambda: spread(exponentials), repeats=3 if light else 5, budget_s=1.0 if light else 3.0))
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            ta, th = torch.from_numpy(a.copy()), torch.from_numpy(half.copy())
+            buf, dst = torch.empty((side, side), dtype=ta.dtype), torch.empty_like(th)
+
+            def torch_products():
+                for _ in range(repeats):
+                    torch.mm(ta, ta.T, out=buf)
+
+            def torch_exponentials():
+                for _ in range(4 * repeats):
+                    torch.exp(th, out=dst)
+            out["torch"] = (flops / best_time(torch_products, repeats=3 if light else 5, budget_s=1.0 if light else 3.0),
+                            exps / best_time(torch_exponentials, repeats=3 if light else 5, budget_s=1.0 if light else 3.0))
+        finally:
+            torch.set_num_threads(previous)
+    return out
+
+
+_REUSED: dict[tuple, Callable] = {}
+
+
+def _reused(key: tuple, build: Callable[[], Callable]) -> Callable:
+    """One jitted function per key for the whole process: rates measured after every row must not recompile."""
+    if key not in _REUSED:
+        _REUSED[key] = build()
+    return _REUSED[key]
+
+
 def machine_rates(*, matmul_size: int = 1536, exp_count: int = 1 << 24, stream_bytes: int = 1 << 28,
-                  tile_rows: int = 2048, width: int = 64) -> dict:
+                  tile_rows: int = 2048, width: int = 64, peer_tile: int = 512, peer_repeats: int = 64,
+                  peers: bool = True, light: bool = False) -> dict:
     """Measured peaks of this machine for the limit model, per dtype: what a fused kernel cannot beat.
 
-    Each rate is the **highest** over a few formulations of the same work, each timed as the
-    minimum over repeats, so the limit is as fast as this machine was seen to go:
+    Each rate is the **highest** over a few formulations of the same work, by JAX or by a peer
+    (NumPy, PyTorch), each timed as the minimum over repeats, so the limit is as fast as this
+    machine was seen to go:
 
-    * ``matmul_flops``: ``2 s^3 / t`` of a square ``s x s`` matmul, or ``2 T^2 w / t`` of the
-      ``(T, w) x (w, T)`` product of a kernel tile (``w = 64``, the benchmarks' d);
+    * ``matmul_flops``: ``2 s^3 / t`` of a square ``s x s`` matmul, ``2 T^2 w / t`` of the
+      ``(T, w) x (w, T)`` product of a kernel tile (``w = 64``, the benchmarks' d), and the same
+      product for an **in-cache** tile (``T = 512``, repeated): in JAX (fused with its sum, in a
+      ``fori_loop``), in NumPy and in PyTorch (:func:`_peer_tile_rates`). A full-size product
+      writes its output to memory and is slower than tiles, so it is no floor on its own;
     * ``exp_per_s``: exponentials per second of an exp-and-sum fused by XLA: of
       ``exp(c * iota)`` generated in registers (no memory traffic; the iota is built in the
       dtype itself, since an int64 iota converted to float64 measures the conversion, not
-      the exp), or of an in-cache ``(512, 512)`` tile;
+      the exp), or of an in-cache ``(512, 512)`` tile; and in-place ``exp`` of an in-cache
+      tile in NumPy and PyTorch;
     * ``read_bytes_per_s``: bytes per second of ``sum`` over a large float32 array
       (memory-bound work, e.g. the linear-time MMD from features).
 
-    The names of the winning formulations are kept under ``"how"``.
+    The names of the winning formulations are kept under ``"how"``. ``light``: only the in-cache
+    tile formulations (the ones that win on this machine), for the measurements between rows;
+    its ``read_bytes_per_s`` is 0 (not measured: the highest over the run comes from a full one).
     """
+    from benchmarks._perf_peers import cpu_threads
     rates: dict[str, dict] = {}
     for dtype in ("float32", "float64"):
         a = jnp.ones((matmul_size, matmul_size), dtype) / matmul_size
         t = jnp.ones((tile_rows, width), dtype) / width
-        square = jax.jit(lambda m: m @ m)
-        tile = jax.jit(lambda u: u @ u.T)
+        u = jax.random.uniform(jax.random.key(1), (peer_tile, width), dtype, -1.0, 0.0)
+        square = _reused(("square", dtype), lambda: jax.jit(lambda m: m @ m))
+        tile = _reused(("tile", dtype), lambda: jax.jit(lambda u: u @ u.T))
+        in_cache_product = _reused(("in-cache product", dtype, peer_repeats), lambda: jax.jit(lambda u: jax.lax.fori_loop(
+            0, peer_repeats, lambda i, acc: acc + jnp.sum(u @ (u * (1.0 + i * 1e-6).astype(dtype)).T),
+            jnp.zeros((), dtype))))
         cols = max(exp_count // 1024, 1)
         # the flat index i * cols + j: an iota along one axis only is a broadcast, which XLA sinks
         # through exp and the sum (computing cols exps, not 1024 * cols)
         flat = lambda: (jax.lax.broadcasted_iota(dtype, (1024, cols), 0) * cols  # noqa: E731
                         + jax.lax.broadcasted_iota(dtype, (1024, cols), 1))
-        iota_sum = jax.jit(lambda c: jnp.sum(jnp.sum(jnp.exp(flat() * c), axis=1)))
+        iota_sum = _reused(("iota", dtype, cols), lambda: jax.jit(lambda c: jnp.sum(jnp.sum(jnp.exp(flat() * c), axis=1))))
         side = min(int(exp_count**0.5), 512)
         block = jax.random.uniform(jax.random.key(0), (side, side), dtype, -1.0, 0.0)
         repeats = max(exp_count // (side * side), 1)
-        in_cache = jax.jit(lambda b: jax.lax.fori_loop(
+        in_cache = _reused(("in-cache exp", dtype, repeats), lambda: jax.jit(lambda b: jax.lax.fori_loop(
             0, repeats, lambda i, acc: acc + jnp.sum(jnp.sum(jnp.exp(b * (1.0 + i * 1e-6).astype(dtype)), axis=1)),
-            jnp.zeros((), dtype)))
+            jnp.zeros((), dtype))))
         c = jnp.asarray(-1.0 / cols, dtype)
 
         def rate(fn, arg, work):
             jax.block_until_ready(fn(arg))
-            return work / best_time(lambda: fn(arg), repeats=5, budget_s=3.0)
+            return work / best_time(lambda: fn(arg), repeats=3 if light else 5, budget_s=1.0 if light else 3.0)
 
-        flops, flops_how = _fastest({"square": lambda: rate(square, a, 2.0 * matmul_size**3),
-                                     "tile": lambda: rate(tile, t, 2.0 * tile_rows**2 * width)})
-        exps, exps_how = _fastest({"iota": lambda: rate(iota_sum, c, 1024.0 * cols),
-                                   "in-cache tile": lambda: rate(in_cache, block, float(repeats * side * side))})
+        peer = _peer_tile_rates(dtype, peer_tile, width, peer_repeats, cpu_threads(), light) if peers else {}
+        full = {} if light else {"square": lambda: rate(square, a, 2.0 * matmul_size**3),
+                                 "tile": lambda: rate(tile, t, 2.0 * tile_rows**2 * width)}
+        flops, flops_how = _fastest({**full,
+                                     "in-cache tile (jax)": lambda: rate(in_cache_product, u,
+                                                                          2.0 * peer_tile**2 * width * peer_repeats),
+                                     **{f"in-cache tile ({name})": (lambda r=r: r[0]) for name, r in peer.items()}})
+        exps, exps_how = _fastest({**({} if light else {"iota": lambda: rate(iota_sum, c, 1024.0 * cols)}),
+                                   "in-cache tile (jax)": lambda: rate(in_cache, block, float(repeats * side * side)),
+                                   **{f"in-cache tile ({name})": (lambda r=r: r[1]) for name, r in peer.items()}})
         rates[dtype] = {"matmul_flops": flops, "exp_per_s": exps, "how": {"matmul": flops_how, "exp": exps_how}}
+    if light:
+        for dtype in rates:
+            rates[dtype]["read_bytes_per_s"] = 0.0
+        return rates
     big = jnp.ones((stream_bytes // 4,), jnp.float32)
     total = jax.jit(jnp.sum)
     jax.block_until_ready(total(big))

@@ -11,7 +11,13 @@ timeout, kills the mutant as a whole (``<crash>`` / ``<timeout>``). A change fro
 ``inconclusive`` is reported as *weakened*, not as a kill: the user was not told the library is wrong.
 
 The kill rate excludes the mutants the catalogue declares equivalent (with the reason): they cannot
-change any verdict. ``--pytest`` also runs the tests that mirror the mutated module
+change any verdict. ``--seeds 0,1,2`` runs verify at each seed, each against that seed's own
+unmutated baseline (and its own trace of executed lines), and counts a mutant as killed only if every
+seed kills it, so no tolerance tuned to one seed can score; a check's own kills count a mutant only if
+it kills it at every seed, and the report gives each seed's kill rate beside the across-seeds score.
+Without ``--seeds`` the run is the single-seed one (``--seed``, default 0) and its report is unchanged.
+
+``--pytest`` also runs the tests that mirror the mutated module
 (``tests/iclkd_jax/test_<module>.py``) plus ``tests/verification`` on the same copy, for every mutant or
 only for those verify lets through (``--pytest survivors``): together with verify this is the suite's
 score.
@@ -145,10 +151,11 @@ finally:
 """
 
 
-def trace_reach(copy: Path, args) -> tuple[RunOutcome, dict[str, set[int]]]:
+def trace_reach(copy: Path, args, seed: int) -> tuple[RunOutcome, dict[str, set[int]]]:
     """The unmutated verify run (the baseline), recording the lines of each ``iclkd_jax/`` file it executes."""
     out, report = copy / "reach.json", copy / "verify-report.json"
-    cmd = [sys.executable, "-c", _REACH_SCRIPT, str(copy / "iclkd_jax") + os.sep, str(out), *_verify_args(report, args)]
+    cmd = [sys.executable, "-c", _REACH_SCRIPT, str(copy / "iclkd_jax") + os.sep, str(out),
+           *_verify_args(report, args, seed)]
     started = time.perf_counter()
     proc = _run(cmd, copy, args.timeout * 3)  # tracing slows the run
     baseline = _outcome(report, proc, time.perf_counter() - started)
@@ -188,17 +195,17 @@ def _outcome(report: Path, proc: subprocess.CompletedProcess, elapsed: float) ->
                       proc.returncode, elapsed)
 
 
-def _verify_args(report: Path, args) -> list[str]:
-    return (["verify", "--profile", args.profile, "--seed", str(args.seed), "--json", str(report), "--no-progress"]
+def _verify_args(report: Path, args, seed: int) -> list[str]:
+    return (["verify", "--profile", args.profile, "--seed", str(seed), "--json", str(report), "--no-progress"]
             + (["--only", *args.checks] if args.checks else []))
 
 
-def run_verify(copy: Path, args) -> RunOutcome:
-    """``python -m verification verify --profile P --json ...`` on ``copy``; CRASH/TIMEOUT when no report."""
+def run_verify(copy: Path, args, seed: int) -> RunOutcome:
+    """``python -m verification verify --profile P --seed S --json ...`` on ``copy``; CRASH/TIMEOUT when no report."""
     report = copy / "verify-report.json"
     started = time.perf_counter()
     try:
-        proc = _run([sys.executable, "-m", "verification", *_verify_args(report, args)], copy, args.timeout)
+        proc = _run([sys.executable, "-m", "verification", *_verify_args(report, args, seed)], copy, args.timeout)
     except subprocess.TimeoutExpired:
         return RunOutcome({}, {}, None, time.perf_counter() - started, TIMEOUT, f"no report after {args.timeout:.0f} s")
     return _outcome(report, proc, time.perf_counter() - started)
@@ -235,43 +242,83 @@ def killing_checks(baseline: RunOutcome, mutated: RunOutcome) -> tuple[list[str]
     return killed, weakened
 
 
-def evaluate(mutant: Mutant, baseline: RunOutcome, reach: dict[str, set[int]] | None, parent: Path,
-             snapshot: Path, args) -> dict:
+#: the baseline of one seed: the unmutated run and the lines it executed (None: --no-reach)
+Baseline = tuple[RunOutcome, "dict[str, set[int]] | None"]
+
+
+def _seed_outcome(mutant: Mutant, copy: Path, source: str, baseline: Baseline, args, seed: int) -> dict:
+    """The mutated copy's verify run at ``seed`` judged against that seed's baseline."""
+    outcome, reach = baseline
+    reached = reach is None or bool(statement_lines(mutant, source) & reach.get(mutant.file, set()))
+    if reached:
+        mutated = run_verify(copy, args, seed)
+    else:  # the unmutated run never executed these lines: the mutated run computes exactly the same
+        mutated = dataclasses.replace(outcome, elapsed_s=0.0, detail="not executed by the baseline verify run")
+    if mutated.failure:
+        killed_by, weakened = [mutated.failure], []
+    else:
+        killed_by, weakened = killing_checks(outcome, mutated)
+    return {"reached": reached, "killed_by": killed_by, "weakened": weakened, "statuses": mutated.statuses,
+            "returncode": mutated.returncode, "detail": mutated.detail, "elapsed_s": round(mutated.elapsed_s, 1)}
+
+
+def across_seeds(per_seed: dict[str, dict]) -> dict:
+    """One mutant's verdict over several seeds: killed only if every seed kills it.
+
+    ``killed_by``: every check that killed it at some seed when every seed killed it, else empty (the
+    mutant survives); ``killed_by_every_seed``: the checks that killed it at every seed (a check's own
+    score across seeds); ``killed_at_seeds``; ``weakened``: at any seed; ``reached``: at any seed.
+    """
+    kills = [set(outcome["killed_by"]) for outcome in per_seed.values()]
+    every = all(kills)
+    return {"reached": any(o["reached"] for o in per_seed.values()),
+            "killed_by": sorted(set().union(*kills)) if every else [],
+            "killed_by_every_seed": sorted(set.intersection(*kills)) if kills else [],
+            "killed_at_seeds": [seed for seed, outcome in per_seed.items() if outcome["killed_by"]],
+            "weakened": sorted(set().union(*(o["weakened"] for o in per_seed.values()))),
+            "elapsed_s": round(sum(o["elapsed_s"] for o in per_seed.values()), 1)}
+
+
+def evaluate(mutant: Mutant, baselines: dict[int, Baseline], parent: Path, snapshot: Path, args) -> dict:
+    """One mutant at every seed of ``baselines``; with one seed, the row keeps the single-seed fields only."""
     copy = make_copy(parent, with_tests=bool(args.pytest), source_root=snapshot)
     try:
         source = (copy / "iclkd_jax" / mutant.file).read_text()
-        reached = reach is None or bool(statement_lines(mutant, source) & reach.get(mutant.file, set()))
         mutant.apply_to_tree(copy)
-        if reached:
-            outcome = run_verify(copy, args)
-        else:  # the unmutated run never executed these lines: the mutated run computes exactly the same
-            outcome = dataclasses.replace(baseline, elapsed_s=0.0, detail="not executed by the baseline verify run")
-        if outcome.failure:
-            killed_by, weakened = [outcome.failure], []
-        else:
-            killed_by, weakened = killing_checks(baseline, outcome)
+        per_seed = {str(seed): _seed_outcome(mutant, copy, source, baseline, args, seed)
+                    for seed, baseline in baselines.items()}
         row = {"id": mutant.id, "file": f"iclkd_jax/{mutant.file}", "kind": mutant.kind,
                "description": mutant.description, "snippet": mutant.snippet, "replacement": mutant.replacement,
-               "equivalent": mutant.equivalent, "reached": reached, "killed_by": killed_by, "weakened": weakened,
-               "statuses": outcome.statuses, "returncode": outcome.returncode, "detail": outcome.detail,
-               "elapsed_s": round(outcome.elapsed_s, 1)}
-        if args.pytest == "all" or (args.pytest == "survivors" and not killed_by):
+               "equivalent": mutant.equivalent}
+        if len(per_seed) == 1:
+            row.update(next(iter(per_seed.values())))
+        else:
+            row.update(across_seeds(per_seed), per_seed=per_seed)
+        if args.pytest == "all" or (args.pytest == "survivors" and not row["killed_by"]):
             row["pytest"] = run_pytest(copy, mutant, args.timeout * 4)
         return row
     finally:
         shutil.rmtree(copy, ignore_errors=True)
 
 
-def summarise(rows: list[dict], checks: list[str]) -> dict:
+def summarise(rows: list[dict], checks: list[str], seeds: list[int] | None = None) -> dict:
+    """Kill rates over the scored (not equivalent) mutants; with several seeds a mutant is killed only if
+    every seed kills it, a check kills it only if it does at every seed, and ``per_seed_kill_rate`` gives
+    each seed's own rate."""
     scored = [r for r in rows if not r["equivalent"]]
     per_check = {}
     for cid in checks:
-        kills = [r["id"] for r in scored if cid in r["killed_by"]]
+        kills = [r["id"] for r in scored if cid in r.get("killed_by_every_seed", r["killed_by"])]
         per_check[cid] = {"kills": len(kills), "rate": len(kills) / len(scored) if scored else None, "mutants": kills}
     killed = [r for r in scored if r["killed_by"]]
     summary = {"mutants": len(rows), "scored": len(scored), "equivalent": len(rows) - len(scored),
                "killed_by_verify": len(killed), "verify_kill_rate": len(killed) / len(scored) if scored else None,
                "per_check": per_check, "survivors": [r["id"] for r in scored if not r["killed_by"]]}
+    if seeds and len(seeds) > 1:
+        per_seed = {str(s): sum(1 for r in scored if _killed_at(r, s)) for s in seeds}
+        summary["seeds"] = list(seeds)
+        summary["per_seed_kills"] = per_seed
+        summary["per_seed_kill_rate"] = {s: n / len(scored) if scored else None for s, n in per_seed.items()}
     with_pytest = [r for r in scored if "pytest" in r or r["killed_by"]]
     if any("pytest" in r for r in rows):
         together = [r for r in with_pytest if r["killed_by"] or r["pytest"]["killed"]]
@@ -282,16 +329,31 @@ def summarise(rows: list[dict], checks: list[str]) -> dict:
     return summary
 
 
+def _killed_at(row: dict, seed: int) -> bool:
+    return bool(row["per_seed"][str(seed)]["killed_by"]) if "per_seed" in row else bool(row["killed_by"])
+
+
+def report_seeds(report: dict) -> list[int]:
+    """The seeds of a report (one written before --seeds has ``seed`` only; 0, the default, if neither)."""
+    return list(report.get("seeds") or [report.get("seed", 0)])
+
+
 def markdown(report: dict) -> str:
     s = report["summary"]
+    seeds = report_seeds(report)
+    several = len(seeds) > 1
     lines = [f"# Source-mutation score of `iclkd verify --profile {report['profile']}`", "",
-             (f"{report['timestamp']} · commit {report['commit']} · seed {report['seed']} · "
-              f"{s['mutants']} mutants ({s['equivalent']} declared equivalent)"), "",
-             f"**verify alone kills {s['killed_by_verify']}/{s['scored']} = {100 * s['verify_kill_rate']:.1f} %**"]
+             (f"{report['timestamp']} · commit {report['commit']} · seed{'s' if several else ''} "
+              f"{', '.join(map(str, seeds))} · {s['mutants']} mutants ({s['equivalent']} declared equivalent)"), "",
+             f"**verify alone kills {s['killed_by_verify']}/{s['scored']} = {100 * s['verify_kill_rate']:.1f} %**"
+             + (" (a mutant counts as killed only if every seed kills it)" if several else "")]
     if "together_kill_rate" in s:
         lines.append(f"; verify or pytest: {s['killed_by_verify_or_pytest']}/{s['scored']} = "
                      f"{100 * s['together_kill_rate']:.1f} %")
-    lines += ["", "| check | kills | rate |", "| --- | --- | --- |"]
+    if "per_seed_kills" in s:
+        lines += ["", "Per seed: " + "; ".join(f"seed {seed} {n}/{s['scored']} = {100 * s['per_seed_kill_rate'][seed]:.1f} %"
+                                               for seed, n in s["per_seed_kills"].items())]
+    lines += ["", "| check | kills" + (" (at every seed)" if several else "") + " | rate |", "| --- | --- | --- |"]
     for cid, c in s["per_check"].items():
         lines.append(f"| {cid} | {c['kills']} | {100 * c['rate']:.0f} % |")
     lines += ["", "## Surviving mutants (not killed by any check)", ""]
@@ -302,6 +364,7 @@ def markdown(report: dict) -> str:
         extra = "; **never executed** by the verify run" if not r.get("reached", True) else ""
         extra += f"; measured on {r['carried_from']} (carried)" if "carried_from" in r else ""
         extra += f"; weakened {', '.join(r['weakened'])} to inconclusive" if r["weakened"] else ""
+        extra += f"; killed at seed(s) {', '.join(r['killed_at_seeds'])} only" if r.get("killed_at_seeds") else ""
         pyt = f"; pytest: {'killed' if r['pytest']['killed'] else 'SURVIVES'} ({r['pytest']['outcome']})" \
             if "pytest" in r else ""
         lines += [f"- `{r['id']}` ({r['file']}, {r['kind']}): {r['description']}{extra}{pyt}",
@@ -318,9 +381,12 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _commit() -> str:
+def source_commit() -> str:
+    """The checkout's short commit (``+dirty`` with uncommitted library or suite changes); ``unknown`` outside git."""
     try:
         out = _run(["git", "rev-parse", "--short", "HEAD"], ROOT, 10, env=None)
+        if out.returncode != 0 or not out.stdout.strip():
+            return "unknown"
         dirty = _run(["git", "status", "--porcelain", "iclkd_jax", "verification"], ROOT, 10, env=None).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -341,6 +407,11 @@ def select(args) -> tuple[list[Mutant], list[dict]]:
     carried = []
     if args.skip_killed_in:
         previous = json.loads(Path(args.skip_killed_in).read_text())
+        if report_seeds(previous) != list(args.seeds):
+            from verification.io.command import CommandError
+
+            raise CommandError(f"--skip-killed-in: that report is for seed(s) {report_seeds(previous)}, this run for "
+                               f"{list(args.seeds)}: a kill carries over only between runs of the same seeds")
         wanted = {m.id for m in chosen}
         carried = [dict(r, carried_from=previous["commit"]) for r in previous["mutants"]
                    if r["killed_by"] and r["id"] in wanted and BY_ID.get(r["id"]) is not None]
@@ -360,6 +431,7 @@ def add_arguments(p) -> None:
         positive_float,
         positive_int,
         seed,
+        seeds,
     )
 
     p.add_argument("--quick", action="store_true", help="run the representative subset (a quarter, every module)")
@@ -367,7 +439,10 @@ def add_arguments(p) -> None:
     p.add_argument("--checks", nargs="+", metavar="CHECK", choices=LazyChoices(check_ids),
                    help="pass --only CHECK... to iclkd verify")
     p.add_argument("--profile", default="quick", choices=tuple(PROFILES), help="verify's profile (default quick)")
-    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="verify's seed (default 0)")
+    p.add_argument("--seeds", type=seeds, metavar="SEEDS",
+                   help="run verify at each of these seeds (0,1,2 or 0..2): a mutant counts as killed only if every "
+                        "seed kills it; the report gives each seed's kill rate too")
     p.add_argument("--pytest", nargs="?", const="all", choices=("all", "survivors"),
                    help="also run the mirrored tests + tests/verification (for every mutant, or verify's survivors)")
     p.add_argument("--jobs", type=positive_int, default=1, help="mutants run at once (default 1: a verify uses a core)")
@@ -390,45 +465,52 @@ def _progress(row: dict, done: int, total: int) -> None:
           f"  {row['elapsed_s']} s", file=sys.stderr, flush=True)
 
 
-def _run_all(parent: Path, mutants: list[Mutant], args, commit: str) -> tuple[RunOutcome, list[dict]]:
+def _run_all(parent: Path, mutants: list[Mutant], args, commit: str) -> tuple[dict[int, Baseline], list[dict]]:
     # every copy comes from one snapshot taken now, so edits to the working tree during a long run change nothing
     snapshot = make_copy(parent, with_tests=bool(args.pytest))
     base_copy = make_copy(parent, with_tests=False, source_root=snapshot)
     check_imports_copy(base_copy)
-    if args.no_reach:
-        baseline, reach = run_verify(base_copy, args), None
-    else:
-        baseline, reach = trace_reach(base_copy, args)
-    if baseline.failure:
-        return baseline, []
-    print(f"baseline ({baseline.elapsed_s:.0f} s{'' if args.no_reach else ', traced'}): "
-          + ", ".join(f"{k} {v}" for k, v in baseline.statuses.items()), file=sys.stderr)
+    baselines: dict[int, Baseline] = {}
+    for seed in args.seeds:
+        if args.no_reach:
+            baselines[seed] = run_verify(base_copy, args, seed), None
+        else:
+            baselines[seed] = trace_reach(base_copy, args, seed)
+        baseline = baselines[seed][0]
+        if baseline.failure:
+            return baselines, []
+        print(f"baseline seed {seed} ({baseline.elapsed_s:.0f} s{'' if args.no_reach else ', traced'}): "
+              + ", ".join(f"{k} {v}" for k, v in baseline.statuses.items()), file=sys.stderr)
     rows: list[dict] = []
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs)
     try:
-        futures = [pool.submit(evaluate, m, baseline, reach, parent, snapshot, args) for m in mutants]
+        futures = [pool.submit(evaluate, m, baselines, parent, snapshot, args) for m in mutants]
         for future in concurrent.futures.as_completed(futures):
             rows.append(future.result())
             _progress(rows[-1], len(rows), len(mutants))
             if args.json:  # partial report after every mutant: a long run that is stopped keeps its results
-                _write(args.json, json.dumps(_report(args, commit, baseline, rows, None), indent=2))
+                _write(args.json, json.dumps(_report(args, commit, baselines, rows, None), indent=2))
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         _kill_children()
         raise
     pool.shutdown()
-    return baseline, rows
+    return baselines, rows
 
 
-def _report(args, commit: str, baseline: RunOutcome, rows: list[dict], elapsed: float | None) -> dict:
+def _report(args, commit: str, baselines: dict[int, Baseline], rows: list[dict], elapsed: float | None) -> dict:
     order = {m.id: (m.file, i) for i, m in enumerate(CATALOGUE)}  # grouped by module, catalogue order within
     rows = sorted(rows, key=lambda r: order.get(r["id"], ("~", 0)))
-    return {"profile": args.profile, "seed": args.seed, "checks": args.checks, "commit": commit,
+    seeds = list(baselines)
+    first = baselines[seeds[0]][0]
+    return {"profile": args.profile, "seed": seeds[0] if len(seeds) == 1 else None, "seeds": seeds,
+            "checks": args.checks, "commit": commit,
             "timestamp": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "complete": elapsed is not None, "baseline": baseline.statuses,
-            "baseline_elapsed_s": round(baseline.elapsed_s, 1),
+            "complete": elapsed is not None, "baseline": first.statuses,
+            "baselines": {str(seed): b.statuses for seed, (b, _) in baselines.items()},
+            "baseline_elapsed_s": round(sum(b.elapsed_s for b, _ in baselines.values()), 1),
             "elapsed_s": None if elapsed is None else round(elapsed, 1), "mutants": rows,
-            "summary": summarise(rows, list(baseline.statuses))}
+            "summary": summarise(rows, list(first.statuses), seeds)}
 
 
 def merge(reports: list[dict]) -> dict:
@@ -438,6 +520,11 @@ def merge(reports: list[dict]) -> dict:
     result says, per mutant, which commit it was measured on.
     """
     first = reports[0]
+    if any(report_seeds(r) != report_seeds(first) for r in reports):
+        from verification.io.command import CommandError
+
+        raise CommandError("--merge: the reports are for different seeds "
+                           f"({', '.join(str(report_seeds(r)) for r in reports)}); merge runs of the same seeds only")
     rows: dict[str, dict] = {}
     for report in reports:
         for row in report["mutants"]:
@@ -448,7 +535,8 @@ def merge(reports: list[dict]) -> dict:
     order = {m.id: (m.file, i) for i, m in enumerate(CATALOGUE)}
     merged = sorted(rows.values(), key=lambda r: order[r["id"]])
     return dict(first, mutants=merged, complete=all(r.get("complete") for r in reports),
-                merged_from=[r["commit"] for r in reports], summary=summarise(merged, list(first["baseline"])))
+                merged_from=[r["commit"] for r in reports],
+                summary=summarise(merged, list(first["baseline"]), report_seeds(first)))
 
 
 def _write(path: Path, text: str) -> None:
@@ -475,25 +563,30 @@ def run(args: argparse.Namespace) -> int:
     if args.merge:
         report = merge([json.loads(Path(p).read_text()) for p in args.merge])
         return _emit(report, args)
+    if args.seeds and args.seed != 0:
+        raise CommandError("give --seed or --seeds, not both")
+    args.seeds = args.seeds or [args.seed]
     mutants, carried = select(args)
     for m in mutants:  # fail before any run when the catalogue no longer matches the source
         try:
             m.apply((ROOT / "iclkd_jax" / m.file).read_text())
         except ValueError as err:
             raise CommandError(str(err), ExitStatus.ERROR) from None
-    started, commit = time.perf_counter(), _commit()
+    started, commit = time.perf_counter(), source_commit()
     previous_handler = signal.signal(signal.SIGTERM, _kill_children)
     try:
         with tempfile.TemporaryDirectory(prefix="iclkd-mutation-") as tmp:
-            baseline, rows = _run_all(Path(tmp), mutants, args, commit)
+            baselines, rows = _run_all(Path(tmp), mutants, args, commit)
     except KeyboardInterrupt:
         _kill_children()
         raise
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
-    if baseline.failure:
-        raise CommandError(f"the unmutated baseline failed ({baseline.failure}): {baseline.detail}", ExitStatus.ERROR)
-    return _emit(_report(args, commit, baseline, rows + carried, time.perf_counter() - started), args)
+    for seed, (baseline, _) in baselines.items():
+        if baseline.failure:
+            raise CommandError(f"the unmutated baseline at seed {seed} failed ({baseline.failure}): {baseline.detail}",
+                               ExitStatus.ERROR)
+    return _emit(_report(args, commit, baselines, rows + carried, time.perf_counter() - started), args)
 
 
 def _emit(report: dict, args) -> int:

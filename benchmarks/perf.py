@@ -11,16 +11,19 @@ every row and at the end; the highest rate of each kind kept):
 
     limit_s = matmul_flops / F  +  exps / E  +  bytes_read / BW
 
-with ``F`` the FLOP/s of a large matmul, ``E`` the exponentials per second of a fused
-exp-and-sum, ``BW`` the read bandwidth of a large sum, per dtype. The work counted is
-the least the algorithm must do (``_perf_workloads.mmd_work``): an MMD^2 needs the upper
-triangles of the two within-sample Gram matrices and the whole cross one, each entry one
-exp and ``2 d`` FLOPs (``2 (d + d_k)`` for the product kernel). ``limit_fraction =
-limit_s / ours_s``; a row above 1 means the model is wrong (tests check it), never clipped.
+with ``F`` the FLOP/s and ``E`` the exponentials per second of the fastest formulation seen in the
+run, by JAX, NumPy or PyTorch, in-cache tiles included (a full-size matmul writes its output to
+memory and is no floor on its own), ``BW`` the read bandwidth of a large sum, per dtype. The work
+counted is the least the algorithm must do (``_perf_workloads.mmd_work``): an MMD^2 needs the upper
+triangles of the two within-sample Gram matrices and the whole cross one, each entry one exp and
+``2 d`` FLOPs (``2 (d + d_k)`` for the product kernel). ``limit_fraction = limit_s / time`` for ours
+and for every peer; a fraction above 1 means the model is wrong (tests check it), never clipped.
+MMD^2 rows time ours beside the peers of ``_perf_peers`` (symmetric-tiled NumPy, PyTorch, KeOps when
+installed; the skipped ones are named) in interleaved rounds, and name the fastest peer.
 All timings are minima over repeats; on a shared, loaded machine the absolute seconds are
 inflated, so read the ratios (all measured in the same run).
 
-Modules: ``_perf_references`` (NumPy, scikit-learn), ``_timing`` (harness, machine rates),
+Modules: ``_perf_references`` (NumPy, scikit-learn), ``_perf_peers`` (the tuned peers), ``_timing`` (harness, machine rates),
 ``_perf_workloads`` (the rows), ``_perf_memory`` (child processes), ``_perf_report`` (Markdown);
 this one is the command line.
 """
@@ -38,6 +41,7 @@ import numpy as np
 
 from benchmarks import _perf_workloads as wl
 from benchmarks._perf_memory import bench_memory
+from benchmarks._perf_peers import installed_peers
 from benchmarks._perf_report import markdown
 from benchmarks._timing import fastest_rates, machine_rates
 from verification.core.outputs import DEFAULT_OUTPUT_ROOT, write_atomic, write_json
@@ -56,7 +60,8 @@ SIZES = {
                  "features": 10_000_000, "perm": (4_000, 1_000), "ball": 1_024, "rademacher": (4_000, 4_096),
                  "memory": [100_000, 1_000_000], "memory_baseline": True, "large": 1_000_000},
 }
-_TINY_RATES = {"matmul_size": 256, "exp_count": 1 << 18, "stream_bytes": 1 << 22, "tile_rows": 256}
+_TINY_RATES = {"matmul_size": 256, "exp_count": 1 << 18, "stream_bytes": 1 << 22, "tile_rows": 256, "peer_tile": 256,
+               "peer_repeats": 8}
 
 
 #: the workloads of ``iclkd bench perf`` (``--only`` choices), one line each for ``--help``
@@ -100,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     start_rates = machine_rates(**rate_args)
     # between rows except in the tiny (test) mode, whose rows take milliseconds
     bench = wl.Bench(start_rates, repeats=1 if mode == "tiny" else 3, budget_s=0.5 if mode == "tiny" else 2.0,
-                     measure_rates=None if mode == "tiny" else lambda: machine_rates(**rate_args))
+                     measure_rates=None if mode == "tiny" else lambda: machine_rates(**rate_args, light=True))
     key = jax.random.key(0)
     keys = dict(zip(("attention", "gram", "mmd", "features", "permutation", "ball", "rademacher"),
                     jax.random.split(key, 7), strict=False))
@@ -129,7 +134,9 @@ def run(args: argparse.Namespace) -> int:
                        "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"), "load_average": load,
                        "load_average_end": os.getloadavg(), "rates": rates, "rates_start": start_rates,
                        "rate_measurements": len(bench.rate_samples) + 1,
-                       "timing": "minimum over repeats; compile_s = first call - warm call",
+                       "timing": "minimum over repeats (MMD^2 rows: over interleaved rounds of ours and every peer); "
+                                 "compile_s = first call - warm call",
+                       "peers": sorted(installed_peers()[0]), "skipped_peers": bench.skipped_peers,
                        "persistent_compilation_cache": False, "wall_s": time.perf_counter() - started},
               "rows": bench.rows, "memory": memory}
     if args.json:

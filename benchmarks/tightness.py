@@ -41,6 +41,7 @@ from verification.cases.sweeps import ols_slope, subkey
 from verification.core import protocol
 from verification.core.outputs import DEFAULT_OUTPUT_ROOT, write_atomic
 from verification.core.outputs import write_csv as _write_csv_atomic
+from verification.engine import journal as journal_units
 from verification.engine.plugins import all_checks, load_plugin
 from verification.io.command import CommandError, Parser, listing, output_dir, output_file, seed, standalone
 from verification.io.html import tightness_page
@@ -109,16 +110,21 @@ def load_cell(path: Path, cell: dict, seed: int) -> dict | None:
     return data
 
 
-def run_cells(mode: str, out: Path, seed: int, only=None, progress=True) -> tuple[list[dict], dict]:
-    """Computes (or loads) every cell; returns the cell records and ``{"computed": [...], "loaded": [...]}`` keys."""
+def run_cells(mode: str, out: Path, seed: int, only=None, progress=True, journal=None) -> tuple[list[dict], dict]:
+    """Computes (or loads) every cell; returns the cell records and ``{"computed": [...], "loaded": [...]}`` keys.
 
+    A cell file of ``out/cells`` is loaded when its key (parameters, seed, ``CELL_VERSION``) matches. With a
+    resuming ``journal`` (``--resume``; :mod:`verification.engine.journal`) the journal decides instead,
+    also checking the code and versions: a cell it does not reuse is computed again.
+    """
 
     todo = cells(mode, only)
     records, log = [], {"computed": [], "loaded": []}
     bar = tqdm(total=len(todo), desc="tightness cells", unit="cell", disable=not progress, file=sys.stderr)
-    for cell in todo:
+
+    def compute(cell: dict) -> dict:
         path = cell_path(out, cell, seed)
-        data = load_cell(path, cell, seed)
+        data = None if journal is not None and journal.resume else load_cell(path, cell, seed)
         if data is None:
             bar.set_postfix_str(f"{cell['theorem']} {cell['parameter']}={cell['value']}")
             start, cpu = time.perf_counter(), time.process_time()
@@ -130,6 +136,16 @@ def run_cells(mode: str, out: Path, seed: int, only=None, progress=True) -> tupl
             log["computed"].append(data["key"])
         else:
             data["kind"] = cell["kind"]  # the hook's, also for cells cached before it was recorded
+        return data
+
+    def unit(cell: dict):
+        return journal_units.Unit(f"cell/{cell['theorem']}/{cell_key(cell, seed)}",
+                                  f"{cell['theorem']} {cell['parameter']}={cell['value']}",
+                                  scopes=(*journal_units.BASE_SCOPES, "benchmarks"))
+
+    # collective: every process takes part in every cell (its draws are sharded over all devices)
+    for data in journal_units.map_units(todo, compute, journal=journal, unit_of=unit, decode=dict, collective=True):
+        if data["key"] not in log["computed"]:
             log["loaded"].append(data["key"])
         records.append(data)
         bar.update(1)
@@ -285,6 +301,7 @@ def add_arguments(p: Parser) -> None:
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
                    help="load checks from a plugin first (repeatable); a check that offers tightness_cells is swept")
     p.add_argument("--no-progress", action="store_true")
+    journal_units.add_arguments(p, default="DIR/journal")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -311,7 +328,11 @@ def run(args: argparse.Namespace) -> int:
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     start = time.perf_counter()
     out = args.out
-    records, log = run_cells(mode, out, args.seed, args.only, progress=not args.no_progress)
+    run_journal = journal_units.from_args(args, "bench tightness", {"seed": args.seed},
+                                    selection={"mode": mode, "only": args.only}, default=out / "journal",
+                                    prog="iclkd bench tightness")
+    with journal_units.active(run_journal):
+        records, log = run_cells(mode, out, args.seed, args.only, progress=not args.no_progress, journal=run_journal)
     cells_done, cpu_done = time.perf_counter(), time.process_time()
     rows = rows_of(records)
     slopes = slopes_of(records, mode, args.seed)

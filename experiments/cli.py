@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import json
 import sys
 import time
 
@@ -76,6 +77,9 @@ class ExperimentCommand:
         p.add_argument("--task", choices=("regression", "classification"), default="regression")
         p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (matplotlib not needed)")
         p.add_argument("--quiet", action="store_true", help="no progress lines")
+        from verification.engine import journal
+
+        journal.add_arguments(p, default="DIR/journal")
         for name in self.names:
             module = importlib.import_module(EXPERIMENTS[name].module)
             if hasattr(module, "add_arguments"):
@@ -92,7 +96,13 @@ class ExperimentCommand:
                 plots = False
                 print(f"iclkd experiment: matplotlib is not installed, so the plots are skipped (JSON and Markdown "
                       f"are written); {PLOTS_HINT} to get them", file=sys.stderr)
-        for name in self.names:
+        from verification.engine import journal
+
+        own = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in _NOT_ARGUMENTS}
+        run_journal = journal.from_args(args, f"experiment {self.name}", own, selection={"experiments": self.names},
+                                        default=args.out / "journal", prog=f"iclkd experiment {self.name}")
+
+        def run_one(name: str) -> dict:
             opts = C.Options(quick=args.quick, seed=args.seed, out=args.out, json_path=getattr(args, "json", None),
                              plots=plots, task=args.task, verbose=not args.quiet)
             opts.args = args  # flags an experiment adds itself (add_arguments) are read from here
@@ -103,7 +113,30 @@ class ExperimentCommand:
             print(f"{name}: wrote {args.out / (name + '.json')} ({data['wall_seconds']:.1f} s)")
             if not plots and result.figures and not args.no_plots:
                 print(f"{name}: plots skipped: {', '.join(result.figures)} ({PLOTS_HINT})", file=sys.stderr)
+            return data
+
+        def reused(data: dict) -> dict:  # its files were written by the run that journaled it; the JSON again
+            from verification.core.outputs import write_atomic
+
+            text = json.dumps(data, indent=2, allow_nan=False)  # as experiments.output.write_outputs writes it
+            write_atomic(args.out / f"{data['experiment']}.json", text)
+            if getattr(args, "json", None) is not None:
+                write_atomic(args.json, text)
+            print(f"{data['experiment']}: reused from the journal ({args.out / (data['experiment'] + '.json')})")
+            return data
+
+        # one unit per experiment (and seed: the seed is an argument of every fingerprint)
+        with journal.active(run_journal):
+            for _ in journal.map_units(
+                    self.names, run_one, journal=run_journal, decode=reused, collective=True,
+                    unit_of=lambda name: journal.Unit(f"experiment/{name}", name,
+                                                      scopes=(*journal.BASE_SCOPES, "experiments"))):
+                pass
         return 0
+
+
+#: flags of ``iclkd experiment`` that do not change a result (outputs, display, the journal's own)
+_NOT_ARGUMENTS = ("json", "out", "no_plots", "quiet", "journal", "resume", "grace")
 
 
 def _group() -> Group:

@@ -22,6 +22,7 @@ kernel the factor is the bounded ``x . x'``), one exp per entry.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -30,7 +31,7 @@ from jax.typing import ArrayLike
 
 from iclkd_jax import _validation as V
 from iclkd_jax._compile import counted_jit
-from iclkd_jax.kernels import Kernel
+from iclkd_jax.kernels import _LAPLACE_DIRECT_MAX, Kernel
 
 _ESTIMATORS = ("biased", "unbiased")
 
@@ -67,36 +68,84 @@ def _log_entries(kernel: Kernel, a: jax.Array, b: jax.Array):
 # non-overflowing entries) or, for the exponential kernels, ``k = factor * exp(exponent)`` with
 # everything that can overflow in the exponent: the exp kernel has factor 1, the product kernel
 # ``(x . x') exp((W^K x) . (W^K x'))`` has the bounded factor ``x . x'``. Only the exponent is
-# max-shifted (no log of the linear factor, no sign array): one exp and one multiply per entry.
+# shifted (no log of the linear factor, no sign array): one exp and one multiply per entry.
+#
+# The shift of a tile. Every exponent is an inner product ``e_ij = u_i . v_j`` (``u = W^K x`` for
+# the product kernel, ``u = x`` for the exp kernel), so by Cauchy-Schwarz
+#
+#     -U <= e_ij <= U,   U = max_{i in tile} |u_i| * max_{j in tile} |v_j|,
+#
+# which costs O(n) once (row norms, then one maximum per block of rows). Shifted by U, every
+# term ``exp(e_ij - U)`` lies in ``[exp(-2U), 1]``: no overflow, and while ``2U <= R`` with
+# ``R = log(1 / smallest normal) - log(1 / eps)`` (71.4 in float32, 672 in float64) no term comes
+# within a factor 1/eps of the underflow range, so each keeps its full relative precision. Such
+# tiles (logits up to 35 / 336) skip the pass over the tile that an exact maximum would cost.
+# Tiles with ``2U > R`` take the exact maximum of their exponents as the shift (a second pass).
 
 
-def _rows(kernel: Kernel, a: jax.Array, centre: jax.Array) -> tuple[jax.Array, ...]:
-    """What a tile needs from the rows of ``a``, computed once (O(n d))."""
-    if kernel.kind == "rbf":
-        # ||a - b||^2 / (2 h^2) = |s_a|^2/2 + |s_b|^2/2 - s_a.s_b with s = (x - centre)/h: one matmul
-        # per tile. Centring both samples on one centre (the mean of y) keeps the expansion's
-        # cancellation at eps * spread^2 / h^2 (see squared_distances).
-        bandwidth = jnp.asarray(kernel.params[0]).astype(a.dtype)
-        scaled = (a - centre) / bandwidth
-        return scaled, 0.5 * jnp.sum(scaled * scaled, axis=-1)
+def _exponent_range(dtype) -> float:
+    """``R = log(1 / smallest normal) - log(1 / eps)``: terms down to ``exp(-R)`` keep full precision."""
+    info = jnp.finfo(dtype)
+    return float(-math.log(float(info.tiny)) + math.log(float(info.eps)))
+
+
+def _scaled(kernel: Kernel, a: jax.Array, centre: jax.Array) -> jax.Array:
+    """``(a - centre) / h`` for the distance kernels, computed tile by tile (never stored for a whole sample)."""
+    return (a - centre) / jnp.asarray(kernel.params[0]).astype(a.dtype)
+
+
+def _rows(kernel: Kernel, a: jax.Array) -> tuple[jax.Array, ...]:
+    """What a tile needs from the rows of ``a``: ``a`` itself and, for the product kernel, ``W^K a`` (``d_k / d`` of its size).
+
+    Everything else a tile needs (centred and scaled rows, half squared norms, row norms) is
+    computed from the tile's own rows, O(T d) per tile against its O(T^2 d) product: nothing of
+    size ``n x d`` is ever formed besides the inputs.
+    """
     if kernel.kind == "product":
         return a, a @ kernel.params[0].astype(a.dtype).T
     return (a,)
 
 
-def _tile(kernel: Kernel, ra: tuple[jax.Array, ...], rb: tuple[jax.Array, ...]):
-    """``(values, None)`` or, for exponential kernels, ``(factor or None, exponent)`` of one tile."""
+def _exponent_norm(kernel: Kernel, rows) -> jax.Array:
+    """The largest ``|u_i|`` of a tile's exponent vectors (``W^K x`` for the product kernel, ``x`` for exp)."""
+    u = rows[-1]
+    return jnp.sqrt(jnp.max(jnp.sum(u * u, axis=-1)))
+
+
+def _tile(kernel: Kernel, ra: tuple[jax.Array, ...], rb: tuple[jax.Array, ...], centre, same=None):
+    """``(values, None)`` or, for exponential kernels, ``(factor or None, exponent)`` of one tile.
+
+    ``centre``: the common centre of the distance kernels. ``same``: None, or a boolean tile
+    marking the pairs that are one point (the diagonal of a within-sample sum), whose distance
+    is then exactly 0.
+    """
     kind = kernel.kind
+    if kind in ("rbf", "laplace"):
+        # ||a - b||^2 / h^2 = |s_a|^2 + |s_b|^2 - 2 s_a.s_b with s = (x - centre)/h: one matmul
+        # per tile. Centring both samples on one centre (the mean of y) keeps the expansion's
+        # cancellation at eps * spread^2 / h^2 (see squared_distances).
+        sa, sb = _scaled(kernel, ra[0], centre), _scaled(kernel, rb[0], centre)
+        qa, qb = jnp.sum(sa * sa, axis=-1), jnp.sum(sb * sb, axis=-1)
     if kind == "rbf":
-        (sa, ha), (sb, hb) = ra, rb
         # the clip at 0 is the clip of negative squared distances from round-off
-        return jnp.exp(jnp.minimum(sa @ sb.T - ha[:, None] - hb[None, :], 0.0)), None
+        return jnp.exp(jnp.minimum(sa @ sb.T - 0.5 * qa[:, None] - 0.5 * qb[None, :], 0.0)), None
+    if kind == "laplace":
+        if sa.shape[0] * sb.shape[0] * sa.shape[1] <= _LAPLACE_DIRECT_MAX:
+            # explicit differences (exact 0 for equal points): the sqrt turns the expansion's
+            # ~eps |s|^2 residue on near-coincident points into ~sqrt(eps) |s|
+            diff = sa[:, None, :] - sb[None, :, :]
+            squared = jnp.sum(diff * diff, axis=-1)
+        else:
+            squared = jnp.maximum(qa[:, None] + qb[None, :] - 2.0 * (sa @ sb.T), 0.0)
+            if same is not None:
+                squared = jnp.where(same, 0.0, squared)
+        return jnp.exp(-jnp.sqrt(squared)), None
     if kind == "product":
         (xa, ka), (xb, kb) = ra, rb
         return xa @ xb.T, ka @ kb.T
     if kind == "exp":
         return None, ra[0] @ rb[0].T
-    return kernel(ra[0], rb[0]), None
+    return ra[0] @ rb[0].T, None
 
 
 def _masked_sum(values, exponent, keep, shift):
@@ -115,9 +164,9 @@ def _masked_sum(values, exponent, keep, shift):
     return jnp.sum(jnp.sum(terms, axis=1))
 
 
-def _masked_tile(kernel: Kernel, ra, rb, keep):
+def _masked_tile(kernel: Kernel, ra, rb, keep, centre):
     """``(values, exponent, max exponent)`` of one tile, the exponent masked to ``-inf`` outside ``keep``."""
-    values, exponent = _tile(kernel, ra, rb)
+    values, exponent = _tile(kernel, ra, rb, centre)
     if exponent is None:
         return values, None, None
     if keep is not None:
@@ -125,20 +174,42 @@ def _masked_tile(kernel: Kernel, ra, rb, keep):
     return values, exponent, jnp.max(exponent)
 
 
-def _dense_sum(kernel: Kernel, ra, rb, exclude_diagonal: bool):
+def _finite_or_zero(shift):
+    return jnp.where(jnp.isfinite(shift), shift, 0.0)
+
+
+def _dense_sum(kernel: Kernel, ra, rb, centre, exclude_diagonal: bool):
     """(scaled sum, log shift) with sum_ij k(a_i, b_j) = scaled * exp(shift), one tile."""
     keep = ~jnp.eye(ra[0].shape[0], dtype=bool) if exclude_diagonal else None
-    values, exponent, top = _masked_tile(kernel, ra, rb, keep)
-    shift = jnp.zeros((), ra[0].dtype) if top is None else jnp.where(jnp.isfinite(top), top, 0.0)
+    values, exponent, top = _masked_tile(kernel, ra, rb, keep, centre)
+    shift = jnp.zeros((), ra[0].dtype) if top is None else _finite_or_zero(top)
     return _masked_sum(values, exponent, keep, shift), shift
 
 
+#: ln 2 split so that ``q * hi`` is exact for the integers ``q`` met here (Cody and Waite)
+_LN2_SPLIT = {"float32": (0.693145751953125, 1.428606765330187e-06),
+              "float64": (6.93147180369123816490e-01, 1.90821492927058770002e-10)}
+
+
+def _times_exp(value, log_scale):
+    """``value * exp(log_scale)`` without forming ``exp(log_scale)``, which overflows first.
+
+    With ``q = round(log_scale / ln 2)`` and ``r = log_scale - q ln 2`` (``|r| <= ln 2 / 2``),
+    ``value * exp(log_scale) = ldexp(value * exp(r), q)``: finite whenever the product is
+    representable (e.g. a difference of three sums of size e^712 that is itself 2.4e305).
+    """
+    hi, lo = _LN2_SPLIT[jnp.dtype(value.dtype).name]
+    q = jnp.round(log_scale / math.log(2.0))
+    r = (log_scale - q * hi) - q * lo
+    return jnp.ldexp(value * jnp.exp(r), q.astype(jnp.int32))
+
+
 def _combine(sums, coefficients):
-    """sum_t coeff_t * scaled_t * exp(shift_t), factoring out the largest shift."""
+    """sum_t coeff_t * scaled_t * exp(shift_t), the largest shift factored out and applied last as a power of 2."""
     shifts = jnp.stack([s for _, s in sums])
     top = jnp.max(shifts)
     total = sum(c * scaled * jnp.exp(shift - top) for (scaled, shift), c in zip(sums, coefficients, strict=False))
-    return total * jnp.exp(top)
+    return _times_exp(total, top)
 
 
 def _coefficients(n: int, m: int, unbiased: bool):
@@ -150,118 +221,148 @@ def _coefficients(n: int, m: int, unbiased: bool):
 @counted_jit(static_argnames=("unbiased",))
 def _mmd2_dense(x, y, kernel, unbiased):
     centre = jnp.mean(y, axis=0)
-    rx, ry = _rows(kernel, x, centre), _rows(kernel, y, centre)
-    sums = [_dense_sum(kernel, rx, rx, unbiased), _dense_sum(kernel, ry, ry, unbiased), _dense_sum(kernel, rx, ry, False)]
+    rx, ry = _rows(kernel, x), _rows(kernel, y)
+    sums = [_dense_sum(kernel, rx, rx, centre, unbiased), _dense_sum(kernel, ry, ry, centre, unbiased),
+            _dense_sum(kernel, rx, ry, centre, False)]
     return _combine(sums, _coefficients(x.shape[0], y.shape[0], unbiased))
 
 
 def _tiling(n: int, block_size: int) -> tuple[int, int]:
     """(number of tiles, rows per tile): balanced tiles of at most ``block_size`` rows.
 
-    ``n = 10_000`` with ``block_size = 512`` gives 20 tiles of 500 rows (no padding)
-    rather than 20 tiles of 512 with 240 padded rows.
+    ``n = 10_000`` with ``block_size = 512`` gives 20 tiles of 500 rows rather than 20 tiles
+    of 512 with 240 padded rows. When the tiles do not divide ``n`` the last one is moved back
+    to end at row ``n`` (it overlaps its neighbour by fewer than ``blocks`` rows, which it masks):
+    nothing is padded or copied.
     """
     blocks = -(-n // block_size)
     return blocks, -(-n // blocks)
 
 
-def _pad_rows(a, blocks: int, tile: int):
-    n = a.shape[0]
-    if blocks * tile == n:
-        return a
-    return jnp.zeros((blocks * tile,) + a.shape[1:], a.dtype).at[:n].set(a)
+def _tile_pairs(blocks_a: int, blocks_b: int, symmetric: bool):
+    """``(length, indices)``: how many tiles a sum visits and ``t -> (i, j, weight)`` for the ``t``-th.
+
+    Not symmetric: all ``blocks_a * blocks_b`` pairs, row-major. Symmetric (a is b, ``B`` tiles):
+    each unordered pair once, ``B (B + 1) / 2`` tiles, the off-diagonal ones with weight 2: row
+    tile ``i`` meets ``j = (i + s) mod B`` for ``s = 0 .. (B - 1) // 2`` (``s = 0`` the diagonal
+    tile), and for even ``B`` the pairs ``s = B / 2`` once, from ``i < B / 2``. The indices are
+    computed in the loop, so nothing of size ``B^2`` is stored; consecutive tiles share their row tile.
+    """
+    if not symmetric:
+        return blocks_a * blocks_b, lambda t: (t // blocks_b, t % blocks_b, 1.0)
+    steps = (blocks_a - 1) // 2 + 1
+    regular = blocks_a * steps
+
+    def indices(t):
+        extra = t >= regular
+        i = jnp.where(extra, t - regular, t // steps)
+        s = jnp.where(extra, blocks_a // 2, t % steps)
+        return i, (i + s) % blocks_a, jnp.where(s == 0, 1.0, 2.0)
+
+    return regular + (blocks_a // 2 if blocks_a % 2 == 0 else 0), indices
 
 
-def _blocked_sum(kernel: Kernel, ra, rb, block_size: int, symmetric: bool, exclude_diagonal: bool):
-    """Tile-by-tile sum of k(a_i, b_j) with an online max shift (flash-attention style).
+def _blocked_sum(kernel: Kernel, ra, rb, centre, block_size: int, symmetric: bool, exclude_diagonal: bool):
+    """Tile-by-tile sum of k(a_i, b_j) as ``(scaled, log shift)``, with an online shift (flash-attention style).
 
-    ``ra``, ``rb`` are the prepared rows (:func:`_rows`). With ``symmetric`` (a is b) each
-    unordered pair of tiles is computed once: over ``B`` tiles, row tile ``i`` meets tiles
-    ``(i + s) mod B`` for ``s = 0..B//2`` (``s = 0`` is the diagonal tile; an off-diagonal
-    pair counts twice, except ``s = B/2`` for even ``B``, which meets each pair from both
-    sides and counts once each time). That is ``B (B//2 + 1)`` tiles, about half of ``B^2``;
-    the tile indices are computed in the loop, so nothing of size ``B^2`` is stored. The
-    running total is Kahan-compensated (float32 sums over ~10^6 tiles stay at rounding
-    level) and rescaled whenever the running max shift grows.
+    ``ra``, ``rb`` are the prepared rows (:func:`_rows`); the tiles are visited as in
+    :func:`_tile_pairs` (with ``symmetric``, a is b and each unordered pair of tiles is computed
+    once). Only tiles that hold padding rows or diagonal entries compute a mask (``lax.switch``
+    per tile). For the exponential kernels each tile is shifted by its Cauchy-Schwarz bound,
+    or by its exact maximum when the bound is too loose (see the comment above ``_exponent_range``),
+    and the running total is rescaled whenever the running shift grows. The running total
+    is Kahan-compensated (float32 sums over ~10^6 tiles stay at rounding level).
     """
     n_a, n_b = ra[0].shape[0], rb[0].shape[0]
     blocks_a, tile_a = _tiling(n_a, block_size)
     blocks_b, tile_b = _tiling(n_b, block_size)
-    a_pad = tuple(_pad_rows(r, blocks_a, tile_a) for r in ra)
-    b_pad = a_pad if symmetric else tuple(_pad_rows(r, blocks_b, tile_b) for r in rb)
-    if symmetric:
-        steps = blocks_a // 2 + 1
-        length = blocks_a * steps
-    else:
-        length = blocks_a * blocks_b
+    length, indices = _tile_pairs(blocks_a, blocks_b, symmetric)
     local_a, local_b = jnp.arange(tile_a), jnp.arange(tile_b)
     dtype = ra[0].dtype
-    needs_mask = exclude_diagonal or blocks_a * tile_a != n_a or blocks_b * tile_b != n_b
-
-    def indices(t):
-        if symmetric:
-            i, s = t // steps, t % steps
-            weight = jnp.where((s == 0) | (2 * s == blocks_a), 1.0, 2.0).astype(dtype)
-            return i, (i + s) % blocks_a, weight
-        return t // blocks_b, t % blocks_b, jnp.ones((), dtype)
+    exponential = kernel.exponential
+    overlap = blocks_a * tile_a != n_a or blocks_b * tile_b != n_b
+    # a diagonal tile needs the mask to drop its diagonal, or (Laplace) to make its distances exactly 0
+    diagonal_mask = symmetric and (exclude_diagonal or kernel.kind == "laplace")
+    loose = 0.5 * _exponent_range(dtype)
 
     def tile(carry, _):
         t, total, comp, shift = carry
         i, j, weight = indices(t)
-        a_tile = tuple(jax.lax.dynamic_slice_in_dim(r, i * tile_a, tile_a) for r in a_pad)
-        b_tile = tuple(jax.lax.dynamic_slice_in_dim(r, j * tile_b, tile_b) for r in b_pad)
+        # the last tile ends at row n (dynamic_slice clamps its start): rows below i * tile_a belong to tile i - 1
+        start_a, start_b = jnp.minimum(i * tile_a, n_a - tile_a), jnp.minimum(j * tile_b, n_b - tile_b)
+        a_tile = tuple(jax.lax.dynamic_slice_in_dim(r, start_a, tile_a) for r in ra)
+        b_tile = tuple(jax.lax.dynamic_slice_in_dim(r, start_b, tile_b) for r in rb)
+        # the Cauchy-Schwarz bound of the exponents: the largest row norms of the two tiles
+        bound = _exponent_norm(kernel, a_tile) * _exponent_norm(kernel, b_tile) if exponential else None
 
-        def accumulate(keep):
-            values, exponent, top = _masked_tile(kernel, a_tile, b_tile, keep)
-            if exponent is None:
-                new_shift, safe_shift, rescale = shift, shift, jnp.ones((), dtype)
-            else:
-                # the tile's entries are shifted by the running max including this tile (one max
-                # reduction over the exponents), so exp(exponent - shift) <= 1 never overflows
-                new_shift = jnp.maximum(shift, top)
-                safe_shift = jnp.where(jnp.isfinite(new_shift), new_shift, 0.0)
-                rescale = jnp.where(jnp.isfinite(shift), jnp.exp(shift - safe_shift), 0.0)
-            return _masked_sum(values, exponent, keep, safe_shift), new_shift, rescale
+        def branch(masked: bool, exact: bool):
+            def run():
+                keep = same = None
+                if masked:
+                    row_ids = start_a + local_a
+                    col_ids = start_b + local_b
+                    keep = (row_ids[:, None] >= i * tile_a) & (col_ids[None, :] >= j * tile_b)
+                    if symmetric:
+                        same = row_ids[:, None] == col_ids[None, :]
+                        if exclude_diagonal:
+                            keep &= ~same
+                values, exponent = _tile(kernel, a_tile, b_tile, centre, same)
+                if exponent is None:
+                    return _masked_sum(values, None, keep, None), jnp.zeros((), dtype)
+                if keep is not None:
+                    exponent = jnp.where(keep, exponent, -jnp.inf)
+                if not exact:
+                    return _masked_sum(values, exponent, keep, bound), bound
+                top = jnp.max(exponent)  # -inf when every entry is masked: the tile adds nothing
+                return _masked_sum(values, exponent, keep, _finite_or_zero(top)), top
+            return run
 
-        def masked():
-            row_ids = i * tile_a + local_a
-            col_ids = j * tile_b + local_b
-            keep = (row_ids[:, None] < n_a) & (col_ids[None, :] < n_b)
-            if exclude_diagonal:
-                keep &= row_ids[:, None] != col_ids[None, :]
-            return accumulate(keep)
-
-        if needs_mask:
-            # only tiles holding padding rows or diagonal entries need the mask (the others skip its
-            # compare-and-select per entry: n = 10^4 in 384-row tiles is 27 tiles of 371, padded)
-            edge = ((i == blocks_a - 1) & (blocks_a * tile_a != n_a)) | ((j == blocks_b - 1) & (blocks_b * tile_b != n_b))
-            if exclude_diagonal:
-                edge |= (i * tile_a < (j + 1) * tile_b) & (j * tile_b < (i + 1) * tile_a)
-            contribution, new_shift, rescale = jax.lax.cond(edge, masked, lambda: accumulate(None))
-        else:  # balanced tiles without padding and no diagonal to drop: every entry counts
-            contribution, new_shift, rescale = accumulate(None)
-        # Kahan summation of weight * contribution into total * rescale.
-        total, comp = total * rescale, comp * rescale
+        needs_mask = False
+        if overlap:
+            needs_mask = ((i == blocks_a - 1) & (blocks_a * tile_a != n_a)) | ((j == blocks_b - 1) & (blocks_b * tile_b != n_b))
+        if diagonal_mask:
+            needs_mask = needs_mask | (i == j)
+        branches = [branch(False, False)] + ([branch(True, False)] if overlap or diagonal_mask else [])
+        if exponential:  # the same again with the exact maximum as the shift
+            branches += [branch(False, True)] + ([branch(True, True)] if overlap or diagonal_mask else [])
+        if len(branches) == 1:
+            contribution, tile_shift = branches[0]()
+        else:
+            index = jnp.asarray(needs_mask, jnp.int32)
+            if exponential:
+                index = index + (len(branches) // 2) * (bound > loose).astype(jnp.int32)
+            contribution, tile_shift = jax.lax.switch(index, branches)
+        if exponential:
+            new_shift = jnp.maximum(shift, tile_shift)
+            safe_shift = _finite_or_zero(new_shift)
+            rescale = jnp.where(jnp.isfinite(shift), jnp.exp(shift - safe_shift), 0.0)
+            contribution = contribution * jnp.where(jnp.isfinite(tile_shift), jnp.exp(tile_shift - safe_shift), 0.0)
+            total, comp = total * rescale, comp * rescale
+        else:
+            new_shift = shift
+        # Kahan summation of weight * contribution into total.
         term = weight * contribution - comp
         new_total = total + term
         comp = (new_total - total) - term
         return (t + 1, new_total, comp, new_shift), None
 
-    init_shift = jnp.asarray(0.0 if not kernel.exponential else -jnp.inf, dtype)
+    init_shift = jnp.asarray(-jnp.inf if exponential else 0.0, dtype)
     zero = jnp.zeros((), dtype)
     (_, total, _, shift), _ = jax.lax.scan(tile, (jnp.zeros((), jnp.int32), zero, zero, init_shift), None,
                                            length=length)
-    return total, jnp.where(jnp.isfinite(shift), shift, 0.0)
+    return total, _finite_or_zero(shift)
 
 
 @counted_jit(static_argnames=("unbiased", "block_size"))
 def _mmd2_blocked(x, y, kernel, unbiased, block_size):
+    if kernel.kind == "linear":  # sum_ij x_i . y_j = (sum_i x_i) . (sum_j y_j): no tiles at all
+        return _mmd2_features(x, y, unbiased)
     centre = jnp.mean(y, axis=0)
-    rx, ry = _rows(kernel, x, centre), _rows(kernel, y, centre)
+    rx, ry = _rows(kernel, x), _rows(kernel, y)
     sums = [
-        _blocked_sum(kernel, rx, rx, block_size, True, unbiased),
-        _blocked_sum(kernel, ry, ry, block_size, True, unbiased),
-        _blocked_sum(kernel, rx, ry, block_size, False, False),
+        _blocked_sum(kernel, rx, rx, centre, block_size, True, unbiased),
+        _blocked_sum(kernel, ry, ry, centre, block_size, True, unbiased),
+        _blocked_sum(kernel, rx, ry, centre, block_size, False, False),
     ]
     return _combine(sums, _coefficients(x.shape[0], y.shape[0], unbiased))
 
@@ -269,22 +370,23 @@ def _mmd2_blocked(x, y, kernel, unbiased, block_size):
 #: Largest sample (rows) for which the default :func:`mmd2` call sums whole Gram matrices at once.
 DENSE_MAX_ROWS = 256
 #: The tile rows of the default call above :data:`DENSE_MAX_ROWS`.
-DEFAULT_BLOCK_SIZE = 384
+DEFAULT_BLOCK_SIZE = 512
 
 
 def default_block_size(n: int, m: int) -> int | None:
     """The ``block_size`` that :func:`mmd2` uses when none is given: ``None`` (dense) or a tile size.
 
     Dense (three whole Gram matrices, one fused XLA reduction each) when both samples have at
-    most :data:`DENSE_MAX_ROWS` = 256 rows; tiles of :data:`DEFAULT_BLOCK_SIZE` = 384 rows
-    above. Measured on the project's 2-core x86 CPU at d = 64, RBF and product kernels,
-    float32 and float64 (docs/performance.md): up to 256 rows dense and tiled take the same
-    time; from 384 rows tiling is faster (1.1-4.6x at 384-1024 rows: a dense n x n matrix
-    leaves the caches, and the tiled path computes each symmetric within-sample sum once
-    per pair of tiles), and it keeps memory O((n + m) d) instead of O(n^2 + m^2 + nm). At
-    n = m = 10^4 (two interleaved runs on the shared, loaded machine) no tile size of
-    256-512 rows was consistently fastest; 384 was within 1.4x of the best in every case
-    and 128 was 1.5-5.7x slower. A 384-row tile is 576 KiB (float32) or 1.1 MiB (float64).
+    most :data:`DENSE_MAX_ROWS` = 256 rows; tiles of at most :data:`DEFAULT_BLOCK_SIZE` = 512
+    rows above (balanced: n = 10^4 is 20 tiles of 500, no overlap to mask). Measured on the
+    project's 2-core x86 CPU at d = 64, RBF and product kernels, float32 and float64
+    (docs/performance.md): up to 256 rows dense and tiled take the same time; above, tiling
+    is faster and keeps memory O((n + m) d). Each tile is one fused XLA computation (the
+    matmul, the exp and the sum); at n = m = 10^4 RBF, 500-row tiles took 1/1.3-1/1.4 of the
+    time of 371-row ones (27 tiles, the last overlapping) at load 4, 1/1.45-1/1.6 on the quiet
+    machine. 1000-row tiles were 5-15 % faster than 500-row ones in a tile micro-benchmark
+    (load 2-3) but slower for the product kernel under load: not consistently better, and a
+    500-row tile is 1 MiB in float32 (one core's L2), 2 MiB in float64.
     """
     n = V.positive_int(n, "n")
     m = V.positive_int(m, "m")
@@ -296,7 +398,7 @@ def mmd2(x: ArrayLike, y: ArrayLike, kernel: Kernel, *, estimator: str = "biased
     """Squared MMD between the samples ``x (n, d)`` and ``y (m, d)`` under ``kernel``.
 
     Without ``block_size`` the path is chosen by size (:func:`default_block_size`): dense
-    for samples of at most 256 rows, blocked with 384-row tiles above, so the default call
+    for samples of at most 256 rows, blocked with tiles of at most 512 rows above, so the default call
     is the fast one and its memory is O((n + m) d) at any size.
 
     Args:
@@ -309,16 +411,31 @@ def mmd2(x: ArrayLike, y: ArrayLike, kernel: Kernel, *, estimator: str = "biased
         summation order.
 
     Returns:
-      A scalar of the inputs' dtype.
+      A scalar of the inputs' dtype, finite whenever the true MMD^2 is representable in it: for
+      the exponential kernels the sums are scaled by ``exp(-shift)`` and the shift is applied
+      last as a power of 2 (``ldexp``), so a difference of sums of size ``e^712`` that is itself
+      ``2.4e305`` comes out finite in float64.
+
+    Raises:
+      ValueError: for invalid arguments (naming the argument and its shape), and, when called
+        outside ``jit``/``vmap``, when the true MMD^2 exceeds the largest number of the dtype
+        (it is not representable: compute in float64, or compare ``log`` scales); under a
+        transformation such a value comes back as ``inf``.
     """
     x, y = _validate_samples(x, y, kernel, estimator)
     unbiased = estimator == "unbiased"
     if block_size is None:
         block_size = default_block_size(x.shape[0], y.shape[0])
-        if block_size is None:
-            return _mmd2_dense(x, y, kernel, unbiased)
-    block_size = V.positive_int(block_size, "block_size")
-    return _mmd2_blocked(x, y, kernel, unbiased, block_size)
+    if block_size is None:
+        value = _mmd2_dense(x, y, kernel, unbiased)
+    else:
+        value = _mmd2_blocked(x, y, kernel, unbiased, V.positive_int(block_size, "block_size"))
+    if not V.is_tracer(value) and not math.isfinite(float(value)):  # a host copy of one scalar, no extra dispatch
+        raise ValueError(f"mmd2 overflows {x.dtype}: with x of shape {tuple(x.shape)} and y of shape "
+                         f"{tuple(y.shape)} under {kernel!r}, the MMD^2 exceeds {jnp.finfo(x.dtype).max:.3g}, the "
+                         f"largest {x.dtype} (logits up to ~{math.log(float(jnp.finfo(x.dtype).max)):.0f}); "
+                         "compute it in float64")
+    return value
 
 
 def mmd(x: ArrayLike, y: ArrayLike, kernel: Kernel, *, block_size: int | None = None) -> jax.Array:

@@ -2,7 +2,8 @@
 
 Exit statuses, shared by every subcommand: 0 success; 1 a theorem or lemma violated (or a
 self-test mutant escaped); 2 usage, input or output error (reported before anything runs);
-3 a check or computation raised (status ``error``); 4 ``launch``: a process died; 130 interrupted. Output paths are checked and
+3 a check or computation raised (status ``error``); 4 ``launch``: a process died; 75 preempted (SIGTERM
+stopped a journaled run; ``--resume`` finishes it); 130 interrupted. Output paths are checked and
 their folders created before anything is computed; reports are written atomically.
 
 Extending the command line (see :mod:`verification.io.command` for the machinery):
@@ -45,7 +46,7 @@ from verification.core import process, protocol
 from verification.core.errors import DistributedConfigError, ModelUnavailable, PluginError
 from verification.core.model import PROFILES
 from verification.core.outputs import write_atomic, write_json
-from verification.engine import certify, runner
+from verification.engine import certify, journal, runner
 from verification.engine import distributed as engine_distributed
 from verification.engine import search as search_driver
 from verification.engine.plugins import all_checks, load_plugin
@@ -66,7 +67,7 @@ from verification.io.command import (
     unique_ids,
 )
 from verification.real_models import checks as real_model
-from verification.search.ascent import SearchResult
+from verification.search.ascent import SearchResult, SearchTarget, run_search
 
 #: the profile of ``iclkd verify`` when none is given, and that of ``iclkd verify --self-test``
 DEFAULT_PROFILE = "default"
@@ -186,7 +187,9 @@ class Verify:
 
     Exit status: 0 every theorem and lemma holds (self-test: every mutant caught); 1 one is violated
     (a mutant escaped); 2 a usage or output error, before anything runs; 3 a check raised (status
-    ``error``); 130 interrupted (the checks finished so far are printed, no report is written).
+    ``error``); 75 SIGTERM stopped the run after journaling the check in flight (``--resume`` finishes
+    it; :mod:`verification.engine.journal`); 130 interrupted (the checks finished so far are printed, no
+    report is written).
     """
 
     @staticmethod
@@ -209,6 +212,8 @@ class Verify:
                             help=f"run every check against its mutants (profile {SELF_TEST_PROFILE} unless --profile)")
         parser.add_argument("--list", action="store_true", help="list the checks and their mutants, then exit")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar (off anyway when not a TTY)")
+        journal.add_arguments(parser, default="REPORT.journal beside --json (or --markdown, --html, --junit-xml); "
+                                              "none without a report")
         for option in VERIFY_OPTIONS:
             option.add_arguments(parser)
 
@@ -232,16 +237,29 @@ class Verify:
         return _verify(args, ids, progress)
 
 
+def _journal(args: argparse.Namespace, command: str, profile: str, ids: list[str] | None):
+    """The run's journal (verification.engine.journal): its fingerprint's arguments are what a check's result
+    depends on; the selection (``--only``, plugins, real model, certificates) is what ``--resume`` must match too."""
+    return journal.from_args(
+        args, command, {"profile": profile, "seed": args.seed},
+        selection={"only": ids, "plugin": list(dict.fromkeys(args.plugin)), "real_model": args.real_model,
+                   "certify": args.certify},
+        default=journal.beside(args.json or args.markdown or args.html or args.junit_xml), prog=f"iclkd {command}")
+
+
 def _verify(args: argparse.Namespace, ids: list[str] | None, progress: bool) -> int:
     profile = args.profile or DEFAULT_PROFILE
     results = []
+    run_journal = _journal(args, "verify", profile, ids)
     _preload_pages(args)
     try:
-        for result in runner.iter_checks(ids, profile=profile, seed=args.seed, progress=progress):
-            results.append(result)
-        for option in VERIFY_OPTIONS:
-            if option.extend is not None:
-                results = option.extend(args, results)
+        with journal.active(run_journal):
+            for result in runner.iter_checks(ids, profile=profile, seed=args.seed, progress=progress,
+                                             journal=run_journal):
+                results.append(result)
+            for option in VERIFY_OPTIONS:
+                if option.extend is not None:
+                    results = option.extend(args, results)
     except KeyboardInterrupt:
         if results:
             print(report.table(results))
@@ -305,12 +323,15 @@ def _self_test(args: argparse.Namespace, ids: list[str] | None, progress: bool) 
     if args.profile is None:
         print(f"self-test: profile {profile} (the self-test's default; --profile changes it)", file=sys.stderr)
     outcomes = []
+    run_journal = _journal(args, "verify --self-test", profile, ids)
     try:
-        for o in runner.iter_self_test(ids, profile=profile, seed=args.seed, progress=progress):
-            outcomes.append(o)
-            mark = "caught" if o.caught else "MISSED"
-            print(f"{mark:7s} {o.check_id:16s} {o.mutant:28s} {o.baseline_status} -> {o.mutant_status}  "
-                  f"({o.description})", flush=True)
+        with journal.active(run_journal):
+            for o in runner.iter_self_test(ids, profile=profile, seed=args.seed, progress=progress,
+                                           journal=run_journal):
+                outcomes.append(o)
+                mark = "caught" if o.caught else "MISSED"
+                print(f"{mark:7s} {o.check_id:16s} {o.mutant:28s} {o.baseline_status} -> {o.mutant_status}  "
+                      f"({o.description})", flush=True)
     except KeyboardInterrupt:
         print(f"iclkd verify --self-test: interrupted after {len(outcomes)} mutant(s); no report written",
               file=sys.stderr)
@@ -354,6 +375,7 @@ class Search:
                                  "becomes searchable")
         parser.add_argument("--list", action="store_true",
                             help="list the searchable checks and their targets, then exit")
+        journal.add_arguments(parser, default="JSON.journal beside --json; none without it")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -390,9 +412,27 @@ class Search:
             return {"id": args.id, "budget": args.budget, "seed": args.seed, "complete": len(results) == len(targets),
                     "targets": {r.target: r.to_json() for r in results}}
 
+        run_journal = journal.from_args(args, "search", {"budget": args.budget, "seed": args.seed,
+                                                         "restarts": args.restarts},
+                                        selection={"id": args.id, "plugin": list(dict.fromkeys(args.plugin or []))},
+                                        default=journal.beside(args.json), prog="iclkd search")
+        checks = all_checks()
+
+        def unit(target: SearchTarget) -> journal.Unit:  # a target's own code: its check's module
+            check = checks.get(target.name.partition("/")[0])
+            return journal.Unit(f"target/{target.name}", target.name, journal.check_sources(check) if check else ())
+
+        def search(target: SearchTarget) -> SearchResult:
+            return run_search(target, budget=args.budget, seed=args.seed, restarts=args.restarts)
+
         print(f"{'target':26s} {'best ratio':>12s} {'random':>12s} {'evals':>8s} {'agreement':>9s} {'time':>8s}  ratio")
-        results = search_driver.search_all(targets, budget=args.budget, seed=args.seed, restarts=args.restarts,
-                                           on_result=progress)
+        results = []
+        # target j on process j mod N (docs/distributed.md); each has its own key; journaled targets are reused
+        with journal.active(run_journal):
+            for result in journal.map_units(targets, search, journal=run_journal, unit_of=unit,
+                                            decode=journal.decode_as(SearchResult)):
+                results.append(result)
+                progress(results)
         if args.plot:
             search_driver.plot(results, args.plot)
         if args.html:
@@ -433,7 +473,7 @@ class Launch:
 
     ``iclkd launch -n 2 -- verify --profile quick --json r.json`` gives the same report as the
     one-process run (timing fields aside). Process 0's output is shown and it alone writes files.
-    Exit status: process 0's (0, 1, 2, 3 or 130, as for the command itself), or 4 when a process
+    Exit status: process 0's (0, 1, 2, 3, 75 or 130, as for the command itself), or 4 when a process
     died or a peer never started (one line says which and why; the others are stopped).
     """
 

@@ -104,3 +104,57 @@ def test_merge_prefers_the_first_report_and_says_where_rows_come_from():
     assert rows["attention.softmax-axis"]["killed_by"] == ["thm-3.1a"] and "carried_from" not in rows["attention.softmax-axis"]
     assert rows["attention.entropy-sign"]["carried_from"] == "old"
     assert merged["summary"]["killed_by_verify"] == 1 and merged["summary"]["scored"] == 2
+
+
+def _fake_verify(outcomes: dict[tuple[str | None, int], dict[str, str]], chosen: list[str]):
+    """A stand-in for ``run_verify``: the statuses ``outcomes[(mutant applied to the copy, seed)]``."""
+    kinds = {"lemma-eta": "lemma", "thm-linear": "theorem"}
+
+    def run_verify(copy: Path, args, seed: int) -> mutation.RunOutcome:
+        applied = [m for m in chosen if (copy / "iclkd_jax" / BY_ID[m].file).read_text()
+                   != (ROOT / "iclkd_jax" / BY_ID[m].file).read_text()]
+        statuses = outcomes[(applied[0] if applied else None, seed)]
+        return mutation.RunOutcome(statuses, kinds, 0, 0.1)
+
+    return run_verify
+
+
+def test_across_seeds_a_mutant_is_killed_only_if_every_seed_kills_it(tmp_path, monkeypatch):
+    """Fake verify runs: mutant a is killed at both seeds (by different checks), b at seed 0 only."""
+    a, b = "attention.eta-without-half", "linear.prediction-sign"
+    clean = {"lemma-eta": "holds", "thm-linear": "holds"}
+    outcomes = {(None, 0): clean, (None, 1): clean,
+                (a, 0): {"lemma-eta": "violated", "thm-linear": "holds"},
+                (a, 1): {"lemma-eta": "violated", "thm-linear": "violated"},
+                (b, 0): {"lemma-eta": "holds", "thm-linear": "violated"},
+                (b, 1): {"lemma-eta": "holds", "thm-linear": "inconclusive"}}
+    monkeypatch.setattr(mutation, "run_verify", _fake_verify(outcomes, [a, b]))
+    monkeypatch.setattr(mutation, "check_imports_copy", lambda copy: None)
+    out, md = tmp_path / "report.json", tmp_path / "report.md"
+    assert mutation.main(["--mutants", a, b, "--seeds", "0,1", "--no-reach", "--json", str(out),
+                          "--markdown", str(md)]) == 0
+    report = json.loads(out.read_text())
+    rows = {r["id"]: r for r in report["mutants"]}
+    assert report["seeds"] == [0, 1] and report["seed"] is None
+    assert report["baselines"] == {"0": clean, "1": clean}
+    assert rows[a]["killed_by"] == ["lemma-eta", "thm-linear"] and rows[a]["killed_by_every_seed"] == ["lemma-eta"]
+    assert rows[b]["killed_by"] == [] and rows[b]["killed_at_seeds"] == ["0"] and rows[b]["weakened"] == ["thm-linear"]
+    assert rows[b]["per_seed"]["0"]["killed_by"] == ["thm-linear"]
+    summary = report["summary"]
+    assert summary["verify_kill_rate"] == 0.5 and summary["survivors"] == [b]
+    assert summary["per_seed_kills"] == {"0": 2, "1": 1}
+    assert summary["per_seed_kill_rate"] == {"0": 1.0, "1": 0.5}
+    assert summary["per_check"]["lemma-eta"]["kills"] == 1 and summary["per_check"]["thm-linear"]["kills"] == 0
+    text = md.read_text()
+    assert "Per seed: seed 0 2/2 = 100.0 %; seed 1 1/2 = 50.0 %" in text and "killed at seed(s) 0 only" in text
+
+    # the single-seed default keeps its report: one baseline, the flat per-mutant fields
+    assert mutation.main(["--mutants", a, b, "--seed", "1", "--no-reach", "--json", str(out)]) == 0
+    single = json.loads(out.read_text())
+    rows = {r["id"]: r for r in single["mutants"]}
+    assert single["seed"] == 1 and single["seeds"] == [1] and "per_seed_kills" not in single["summary"]
+    assert "per_seed" not in rows[a] and rows[a]["killed_by"] == ["lemma-eta", "thm-linear"]
+    assert rows[b]["killed_by"] == [] and rows[b]["statuses"] == outcomes[(b, 1)]
+    # a kill carries over only between runs of the same seeds; --seed and --seeds exclude each other
+    assert mutation.main(["--mutants", a, "--seeds", "0,1", "--skip-killed-in", str(out)]) == 2
+    assert mutation.main(["--mutants", a, "--seed", "1", "--seeds", "0,1"]) == 2

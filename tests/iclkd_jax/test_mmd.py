@@ -182,11 +182,11 @@ def _primitives(jaxpr):
 def test_default_path_is_chosen_by_size():
     """Dense up to DENSE_MAX_ROWS rows per sample, DEFAULT_BLOCK_SIZE tiles above (the measured crossover)."""
     mmd_module = importlib.import_module("iclkd_jax.mmd")  # ik.mmd is the function
-    assert mmd_module.DENSE_MAX_ROWS == 256 and mmd_module.DEFAULT_BLOCK_SIZE == 384
+    assert mmd_module.DENSE_MAX_ROWS == 256 and mmd_module.DEFAULT_BLOCK_SIZE == 512
     assert ik.default_block_size(1, 1) is None
     assert ik.default_block_size(256, 256) is None
-    assert ik.default_block_size(257, 3) == 384
-    assert ik.default_block_size(3, 10_000) == 384
+    assert ik.default_block_size(257, 3) == 512
+    assert ik.default_block_size(3, 10_000) == 512
     for bad in (0, -1, 2.5):
         with pytest.raises(ValueError, match="n"):
             ik.default_block_size(bad, 4)
@@ -205,7 +205,7 @@ def test_default_call_dispatches_and_matches_the_explicit_path(key):
     default = ik.mmd2(*big, kernel)
     after_big = ik.trace_counts()
     assert after_big.get(blocked, 0) == after_small.get(blocked, 0) + 1 and after_big[dense] == after_small[dense]
-    assert float(default) == float(ik.mmd2(*big, kernel, block_size=384))       # the same compiled program
+    assert float(default) == float(ik.mmd2(*big, kernel, block_size=512))       # the same compiled program
     assert ik.trace_counts()[blocked] == after_big[blocked]
     want, scale = reference("rbf", *big, "biased")
     assert abs(float(default) - want) <= (263**2 + 8) * EPS64 * scale
@@ -217,7 +217,7 @@ def test_default_call_memory_is_bounded_above_the_crossover(key):
     x, y = samples(key, n, m)
     jaxpr = jax.make_jaxpr(lambda a, b: ik.mmd2(a, b, ik.rbf_kernel(bandwidth=1.0)))(x, y)
 
-    assert max(_intermediate_sizes(jaxpr.jaxpr)) <= 384 * 384 < n * m
+    assert max(_intermediate_sizes(jaxpr.jaxpr)) <= 512 * 512 < n * m
 
 
 @pytest.mark.parametrize("block", [None, 4])
@@ -242,3 +242,102 @@ def test_product_kernel_large_logits_float64(key, estimator):
     for block in (None, 3, 8):
         got = float(ik.mmd2(x, y, kernel, estimator=estimator, block_size=block))
         assert abs(got - want) <= tol, (block, got, want)
+
+
+def _log_reference(kind, x, y, estimator, **params):
+    """The float64 log-space reference (``verification.reference.log_mmd2``): ``(value, log of sum|terms|)``."""
+    from verification.oracles import reference as vref
+    total = vref.log_mmd2(np.asarray(x, np.float64), np.asarray(y, np.float64), kind, estimator=estimator, **params)
+    assert total.log_abs < np.log(np.finfo(np.float64).max)
+    return float(total.sign) * float(np.exp(total.log_abs)), float(total.log_terms)
+
+
+@pytest.mark.parametrize("block", [None, 4, 300])
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+def test_representable_mmd2_beyond_exp_range_is_finite(key, block, estimator):
+    """exp kernel, largest logit 712 (e^712 overflows float64): the MMD^2 ~ 1e307 is representable and comes out finite.
+
+    The sums are ~e^712 / n^2 each; only their scale is applied last, as a power of 2. Error: the
+    logits carry ~(d + 2) eps |logit| relative error into exp, the scale split ~eps |logit|, and the
+    signed sum of (n + m)^2 terms (n + m)^2 eps: all relative to sum|terms| (log_terms of the reference).
+    """
+    x, y = samples(key, 10, 13, scale=0.3)
+    x = x.at[:2].set(jnp.array([712.0, 0.0, 0.0]) / jnp.sqrt(712.0))          # x_0 . x_1 = 712 (off the diagonal)
+    want, log_terms = _log_reference("exp", x, y, estimator)
+    got = float(ik.mmd2(x, y, ik.exp_kernel(), estimator=estimator, block_size=block))
+    assert np.isfinite(got) and want > 1e300 and log_terms < np.log(np.finfo(np.float64).max)
+    assert abs(got - want) <= ((23**2 + 8) + 8 * 712) * EPS64 * np.exp(log_terms), (got, want)
+
+
+def test_product_kernel_near_float64_max_is_finite(key):
+    """The product kernel at logits up to ~712: the default (tiled) call and the dense one are finite and agree with log space."""
+    n, m = 300, 270
+    x, y = samples(key, n, m, scale=0.3)
+    wk = jnp.eye(3)[:2]
+    x = x.at[5].set(jnp.array([jnp.sqrt(712.0), 0.0, 0.0]))                     # |W^K x_5|^2 = 712
+    want, log_terms = _log_reference("product", x, y, "biased", wk=np.asarray(wk))
+    for block in (None, 64):
+        got = float(ik.mmd2(x, y, ik.product_kernel(wk), block_size=block))
+        assert np.isfinite(got)
+        # relative to sum|terms| = e^log_terms: (n + m)^2 eps for the sums, 8 * 712 eps for the exponent and scale
+        assert abs(got - want) <= ((n + m) ** 2 + 8 * 712) * EPS64 * np.exp(log_terms), (block, got, want)
+
+
+def test_unrepresentable_mmd2_raises_outside_jit(key):
+    """float32, logit 100: the true MMD^2 ~ e^100 / n^2 exceeds float32's max; eager calls raise, jitted ones return inf."""
+    x, y = samples(key, 10, 13, scale=0.3, dtype=jnp.float32)
+    x = x.at[0].set(jnp.array([10.0, 0.0, 0.0], jnp.float32))
+    with pytest.raises(ValueError, match="overflows float32"):
+        ik.mmd2(x, y, ik.exp_kernel())
+    assert jnp.isinf(jax.jit(lambda a, b: ik.mmd2(a, b, ik.exp_kernel()))(x, y))
+    assert np.isfinite(float(ik.mmd2(x.astype(jnp.float64), y.astype(jnp.float64), ik.exp_kernel())))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+@pytest.mark.parametrize("kind", KERNELS)
+def test_default_tiled_call_matches_float64_reference(key, kind, estimator, dtype):
+    """Every kernel, estimator and dtype above the dense crossover (the default call is tiled) against NumPy float64.
+
+    A signed sum of (n + m)^2 terms: error <= (n + m)^2 eps sum|terms| in the worst case, plus the
+    entries' own rounding ((d + 4) eps |logit| relative, logits <= ~3 here): the float32 bound is the
+    same formula with float32's eps (the reference is computed from the same float32 inputs).
+    """
+    n, m = 300, 270
+    x, y = samples(key, n, m, dtype=dtype)
+    want, scale = reference(kind, x, y, estimator)
+    got = ik.mmd2(x, y, KERNELS[kind][0](), estimator=estimator)
+    assert got.dtype == dtype
+    eps = float(np.finfo(dtype).eps)
+    assert abs(float(got) - want) <= ((n + m) ** 2 + 64) * eps * scale, (float(got), want)
+
+
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+def test_float32_exponent_shift_past_the_bound_path(key, estimator):
+    """float32 product kernel with logits up to ~60: tiles whose Cauchy-Schwarz bound passes 35.7 take the exact maximum.
+
+    Tiles of 8 rows: the outlier's tiles take the exact path, the others the bound; both agree with float64.
+    """
+    x, y = samples(key, 40, 37, scale=0.5, dtype=jnp.float32)
+    wk = jnp.eye(3, dtype=jnp.float32)[:2]
+    x = x.at[3].set(jnp.array([7.7, 0.0, 0.0], jnp.float32))                   # |W^K x_3|^2 ~ 59
+    want, scale = ref.mmd2(*(ref.gram("product", a, b, wk=wk) for a, b in ((x, x), (y, y), (x, y))), estimator)
+    for block in (8, 16):
+        got = float(ik.mmd2(x, y, ik.product_kernel(wk), estimator=estimator, block_size=block))
+        assert abs(got - want) <= (77**2 + 8 * 60) * float(np.finfo(np.float32).eps) * scale, (block, got, want)
+
+
+@pytest.mark.parametrize("blocks", range(1, 8))
+def test_symmetric_tiles_visit_each_unordered_pair_once(blocks):
+    """B (B + 1) / 2 tiles; pair {i, j} once, weight 1 on the diagonal and 2 off it: the weighted visits cover B^2."""
+    from iclkd_jax.mmd import _tile_pairs
+    length, indices = _tile_pairs(blocks, blocks, True)
+    assert length == blocks * (blocks + 1) // 2
+    seen = {}
+    for t in range(length):
+        i, j, weight = (float(v) for v in indices(jnp.asarray(t)))
+        pair = (min(int(i), int(j)), max(int(i), int(j)))
+        assert pair not in seen
+        seen[pair] = weight
+    assert all(w == (1.0 if a == b else 2.0) for (a, b), w in seen.items())
+    assert sum(seen.values()) == blocks**2

@@ -59,6 +59,18 @@ BAD_INPUTS = [
     (["bench", "mutation", "--checks", "no-such-check"], "invalid choice"),
     (["bench", "mutation", "--skip-killed-in", "{tmp}/missing.json"], "no such file"),
     (["bench", "mutation", "--profile", "fastest"], "invalid choice"),
+    (["bench", "mutation", "--seeds", "2..0"], "is empty"),
+    (["bench", "mutation", "--seed", "1", "--seeds", "0,1"], "not both"),
+    # bench false-alarms (benchmarks/false_alarms.py)
+    (["bench", "false-alarms"], "--seeds"),
+    (["bench", "false-alarms", "--seeds", "5..2"], "is empty"),
+    (["bench", "false-alarms", "--seeds", "0..x"], "not an integer"),
+    (["bench", "false-alarms", "--seeds", "0..4294967296"], "seed must be in"),
+    (["bench", "false-alarms", "--seeds", "0", "--jobs", "0"], "must be a positive integer"),
+    (["bench", "false-alarms", "--seeds", "0", "--only", "no-such-check"], "invalid choice"),
+    (["bench", "false-alarms", "--seeds", "0", "--profile", "fastest"], "invalid choice"),
+    (["bench", "false-alarms", "--seeds", "0", "--json", f"{PROC}/f.json"], "cannot create folder"),
+    (["bench", "false-alarms", "--seeds", "0", "--markdown", "{tmp}"], "is a folder"),
     # experiment
     (["experiment"], "required"),
     (["experiment", "no-such-experiment"], "invalid choice"),
@@ -221,7 +233,8 @@ def test_self_test_interrupted(monkeypatch, capsys):
 
 def test_self_test_profile_is_explicit(monkeypatch, capsys):
     seen = []
-    monkeypatch.setattr(runner, "iter_self_test", lambda ids, *, profile, seed, progress: seen.append(profile) or [])
+    monkeypatch.setattr(runner, "iter_self_test",
+                        lambda ids, *, profile, seed, progress, journal=None: seen.append(profile) or [])
     cli.main(["verify", "--self-test", "--only", "thm-3.1a"])
     assert seen == [cli.SELF_TEST_PROFILE] and "the self-test's default" in capsys.readouterr().err
     cli.main(["verify", "--self-test", "--only", "thm-3.1a", "--profile", "default"])
@@ -290,7 +303,9 @@ def test_experiment_exit_statuses(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(mmd_shift, "run", interrupt)
     argv = ["experiment", "mmd-shift", "--out", str(tmp_path), "--no-plots", "--quiet"]
     assert cli.main(argv) == ExitStatus.INTERRUPTED
-    assert "interrupted" in _one_line_error(capsys) and not list(tmp_path.iterdir())
+    # nothing written but the run journal's bookkeeping (no finished unit)
+    assert "interrupted" in _one_line_error(capsys) and [p.name for p in tmp_path.iterdir()] in ([], ["journal"])
+    assert not list(tmp_path.glob("journal/units/*"))
     monkeypatch.setattr(mmd_shift, "run", lambda opts: 1 / 0)
     assert cli.main(argv) == ExitStatus.ERROR
     assert "ZeroDivisionError" in _one_line_error(capsys)

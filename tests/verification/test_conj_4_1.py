@@ -49,13 +49,13 @@ def _max_agreement(pairs, kernel):
 
 def test_a_broken_rbf_kernel_is_noticed(pairs, monkeypatch):
     assert _max_agreement(pairs, "rbf-1x") <= 1.0
-    original = mmd_module._rows
+    original = mmd_module._scaled
 
-    def planted(kernel, a, centre):  # mmd2's RBF rows: exp(-|x-y|^2 / h^2), the factor 2 dropped
+    def planted(kernel, a, centre):  # mmd2's RBF rows scaled by sqrt(2) / h: exp(-|x-y|^2 / h^2), the factor 2 dropped
         rows = original(kernel, a, centre)
-        return (rows[0] * 2**0.5, 2 * rows[1]) if kernel.kind == "rbf" else rows
+        return rows * 2**0.5 if kernel.kind == "rbf" else rows
 
-    monkeypatch.setattr(mmd_module, "_rows", planted)
+    monkeypatch.setattr(mmd_module, "_scaled", planted)
     jax.clear_caches()
     assert _max_agreement(pairs, "rbf-1x") > 1.0
     jax.clear_caches()

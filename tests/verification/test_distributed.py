@@ -96,7 +96,8 @@ def test_two_process_verify_gives_the_one_process_report(tmp_path, capfd):
     first = json.loads((tmp_path / "one.json").read_text())
     second = json.loads((tmp_path / "two.json").read_text())
     assert strip_timing(first) == strip_timing(second)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.json", "two.json"]  # no stray temporary files
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["one.json", "two.json"]
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]  # no stray temporary files
 
 
 def test_launch_command_line_errors_are_one_line(capsys):

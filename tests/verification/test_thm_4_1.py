@@ -53,10 +53,10 @@ def _half_difference(original):
 
 
 def _product_without_linear_factor(original):
-    def planted(kernel, ra, rb):  # mmd2's tile of the product kernel: factor x.x' dropped
+    def planted(kernel, ra, rb, *rest):  # mmd2's tile of the product kernel: factor x.x' dropped
         if kernel.kind == "product":
             return None, ra[1] @ rb[1].T
-        return original(kernel, ra, rb)
+        return original(kernel, ra, rb, *rest)
     return planted
 
 

@@ -12,6 +12,9 @@ Exit statuses (:class:`ExitStatus`):
       written, a missing optional dependency; reported in one line before anything is computed
   3   a check or computation raised (status ``error`` in the report)
   4   ``iclkd launch``: a process died or a peer never started (one line says which and why)
+ 75   preempted: SIGTERM stopped a journaled run (``verify``, ``search``, ``bench tightness``,
+      ``experiment``) after it journaled the unit in flight (or after the ``--grace`` period);
+      one line says what remains; rerun the same command with ``--resume`` to finish
 130   interrupted (Ctrl-C); no report is written as if complete
 ====  ==========================================================================================
 """
@@ -30,6 +33,7 @@ class ExitStatus(enum.IntEnum):
     USAGE = 2
     ERROR = 3
     LAUNCH_FAILED = 4  # iclkd launch: a process died or a peer never started
+    PREEMPTED = 75  # SIGTERM stopped a journaled run; --resume finishes it (verification.engine.journal)
     INTERRUPTED = 130
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import zlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 import numpy as np
@@ -90,6 +91,21 @@ class RunContext:
         """The normal critical value of one of this check's declared judgements at :meth:`level`."""
         sides = REGISTRY[self.check_id].statistical_judgements(self.profile)[judgement].sides
         return budget.z_of(self.level(), sides)
+
+    def checkpoint(self, name: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``: one independent step of this check (a setting, a law, drawn from its own key).
+
+        A long check calls it for each step, with ``compute`` returning plain data (numbers, strings, lists,
+        dicts). In a journaled run the step is journaled on its own, and ``--resume`` reuses the steps a
+        stopped check had finished (:func:`verification.engine.journal.checkpoint`, installed as
+        :data:`STEP_RUNNER`); NumPy values then come back as Python numbers and arrays as lists, with or
+        without a journal, so that a reused step and a computed one give the same report.
+        """
+        return STEP_RUNNER(self, name, compute)
+
+
+#: runs :meth:`RunContext.checkpoint`; the run journal (verification.engine.journal) installs its own
+STEP_RUNNER: Callable[[RunContext, str, Callable[[], Any]], Any] = lambda ctx, name, compute: compute()
 
 
 @dataclasses.dataclass

@@ -117,6 +117,14 @@ def distributed_map(fn: Callable[[T], R], items: Sequence[T], *,
     return [merged[j] for j in range(len(items))]
 
 
+def root_value(value: T) -> T:
+    """Process 0's ``value`` (picklable) in every process; also a barrier: no process returns before every
+    process has called it. The run journal agrees on its plan with it (verification.engine.journal)."""
+    if process_count() == 1:
+        return value
+    return pickle.loads(_allgather_bytes(pickle.dumps(value) if process_index() == 0 else b"")[0])
+
+
 def local_items(items: Iterable[T]) -> list[T]:
     """The items this process computes in :func:`distributed_map` (for progress bars)."""
     count, index = process_count(), process_index()
@@ -213,6 +221,16 @@ def launch(num_processes: int, command: Sequence[str], *, init_timeout_s: int = 
     procs: dict[int, subprocess.Popen] = {}
     logs: dict[int, str] = {}
     started = time.monotonic()
+    terminated = threading.Event()
+
+    def forward_sigterm(signum, frame):  # a preempted job: every process journals its unit in flight and ends
+        terminated.set()
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, forward_sigterm) if main_thread else None
     try:
         for rank in ranks:
             child_env = dict(base_env, **{ENV_PROCESS_ID: str(rank)})
@@ -225,8 +243,10 @@ def launch(num_processes: int, command: Sequence[str], *, init_timeout_s: int = 
                 logs[rank] = os.path.join(logdir, f"process-{rank}.log")
                 with open(logs[rank], "w") as log:
                     procs[rank] = subprocess.Popen(argv, env=child_env, stdout=log, stderr=subprocess.STDOUT)
-        return _watch(procs, logs, num_processes, ranks, init_timeout_s, started, poll_s)
+        return _watch(procs, logs, num_processes, ranks, init_timeout_s, started, poll_s, terminated)
     finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
         for proc in procs.values():
             if proc.poll() is None:
                 proc.terminate()
@@ -245,11 +265,17 @@ GRACE_S = 30.0
 
 
 def _watch(procs: dict[int, subprocess.Popen], logs: dict[int, str], num_processes: int, ranks: list[int],
-           init_timeout_s: int, started: float, poll_s: float) -> int:
+           init_timeout_s: int, started: float, poll_s: float, terminated: threading.Event | None = None) -> int:
     missing = [r for r in range(num_processes) if r not in procs]
     first_end: float | None = None
     while True:
         codes = {rank: proc.poll() for rank, proc in procs.items()}
+        if terminated is not None and terminated.is_set():  # SIGTERM forwarded: each process ends in its grace
+            if all(code is not None for code in codes.values()):
+                code = codes.get(0, EXIT_LAUNCH_FAILED)
+                return code if code >= 0 else 128 - code
+            time.sleep(poll_s)
+            continue
         crashed = {rank: code for rank, code in codes.items()
                    if code is not None and (code < 0 or code not in EXIT_TABLE)}
         ended = [rank for rank, code in codes.items() if code is not None]

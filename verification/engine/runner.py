@@ -10,8 +10,8 @@ from tqdm import tqdm
 from verification.core import protocol
 from verification.core.guard import guarded
 from verification.core.model import PROFILES, CheckResult, ProfileName, RunContext
-from verification.core.process import process_count
-from verification.engine.distributed import distributed_map
+from verification.engine import journal as journal_units
+from verification.engine.journal import Journal
 from verification.engine.plugins import all_checks
 
 
@@ -44,19 +44,23 @@ def default_ids(checks: dict | None = None) -> list[str]:
 
 
 def iter_checks(ids: Iterable[str] | None = None, *, profile: ProfileName = "quick", seed: int = 0,
-                progress: bool = False) -> Iterator[CheckResult]:
+                progress: bool = False, journal: Journal | None = None) -> Iterator[CheckResult]:
     """Runs the selected checks (:func:`default_ids` by default; repeated ids once), yielding each result as it
-    finishes."""
+    finishes.
+
+    With several processes check j runs on process j mod N and every process gets every result. With a
+    ``journal`` (:mod:`verification.engine.journal`) each finished check is journaled, and a resumed run
+    reuses the journaled ones; the results come in check order either way.
+    """
     checks = all_checks()
     ids = default_ids(checks) if not ids else list(dict.fromkeys(ids))
     unknown = [i for i in ids if i not in checks]
     if unknown:
         raise ValueError(f"unknown check id(s) {unknown}; known: {', '.join(checks)}")
-    if process_count() > 1:  # check j on process j mod N; every process gets every result
-        yield from distributed_map(lambda i: run_check(i, profile=profile, seed=seed), ids)
-        return
-    for i in _progress(ids, progress, "iclkd verify"):
-        yield run_check(i, profile=profile, seed=seed)
+    yield from journal_units.map_units(
+        ids, lambda i: run_check(i, profile=profile, seed=seed), journal=journal,
+        unit_of=lambda i: journal_units.Unit(f"check/{i}", i, journal_units.check_sources(checks[i])),
+        decode=journal_units.decode_as(CheckResult), wrap=lambda items: _progress(items, progress, "iclkd verify"))
 
 
 def run_checks(ids: Iterable[str] | None = None, *, profile: ProfileName = "quick", seed: int = 0,
@@ -100,8 +104,8 @@ def self_test(ids: Iterable[str] | None = None, *, profile: ProfileName = "quick
 
 
 def iter_self_test(ids: Iterable[str] | None = None, *, profile: ProfileName = "quick", seed: int = 0,
-                   progress: bool = False) -> Iterator[MutantOutcome]:
-    """:func:`self_test`, yielding each mutant's outcome as it finishes."""
+                   progress: bool = False, journal: Journal | None = None) -> Iterator[MutantOutcome]:
+    """:func:`self_test`, yielding each mutant's outcome as it finishes (journaled as in :func:`iter_checks`)."""
     checks = all_checks()
     ids = default_ids(checks) if not ids else list(dict.fromkeys(ids))
     jobs = [(cid, name) for cid in ids for name in checks[cid].mutants]
@@ -117,8 +121,9 @@ def iter_self_test(ids: Iterable[str] | None = None, *, profile: ProfileName = "
                              mutant_caught(kind, baselines[cid].status, result.status,
                                            library_non_finite=accuses_library(result)), result.worst)
 
-    if process_count() > 1:  # mutant j on process j mod N
-        yield from distributed_map(outcome, jobs)
-        return
-    for job in _progress(jobs, progress, "self-test"):
-        yield outcome(job)
+    # mutant j on process j mod N
+    yield from journal_units.map_units(
+        jobs, outcome, journal=journal,
+        unit_of=lambda job: journal_units.Unit(f"mutant/{job[0]}/{job[1]}", f"{job[0]} {job[1]}",
+                                               journal_units.check_sources(checks[job[0]])),
+        decode=journal_units.decode_as(MutantOutcome), wrap=lambda items: _progress(items, progress, "self-test"))

@@ -21,7 +21,6 @@ import argparse
 import dataclasses
 import importlib
 import inspect
-import math
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -232,6 +231,21 @@ def seed(text: str) -> int:
     return value
 
 
+def seeds(text: str) -> list[int]:
+    """PRNG seeds: ``A..B`` (both ends included), ``a,b,c``, or a mix (``0..3,7``); sorted, repeats once."""
+    values: list[int] = []
+    for part in text.split(","):
+        first, dots, last = part.strip().partition("..")
+        if not dots:
+            values.append(seed(first))
+            continue
+        low, high = seed(first), seed(last)
+        if high < low:
+            raise argparse.ArgumentTypeError(f"seed range {part.strip()!r} is empty: {high} < {low}")
+        values.extend(range(low, high + 1))
+    return sorted(set(values))
+
+
 def positive_int(text: str) -> int:
     value = _integer(text)
     if value < 1:
@@ -243,16 +257,6 @@ def non_negative_int(text: str) -> int:
     value = _integer(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite positive number, got {text}")
     return value
 
 

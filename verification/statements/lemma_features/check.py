@@ -358,7 +358,7 @@ class LemmaFeatures(Check):
             case, m = exploration.counterexample
             failures.append({"test": "Taylor remainder", "case": case.describe(), **m})
         figures = {"keys": n_keys, "m_grid": list(M_GRID), "radii_|u+z|": list(RADII),
-                   "slopes_[value,se]": slopes,
+                   "slopes_[value,se]": slopes, "slope_z": z_slope,
                    "mean_rel_error_max": {k: float(np.abs(stats[k][0]).max()) for k in KINDS},
                    "mse_times_m_over_sigma2_iid": (var_i * np.asarray(M_GRID)[:, None] /
                                                    per_feature_variance("positive", u, z)).tolist(),

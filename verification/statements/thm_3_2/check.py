@@ -46,6 +46,7 @@ errors (one-sided), and the mean of ``sigma^T K sigma`` must match ``tr K`` with
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 
@@ -247,6 +248,81 @@ class Theorem32(Check):
         """smoke (the mutant self-test) keeps the two cheapest laws; every other profile runs all three."""
         return SETTINGS[:2] if profile.name == "smoke" else SETTINGS
 
+    def _one_setting(self, ctx: RunContext, index: int, setting: Setting, rep: int, draws: int,
+                     confidence: float, z: dict) -> dict:
+        """One law and weight draw ``rep``: its judgement's pieces as plain data (a journal step of its own:
+        a resumed run reuses the settings finished before a stop). ``{"refused": ...}`` for an unbounded law."""
+        key = fast_key(ctx.key, index, rep)
+        wkey, pkey, dkey, rkey = jax.random.split(key, 4)
+        wk, wv = random_weights(wkey, setting)
+        try:
+            consts = constants(setting, wk, wv)
+        except dists.UnboundedSupportError as err:
+            return {"refused": setting.name, "reason": str(err)}
+        cross = -1.0 if ctx.mutant == "cross-term-sign" else 1.0
+        chunk = draws * N_MAX
+        pop = population(setting, pkey, wk, wv, chunk)
+        tokens = sample_tokens(setting.distribution, dkey, chunk).reshape(draws, N_MAX, TOKEN_DIM)
+        res = sup_gaps(tokens, jax.random.fold_in(dkey, 1), demo_weights(setting.n), wk, wv, pop,
+                       setting.ball, cross_sign=cross)
+        gaps = res.gap
+        # the reference: its own Taylor features, moments and trust-region solver on the same draws
+        pop_ref, pop_tokens = reference_population(pop, wk, wv)
+        gaps_ref = reference_sup_gaps(tokens, setting.n, wk, wv, pop_ref, setting.ball)
+        agree = sup_gap_agreement(gaps, gaps_ref, res.scale, pop_tokens, consts.T, consts.C, setting.ball)
+        dense = dense_agreement(tokens[:DENSE_DRAWS], setting, wk, wv, pop_ref)
+        const_agree = constants_agreement(setting, consts, wk, wv)
+        law_z = law_moment_z(setting, pop)
+        exact_rad = rademacher_exact_figures(jax.random.fold_in(rkey, 9),
+                                             np.asarray(tokens[0, :RADEMACHER_EXACT_N]) @ np.asarray(wk).T,
+                                             setting.ball, 2000 * ctx.profile.scale,
+                                             z=z["rademacher-exact"])  # = the standard error's z: same sides
+        # the law's radial moment within z standard errors (two-sided), folded into the agreement
+        setting_agree = float(max(np.max(agree), dense, const_agree, law_z / z["law-radial-moment"]))
+        bound = mutated_bound(setting.ball, consts.C, consts.T, setting.n, mutant=ctx.mutant)
+        true_bound = theorem_bound(setting.ball, consts.C, consts.T, setting.n)
+        margin = 3 * pop.error
+        violated = gaps > bound + margin
+        k = int(violated.sum())
+        lower = clopper_pearson_lower(k, draws, confidence)
+        quantile = float(np.quantile(gaps, 1 - DELTA))
+        # solver guard: no probe beats the exact maximum beyond round-off
+        slack = float(np.max(res.probe - gaps - 64 * eps(np.float64) * (1 + res.scale)))
+        norm_excess = float(np.max(res.norm / setting.ball - 1))
+        setting_solver_ok = slack <= 0 and norm_excess <= 1e-10
+        phi, _ = features_targets(tokens[0], jnp.asarray(wk), jnp.asarray(wv))
+        rad = rademacher_figures(rkey, setting, phi, tokens[0] @ jnp.asarray(wk).T, consts,
+                                 num_signs=1000 * ctx.profile.scale, mutant=ctx.mutant,
+                                 z_one_sided=z["rademacher-below-closed-form"],
+                                 z_two_sided=z["rademacher-mean-square"])
+        setting_rad_ok = all(v["ok"] for v in rad.values()) and exact_rad["ok"]
+        fails = lower > DELTA or not setting_solver_ok or not setting_rad_ok or setting_agree > 1.0
+        counterexample = None
+        if fails:
+            counterexample = {"setting": setting.name, "weights_seed_rep": rep, "N": setting.n,
+                              "violations": k, "draws": draws, "cp_lower": lower, "bound": bound,
+                              "max_gap": float(gaps.max()), "solver_slack": slack,
+                              "rademacher": rad, "rademacher_exact": exact_rad,
+                              "max_reference_disagreement": setting_agree,
+                              "W_K": wk.tolist(), "W_V": wv.tolist()}
+        entry = {
+            "setting": setting.name, "rep": rep, "N": setting.n, "B": setting.ball, **dataclasses.asdict(consts),
+            "bound": bound, "bound_unmutated": true_bound, "quantile_gap": quantile,
+            "mean_gap": float(gaps.mean()), "max_gap": float(gaps.max()),
+            "tightness": true_bound / quantile if quantile > 0 else None,
+            "violations": k, "violation_rate": k / draws, "cp_lower": lower,
+            "population": pop.source, "population_error": pop.error,
+            "population_error_over_bound": pop.error / true_bound,
+            "solver_slack": slack, "solver_norm_excess": norm_excess, "rademacher": rad,
+            "rademacher_exact": exact_rad,
+            "sup_gap_vs_reference_round_off_units": float(np.max(agree)),
+            "max_quadratic_on_ball_vs_reference": dense, "constants_vs_reference": const_agree,
+            "law_radial_moment_z": law_z, "law_radial_moment_z_limit": z["law-radial-moment"],
+        }
+        return {"agree": setting_agree, "solver_ok": setting_solver_ok, "rademacher_ok": setting_rad_ok,
+                "violations": k, "ratio": float(gaps.max() / bound), "fails": fails,
+                "counterexample": counterexample, "entry": entry}
+
     def run(self, ctx: RunContext):
         start = time.perf_counter()
         draws = ctx.profile.draws
@@ -260,82 +336,22 @@ class Theorem32(Check):
         settings = self.settings(ctx.profile)
         for index, setting in enumerate(settings):
             for rep in range(ctx.profile.scale):
-                key = fast_key(ctx.key, index, rep)
-                wkey, pkey, dkey, rkey = jax.random.split(key, 4)
-                wk, wv = random_weights(wkey, setting)
-                try:
-                    consts = constants(setting, wk, wv)
-                except dists.UnboundedSupportError as err:
+                one = ctx.checkpoint(f"{setting.name}/{rep}", functools.partial(
+                    self._one_setting, ctx, index, setting, rep, draws, confidence, z))
+                if "refused" in one:
                     return self.result(ctx, status="inconclusive", cases=0, worst=None, worst_label="refused",
-                                       figures={"refused": setting.name, "reason": str(err)},
-                                       summary=f"refused: {setting.name}: UnboundedSupportError: {err}")
-                cross = -1.0 if ctx.mutant == "cross-term-sign" else 1.0
-                chunk = draws * N_MAX
-                pop = population(setting, pkey, wk, wv, chunk)
-                tokens = sample_tokens(setting.distribution, dkey, chunk).reshape(draws, N_MAX, TOKEN_DIM)
-                res = sup_gaps(tokens, jax.random.fold_in(dkey, 1), demo_weights(setting.n), wk, wv, pop,
-                               setting.ball, cross_sign=cross)
-                gaps = res.gap
-                # the reference: its own Taylor features, moments and trust-region solver on the same draws
-                pop_ref, pop_tokens = reference_population(pop, wk, wv)
-                gaps_ref = reference_sup_gaps(tokens, setting.n, wk, wv, pop_ref, setting.ball)
-                agree = sup_gap_agreement(gaps, gaps_ref, res.scale, pop_tokens, consts.T, consts.C, setting.ball)
-                dense = dense_agreement(tokens[:DENSE_DRAWS], setting, wk, wv, pop_ref)
-                const_agree = constants_agreement(setting, consts, wk, wv)
-                law_z = law_moment_z(setting, pop)
-                exact_rad = rademacher_exact_figures(jax.random.fold_in(rkey, 9),
-                                                     np.asarray(tokens[0, :RADEMACHER_EXACT_N]) @ np.asarray(wk).T,
-                                                     setting.ball, 2000 * ctx.profile.scale,
-                                                     z=z["rademacher-exact"])  # = the standard error's z: same sides
-                # the law's radial moment within z standard errors (two-sided), folded into the agreement
-                setting_agree = float(max(np.max(agree), dense, const_agree, law_z / z["law-radial-moment"]))
-                bound = mutated_bound(setting.ball, consts.C, consts.T, setting.n, mutant=ctx.mutant)
-                true_bound = theorem_bound(setting.ball, consts.C, consts.T, setting.n)
-                margin = 3 * pop.error
-                violated = gaps > bound + margin
-                k = int(violated.sum())
-                lower = clopper_pearson_lower(k, draws, confidence)
-                quantile = float(np.quantile(gaps, 1 - DELTA))
-                # solver guard: no probe beats the exact maximum beyond round-off
-                slack = float(np.max(res.probe - gaps - 64 * eps(np.float64) * (1 + res.scale)))
-                norm_excess = float(np.max(res.norm / setting.ball - 1))
-                setting_solver_ok = slack <= 0 and norm_excess <= 1e-10
-                phi, _ = features_targets(tokens[0], jnp.asarray(wk), jnp.asarray(wv))
-                rad = rademacher_figures(rkey, setting, phi, tokens[0] @ jnp.asarray(wk).T, consts,
-                                         num_signs=1000 * ctx.profile.scale, mutant=ctx.mutant,
-                                         z_one_sided=z["rademacher-below-closed-form"],
-                                         z_two_sided=z["rademacher-mean-square"])
-                setting_rad_ok = all(v["ok"] for v in rad.values()) and exact_rad["ok"]
-                reference_ok &= setting_agree <= 1.0
-                solver_ok &= setting_solver_ok
-                rademacher_ok &= setting_rad_ok
-                violations_total += k
+                                       figures={"refused": one["refused"], "reason": one["reason"]},
+                                       summary=f"refused: {one['refused']}: UnboundedSupportError: {one['reason']}")
+                reference_ok &= one["agree"] <= 1.0
+                solver_ok &= one["solver_ok"]
+                rademacher_ok &= one["rademacher_ok"]
+                violations_total += one["violations"]
                 cases += draws
-                ratio = float(gaps.max() / bound)
-                if ratio > worst_ratio:
-                    worst_ratio, worst_where = ratio, setting.name
-                fails = lower > DELTA or not setting_solver_ok or not setting_rad_ok or setting_agree > 1.0
-                if fails and counterexample is None:
-                    counterexample = {"setting": setting.name, "weights_seed_rep": rep, "N": setting.n,
-                                      "violations": k, "draws": draws, "cp_lower": lower, "bound": bound,
-                                      "max_gap": float(gaps.max()), "solver_slack": slack,
-                                      "rademacher": rad, "rademacher_exact": exact_rad,
-                                      "max_reference_disagreement": setting_agree,
-                                      "W_K": wk.tolist(), "W_V": wv.tolist()}
-                per_setting.append({
-                    "setting": setting.name, "rep": rep, "N": setting.n, "B": setting.ball, **dataclasses.asdict(consts),
-                    "bound": bound, "bound_unmutated": true_bound, "quantile_gap": quantile,
-                    "mean_gap": float(gaps.mean()), "max_gap": float(gaps.max()),
-                    "tightness": true_bound / quantile if quantile > 0 else None,
-                    "violations": k, "violation_rate": k / draws, "cp_lower": lower,
-                    "population": pop.source, "population_error": pop.error,
-                    "population_error_over_bound": pop.error / true_bound,
-                    "solver_slack": slack, "solver_norm_excess": norm_excess, "rademacher": rad,
-                    "rademacher_exact": exact_rad,
-                    "sup_gap_vs_reference_round_off_units": float(np.max(agree)),
-                    "max_quadratic_on_ball_vs_reference": dense, "constants_vs_reference": const_agree,
-                    "law_radial_moment_z": law_z,
-                })
+                if one["ratio"] > worst_ratio:
+                    worst_ratio, worst_where = one["ratio"], setting.name
+                if one["fails"] and counterexample is None:
+                    counterexample = one["counterexample"]
+                per_setting.append(one["entry"])
         violated_any = any(s["cp_lower"] > DELTA for s in per_setting)
         status = "violated" if (violated_any or not solver_ok or not rademacher_ok or not reference_ok) else "holds"
         tightness = min(s["tightness"] for s in per_setting if s["tightness"])
