@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from verification import enable_x64
+from verification.core.arguments import positive_float as positive_float  # an argument type of the commands too
 from verification.core.errors import CommandError, ExitStatus, OutputError
 from verification.core.outputs import check_output_dir, check_output_file
 from verification.engine.plugins import all_checks
