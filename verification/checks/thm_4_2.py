@@ -112,29 +112,53 @@ def draw_tight_cases(key, size: int) -> Cases42:
 
 #: ``log`` of float64's largest value: the library returns the KD risk ``L`` itself, not its log
 LOG_FLOAT64_MAX = math.log(float(np.finfo(np.float64).max))
-#: why :func:`in_float64_range` rejects a case (the key of ``figures["rejected_cases"]``)
+#: why :func:`outside_float64_range` rejects a case (the keys of ``figures["rejected_cases"]``)
 RISK_OUT_OF_RANGE = "KD risk beyond float64 (the library returns L, not log L)"
+PREDICTION_OUT_OF_RANGE = "prediction beyond float64 at a query (the library returns f_S, not log f_S)"
 
 
-def in_float64_range(cases: Cases42) -> np.ndarray:
-    """Per case: whether every quantity the library returns in linear scale is within float64's range.
+def outside_float64_range(cases: Cases42) -> dict[str, np.ndarray]:
+    """Per reason, the cases that the float64 library cannot represent (each case under its first reason only).
 
     The library's ``L(W̄(P)) = mean_r ||t_r - f_S(x_r)||^2`` (``t_r = W^V x_r``) sums ``R`` squared residuals before
     dividing by ``R``; each residual is at most ``T + A`` with ``T = max_r ||t_r||`` and ``A`` the largest
     :func:`~verification.shift_cases.reference_prediction_scale` over the risk's sample (``>= ||f_S||``), so every
     intermediate is at most ``R (T + A + B)^2`` (``B`` the same for the other sample; the risk tolerance is
     ``64 eps (1 + logit)`` times that, far less). A case with ``2 R (T + A + B)^2`` beyond float64 (the factor 2
-    for round-off) is outside what the float64 library can represent: the generator rejects it (counted in
-    ``figures["rejected_cases"]``) instead of judging an overflow. The logits are capped at 500
+    for round-off) is outside what the float64 library can represent. The logits are capped at 500
     (:data:`~verification.shift_cases.MAX_LOGIT`) but ``eta`` up to ``e^5`` and the square take the risk to ``e^1000``.
+
+    The predictions at the queries, ``f_S(x; W̄(𝒬))`` and ``f_S(x; W̄(𝒟))``, are returned as vectors too: their
+    entries and their difference are at most ``A_x + B_x`` (the same scales at the query ``x``), so a case with
+    ``2 (A_x + B_x)`` beyond float64 at some query is rejected as well. The cap bounds the samples' logits only: a
+    fresh query with ``||W^K x||^2`` near 1000 meets a key of norm ``sqrt(500)`` at a logit beyond 700.
+
+    The generator rejects such cases (counted in ``figures["rejected_cases"]``) instead of judging an overflow;
+    the check computes every norm and ratio of what remains in log space or scaled by its largest entry.
     """
     b = cases.batch
     with np.errstate(divide="ignore"):
-        log_t = np.log(np.max(np.linalg.norm(np.einsum("bad,brd->bra", b.wv, cases.reference), axis=-1), axis=-1))
+        log_t = np.log(np.max(ref.vector_norm(np.einsum("bad,brd->bra", b.wv, cases.reference)), axis=-1))
     log_a = np.max(log_reference_prediction_scale(b.wk, b.wv, b.prompt, b.log_eta, cases.reference), axis=-1)
     log_b = np.max(log_reference_prediction_scale(b.wk, b.wv, b.target, b.log_eta, cases.reference), axis=-1)
     log_size = np.logaddexp(log_t, np.logaddexp(log_a, log_b))
-    return math.log(2.0 * cases.reference.shape[1]) + 2.0 * log_size <= LOG_FLOAT64_MAX
+    risk = math.log(2.0 * cases.reference.shape[1]) + 2.0 * log_size > LOG_FLOAT64_MAX
+    log_pred = np.max(np.logaddexp(log_reference_prediction_scale(b.wk, b.wv, b.prompt, b.log_eta, cases.queries),
+                                   log_reference_prediction_scale(b.wk, b.wv, b.target, b.log_eta, cases.queries)),
+                      axis=-1)
+    prediction = (math.log(2.0) + log_pred > LOG_FLOAT64_MAX) & ~risk
+    return {RISK_OUT_OF_RANGE: risk, PREDICTION_OUT_OF_RANGE: prediction}
+
+
+def in_float64_range(cases: Cases42) -> np.ndarray:
+    """Per case: whether every quantity the library returns in linear scale is within float64's range
+    (:func:`outside_float64_range`)."""
+    return ~np.logical_or.reduce(list(outside_float64_range(cases).values()))
+
+
+def rejection_counts(cases: Cases42, keep: np.ndarray) -> dict[str, int]:
+    """``{reason: count}`` of the cases not kept, each under its first reason."""
+    return {reason: int(np.sum(outside & ~keep)) for reason, outside in outside_float64_range(cases).items()}
 
 
 def select(cases: Cases42, keep: np.ndarray) -> Cases42:
@@ -179,9 +203,11 @@ def judge(cases: Cases42, mutant: str | None, *, chunk: int) -> Judged42:
     err_pred = OPERATIONS * f64 * (1.0 + max_logit_q)[:, None] * size                        # (B, Q)
     rkeys = np.einsum("bkd,brd->brk", b.wk, cases.reference)
     max_logit_r = np.max(np.abs(np.einsum("brk,bik->bri", rkeys, keys)), axis=(1, 2))
-    t_r = np.linalg.norm(np.einsum("bad,brd->bra", b.wv, cases.reference), axis=-1)
-    a_r = np.linalg.norm(ref.distilled_prediction(b.wk, b.wv, b.prompt, b.log_eta, cases.reference), axis=-1)
-    b_r = np.linalg.norm(ref.distilled_prediction(b.wk, b.wv, b.target, b.log_eta, cases.reference), axis=-1)
+    # norms scaled by their largest entry (ref.vector_norm): np.linalg.norm squares first and overflows for
+    # entries past 1.3e154, which predictions of up to e^700 reach
+    t_r = ref.vector_norm(np.einsum("bad,brd->bra", b.wv, cases.reference))
+    a_r = ref.vector_norm(ref.distilled_prediction(b.wk, b.wv, b.prompt, b.log_eta, cases.reference))
+    b_r = ref.vector_norm(ref.distilled_prediction(b.wk, b.wv, b.target, b.log_eta, cases.reference))
     err_risk = OPERATIONS * f64 * (1.0 + max_logit_r) * np.mean((t_r + a_r + b_r) ** 2, axis=-1)
     log_risk_q = ref.log_kd_risk(b.wk, b.wv, b.prompt, b.log_eta, cases.reference)
     log_risk_d = ref.log_kd_risk(b.wk, b.wv, b.target, b.log_eta, cases.reference)
@@ -207,8 +233,8 @@ def judge(cases: Cases42, mutant: str | None, *, chunk: int) -> Judged42:
             "mmd2": agreement(lib["mmd2"], refs.mmd2, refs.round_off),
             "hs_norm_one_step": np.maximum(log_agreement(lib["log_hs_q"], one_step_hs(b.prompt), refs.round_off),
                                            log_agreement(lib["log_hs_d"], one_step_hs(b.target), refs.round_off)),
-            "prediction_shift": np.max(np.linalg.norm(lib["prediction_shift"] - (pred_q - pred_d), axis=-1)
-                                       / err_pred, axis=-1),
+            "prediction_shift": np.max(ref.vector_norm(lib["prediction_shift"] - (pred_q - pred_d)) / err_pred,
+                                       axis=-1),
             "kd_risk": np.maximum(np.abs(lib["risk_q"] - risk_q), np.abs(lib["risk_d"] - risk_d)) / err_risk,
         }
         op = operator_norm_agreement(b.wv)
@@ -219,7 +245,7 @@ def judge(cases: Cases42, mutant: str | None, *, chunk: int) -> Judged42:
         log_dw = 0.5 * lib["log_dw2"]
         log_mmd = 0.5 * np.log(np.where(lib["mmd2"] > 0, lib["mmd2"], 0.0))
         log_2eta_mv_mmd = math.log(2.0) + b.log_eta + np.log(wv_op) + log_mmd
-        diff = np.linalg.norm(lib["prediction_shift"], axis=-1)                                    # (B, Q)
+        log_diff = ref.log_vector_norm(lib["prediction_shift"])                                    # (B, Q)
         log_phi = 0.5 * np.sum(qkeys * qkeys, axis=-1)                                           # log ||phi(W^K x)||
         if mutant == "quarter-exponent":
             log_phi = 0.5 * log_phi
@@ -231,7 +257,7 @@ def judge(cases: Cases42, mutant: str | None, *, chunk: int) -> Judged42:
         pred_ratios, pred_scores, pred_tols = [], [], []
         for log_factor in (log_dw, log_2eta_mv_mmd):
             log_bound = log_factor[:, None] + log_phi
-            ratio = np.exp(np.log(diff) - log_bound)
+            ratio = np.exp(log_diff - log_bound)
             tol = np.exp(np.log(err_pred) - log_bound) + tol41[:, None]
             pred_ratios.append(ratio)
             excess = np.abs(ratio - 1.0) if cases.rho is not None else ratio - 1.0
@@ -264,13 +290,13 @@ def judge(cases: Cases42, mutant: str | None, *, chunk: int) -> Judged42:
                     np.maximum.reduce(pred_tols + risk_tols), np.maximum(max_logit_q, max_logit_r))
 
 
-def general_cases(key, shape, size: int) -> tuple[Cases42, int]:
+def general_cases(key, shape, size: int) -> tuple[Cases42, dict[str, int]]:
     """``size`` random heads of ``shape`` less those :func:`in_float64_range` rejects; returns the cases and how many
-    were rejected."""
+    were rejected, by reason."""
     batch, _ = draw_shift_batches(key, shape, size, max_scale=3.0)
     cases = Cases42(batch, draw_queries(jax.random.fold_in(key, 1), batch), batch.target)
     keep = in_float64_range(cases)
-    return select(cases, keep), int(np.sum(~keep))
+    return select(cases, keep), rejection_counts(cases, keep)
 
 
 @register
@@ -293,19 +319,20 @@ class Theorem42(Check):
         start = time.perf_counter()
         drawn = [general_cases(jax.random.fold_in(ctx.key, i), shape, per_shape) for i, shape in enumerate(SHAPES)]
         general = [cases for cases, _ in drawn]
-        rejected = sum(count for _, count in drawn)
+        rejected = {reason: sum(counts[reason] for _, counts in drawn) for reason in drawn[0][1]}
         tight = draw_tight_cases(jax.random.fold_in(ctx.key, 77), per_shape)
         judged_g = [judge(c, ctx.mutant, chunk=chunk) for c in general]
         judged_t = judge(tight, ctx.mutant, chunk=chunk)
         batched_s = time.perf_counter() - start
 
         def measure(case: ShiftCase):
-            nonlocal rejected
             batch, _ = case.build()
             queries = np.asarray(case.build()[0].target) + 0.5  # deterministic queries beside the target
             cases = Cases42(batch, queries, batch.target)
-            if not in_float64_range(cases)[0]:
-                rejected += 1
+            keep = in_float64_range(cases)
+            if not keep[0]:
+                for reason, count in rejection_counts(cases, keep).items():
+                    rejected[reason] += count
                 reject()
             return float(judge(cases, ctx.mutant, chunk=chunk).score[0])
 
@@ -373,7 +400,7 @@ class Theorem42(Check):
                 "max_agreement_in_round_off_units": agreement_max,
                 "max_logit": float(max(np.max(j.max_logit) for j in judged_g)),
                 "max_score": worst_score,
-                "rejected_cases": {RISK_OUT_OF_RANGE: rejected},
+                "rejected_cases": rejected,
                 "worst_case_risk": case_of(int(np.argmax(risk_g))),
             },
             counterexample=counterexample, worst_case=case_of(worst_i), summary=summary)
