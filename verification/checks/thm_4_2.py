@@ -52,6 +52,7 @@ from verification.registry import Check, RunContext, case_quantiles, register
 from verification.search import explore, reject
 from verification.shift_cases import (
     OPERATIONS,
+    RESOLUTION,
     SHAPES,
     ShiftBatch,
     ShiftCase,
@@ -66,6 +67,7 @@ from verification.shift_cases import (
     operator_norm_agreement,
     reference_prediction_scale,
     reference_weight_shift,
+    resolved_intervals,
     shift_cases,
 )
 from verification.tolerances import eps, require_finite
@@ -180,6 +182,7 @@ class Judged42:
     agreement_by_quantity: dict
     tolerance: np.ndarray
     max_logit: np.ndarray
+    resolved: np.ndarray               # judged on relative tolerances; else on the certified intervals, one-sided
 
     @property
     def score(self) -> np.ndarray:
@@ -227,12 +230,14 @@ def judge(cases: Cases42, mutant: str | None, *, chunk: int) -> Judged42:
         return ref.log_hs_norm2(np.full(tokens_.shape[:2], 1.0 / n), np.einsum("bad,bid->bia", b.wv, tokens_),
                                 np.einsum("bkd,bid->bik", b.wk, tokens_), math.log(2.0) + b.log_eta)
 
+    hs_q, hs_d = one_step_hs(b.prompt), one_step_hs(b.target)
+    u = refs.round_off
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         agree = {
-            "hs_norm": log_agreement(lib["log_dw2"], refs.dw, refs.round_off),
-            "mmd2": agreement(lib["mmd2"], refs.mmd2, refs.round_off),
-            "hs_norm_one_step": np.maximum(log_agreement(lib["log_hs_q"], one_step_hs(b.prompt), refs.round_off),
-                                           log_agreement(lib["log_hs_d"], one_step_hs(b.target), refs.round_off)),
+            "hs_norm": log_agreement(lib["log_dw2"], refs.dw, u),
+            "mmd2": agreement(lib["mmd2"], refs.mmd2, u),
+            "hs_norm_one_step": np.maximum(log_agreement(lib["log_hs_q"], hs_q, u),
+                                           log_agreement(lib["log_hs_d"], hs_d, u)),
             "prediction_shift": np.max(ref.vector_norm(lib["prediction_shift"] - (pred_q - pred_d)) / err_pred,
                                        axis=-1),
             "kd_risk": np.maximum(np.abs(lib["risk_q"] - risk_q), np.abs(lib["risk_d"] - risk_d)) / err_risk,
@@ -252,42 +257,67 @@ def judge(cases: Cases42, mutant: str | None, *, chunk: int) -> Judged42:
         elif mutant == "no-feature-norm":
             log_phi = np.zeros_like(log_phi)
         tol41 = OPERATIONS * f64 * (refs.dw.condition + refs.mmd2.condition + 1.0) * (1.0 + refs.max_logit)
-        require_finite({"thm-4.1 tolerance (conditions of ||ΔW||^2, MMD^2)": tol41}, case_of)
+        # below round-off resolution (module docstring): the smallest left-hand side over the largest bound that the
+        # library's values allow, judged one-sided with no tolerance; the extra u covers ||W^V||_op, eta, phi
+        intervals = resolved_intervals(lib["log_dw2"], lib["mmd2"], refs)
+        cond_b = np.maximum(hs_q.condition, hs_d.condition)
+        resolved = intervals.resolved & (u * cond_b <= RESOLUTION)
+        # a condition is inf where the reference's own sum cancels to 0: such a case is not resolved
+        require_finite({"thm-4.1 tolerance (conditions of ||ΔW||^2, MMD^2)": np.where(resolved, tol41, 0.0)},
+                       case_of)
+        log_slack = np.log1p(u)
+        log_dw_hi = intervals.log_dw_hi + log_slack
+        log_2eta_mv_mmd_hi = math.log(2.0) + b.log_eta + np.log(wv_op) + intervals.log_mmd_hi + log_slack
+
+        def certified(log_observed, log_error, log_bound_hi):
+            """``max(observed - error, 0) / bound_hi`` from logs (0 where the interval reaches 0)."""
+            gap = np.where(log_error < log_observed, -np.expm1(log_error - log_observed), 0.0)
+            return np.where(gap > 0, np.exp(log_observed + np.log(gap) - log_bound_hi), 0.0)
+
         # ratios and tolerances as differences of logs: a bound beyond float64 is no overflow
         pred_ratios, pred_scores, pred_tols = [], [], []
-        for log_factor in (log_dw, log_2eta_mv_mmd):
+        for log_factor, log_factor_hi in ((log_dw, log_dw_hi), (log_2eta_mv_mmd, log_2eta_mv_mmd_hi)):
             log_bound = log_factor[:, None] + log_phi
             ratio = np.exp(log_diff - log_bound)
             tol = np.exp(np.log(err_pred) - log_bound) + tol41[:, None]
-            pred_ratios.append(ratio)
             excess = np.abs(ratio - 1.0) if cases.rho is not None else ratio - 1.0
-            pred_scores.append(np.max(excess / tol, axis=-1))
-            pred_tols.append(np.max(tol, axis=-1))
+            sure = certified(log_diff, np.log(err_pred), log_factor_hi[:, None] + log_phi)
+            pred_ratios.append(np.where(resolved[:, None], ratio, sure))
+            pred_scores.append(np.max(np.where(resolved[:, None], excess / np.where(resolved[:, None], tol, 1.0),
+                                               sure), axis=-1))
+            pred_tols.append(np.where(resolved, np.max(tol, axis=-1), 0.0))
         # (ii) on the reference's empirical measure
         log_t = np.log(np.max(t_r, axis=-1))
         log_c = 0.5 * np.max(np.sum(rkeys * rkeys, axis=-1), axis=-1)
         log_b = 0.5 * (lib["log_hs_d"] if mutant == "B-target-only" else np.maximum(lib["log_hs_q"], lib["log_hs_d"]))
+        # B's upper end: each one-step ||W̄||^2 plus its budget u sum|terms|
+        log_b_hi = 0.5 * (np.logaddexp(lib["log_hs_d"], np.log(u) + hs_d.log_terms) if mutant == "B-target-only"
+                          else np.maximum(np.logaddexp(lib["log_hs_q"], np.log(u) + hs_q.log_terms),
+                                          np.logaddexp(lib["log_hs_d"], np.log(u) + hs_d.log_terms)))
         risk_diff = np.abs(lib["risk_q"] - lib["risk_d"])
         log_tbc = np.logaddexp(log_t, log_b + log_c)
+        log_tbc_hi = np.logaddexp(log_t, log_b_hi + log_c)
         log_two = 0.0 if mutant == "drop-factor-2" else math.log(2.0)
         log_c_factor = 0.0 if mutant == "drop-C" else log_c
         expected = 1.0 if cases.rho is None else (2.0 + cases.rho) / (2.0 + 2.0 * cases.rho)
         risk_ratios, risk_scores, risk_tols = [], [], []
-        for log_factor in (log_dw, log_2eta_mv_mmd):
+        for log_factor, log_factor_hi in ((log_dw, log_dw_hi), (log_2eta_mv_mmd, log_2eta_mv_mmd_hi)):
             log_bound = log_two + log_tbc + log_c_factor + log_factor
             ratio = np.exp(np.log(risk_diff) - log_bound)
-            tol = np.exp(np.log(err_risk) - log_bound) + tol41
-            risk_ratios.append(ratio)
+            # B's relative error u cond_B (<= 1/2 where resolved) enters T + BC at most in full
+            tol = np.exp(np.log(err_risk) - log_bound) + tol41 + u * cond_b
             excess = np.abs(ratio - expected) if cases.rho is not None else ratio - 1.0
-            risk_scores.append(excess / tol)
-            risk_tols.append(tol)
+            sure = certified(np.log(risk_diff), np.log(err_risk), log_two + log_tbc_hi + log_c_factor + log_factor_hi)
+            risk_ratios.append(np.where(resolved, ratio, sure))
+            risk_scores.append(np.where(resolved, excess / np.where(resolved, tol, 1.0), sure))
+            risk_tols.append(np.where(resolved, tol, 0.0))
     bound_score = np.maximum.reduce(pred_scores + risk_scores)
     agreement_score = np.max(np.stack(list(agree.values())), axis=0)
     # +inf only for a positive shift over a bound of exactly 0: a finite inequality that failed
     require_finite({"bound score": bound_score}, case_of, allow_inf=True)
     return Judged42(np.maximum.reduce([r.max(axis=-1) for r in pred_ratios]), tuple(pred_ratios),
                     np.maximum(*risk_ratios), tuple(risk_ratios), bound_score, agreement_score, agree,
-                    np.maximum.reduce(pred_tols + risk_tols), np.maximum(max_logit_q, max_logit_r))
+                    np.maximum.reduce(pred_tols + risk_tols), np.maximum(max_logit_q, max_logit_r), resolved)
 
 
 def general_cases(key, shape, size: int) -> tuple[Cases42, dict[str, int]]:
@@ -399,6 +429,7 @@ class Theorem42(Check):
                 "max_abs_tight_risk_ratio_minus_expected": tight_risk_dev,
                 "max_agreement_in_round_off_units": agreement_max,
                 "max_logit": float(max(np.max(j.max_logit) for j in judged_g)),
+                "cases_below_round_off_resolution": int(sum(np.sum(~j.resolved) for j in judged_g + [judged_t])),
                 "max_score": worst_score,
                 "rejected_cases": rejected,
                 "worst_case_risk": case_of(int(np.argmax(risk_g))),
