@@ -44,7 +44,14 @@ Tolerance: ``||ΔW||^2`` and ``MMD^2`` are double sums of at most 169 terms whos
 error of a few eps each: library and reference must agree within
 ``64 eps (1 + max logit) sum|terms|`` (:func:`verification.shift_cases.agreement`); the ratio within
 ``64 eps (cond_HS + cond_MMD + 1)(1 + max logit)`` with the reference's conditions; ``||W^V||_op``
-within ``64 eps ||W^V||_op`` (SVD is backward stable).
+within ``64 eps ||W^V||_op`` (SVD is backward stable). The ratio tolerance is a first-order bound, rigorous
+while ``u cond <= 1/2`` for both sums (``u = 64 eps (1 + max logit)``;
+:func:`verification.shift_cases.resolved_intervals` derives it). Past that the sum is below its round-off
+resolution (the library's ``MMD^2`` may be <= 0 at round-off, and a bound of exactly 0 would make a true case look
+violated): the case is judged instead on the absolute intervals ``lib +- u sum|terms|``, the smallest ``||ΔW||``
+over the largest bound they allow (times ``1 + u``) <= 1, one-sided and true at any conditioning; its ``ratio`` is
+that certified value, counted in ``figures["cases_below_round_off_resolution"]``. ``MMD~ <= 2`` within ``u``: the
+library's ``MMD^2`` is within ``u sum|terms|`` and ``sum|terms| <= 4 (M_x M_phi)^2``.
 
 ``worst_case`` (for ``--certify``): the random-W^V case with the largest ratio, keys ``wk (d_k, d)``,
 ``wv (d_v, d)``, ``target (m, d)`` (𝒟), ``prompt (n, d)`` (𝒬), ``log_eta``; the statement to certify is
