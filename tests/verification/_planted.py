@@ -22,3 +22,18 @@ def planted(monkeypatch, name, make):
             yield
         finally:
             jax.clear_caches()
+
+
+def near_duplicate_batch(size: int = 64, gap: float = 1e-9):
+    """Random heads of shape (4, 2, 2, 4, 4) whose prompt is the target moved by ``gap`` (standard normal steps).
+
+    ``MMD_k^2`` and ``||ΔW||^2`` are then about ``gap^2`` of their largest terms, far below float64's round-off
+    resolution at logits of a few hundred: the library's ``MMD_k^2`` is round-off, often exactly 0 or negative.
+    """
+    import numpy as np
+
+    from verification.cases.shift_cases import SHAPES, ShiftBatch, draw_shift_batches
+
+    general, _ = draw_shift_batches(jax.random.key(5), SHAPES[1], size)
+    steps = np.random.default_rng(0).standard_normal(general.target.shape)
+    return ShiftBatch(general.wk, general.wv, general.target, general.target + gap * steps, general.log_eta)

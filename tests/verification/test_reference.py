@@ -171,3 +171,16 @@ def test_linear_dual_form_and_von_oswald_step():
     w1 = w_init - 0.4 / 6 * sum(np.outer(w_init @ x - y, x) for x, y in zip(xs, ys, strict=False))
     np.testing.assert_allclose(-out[:, 3:], xq @ w1.T, rtol=1e-12)
     np.testing.assert_allclose(ref.gd_step_prediction(xs, ys, xq, np.asarray(0.4), w_init), xq @ w1.T, rtol=1e-12)
+
+
+def test_vector_norm_is_finite_wherever_the_norm_is():
+    """np.linalg.norm squares the entries and overflows past 1.3e154; the scaled norm does not."""
+    big = np.array([[3e165, 4e165], [0.0, 0.0], [3.0, -4.0]])
+    assert np.array_equal(ref.vector_norm(big), [5e165, 0.0, 5.0])
+    with np.errstate(over="ignore"):
+        assert np.linalg.norm(big[0]) == np.inf  # what the checks computed before
+    logs = ref.log_vector_norm(np.array([[1e308, 1e308], [0.0, 0.0]]))
+    assert logs[0] == pytest.approx(math.log(1e308) + 0.5 * math.log(2.0), rel=1e-15) and logs[1] == -np.inf
+    x = RNG.standard_normal((50, 7))
+    assert np.allclose(ref.vector_norm(x), np.linalg.norm(x, axis=-1), rtol=8 * np.finfo(float).eps, atol=0)
+    assert np.isnan(ref.vector_norm(np.array([np.nan, 1.0]))) and ref.vector_norm(np.array([np.inf, 1.0])) == np.inf

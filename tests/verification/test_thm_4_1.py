@@ -5,6 +5,7 @@ import importlib
 import jax
 import numpy as np
 import pytest
+from _planted import near_duplicate_batch, planted
 
 import iclkd_jax as ik
 from verification.cases.shift_cases import SHAPES, draw_shift_batches
@@ -103,3 +104,27 @@ def test_draws_are_reproducible():
     a, _ = draw_shift_batches(jax.random.key(1), SHAPES[0], 16)
     b, _ = draw_shift_batches(jax.random.key(1), SHAPES[0], 16)
     assert all(np.array_equal(x, y) for x, y in zip(a.arrays(), b.arrays(), strict=False))
+
+
+def test_a_case_below_round_off_resolution_is_judged_on_its_intervals_not_violated(monkeypatch):
+    """MMD^2 below round-off: a bound of exactly 0 from the library's MMD^2 would be a false violation (inf ratio)."""
+    batch = near_duplicate_batch()
+    judged = thm_4_1.judge(batch, None, attained=False, chunk=64)
+    lib = thm_4_1.library_side(batch, None, 64)
+    assert np.any(lib["mmd2"] <= 0)  # the hazard is present: MMD^2 <= 0 at round-off although the true one is > 0
+    assert not np.any(judged.resolved)
+    assert float(np.max(judged.score)) <= 1.0 and np.all(np.isfinite(judged.ratio))
+
+
+def test_a_real_violation_below_round_off_resolution_is_still_violated(monkeypatch):
+    """The same cases with ΔW taken against a prompt moved by 0.5: the library's ||ΔW|| exceeds every bound that
+    the round-off of its MMD^2 allows."""
+    batch = near_duplicate_batch()
+
+    def moved_prompt(original):
+        return lambda weights, target, prompt, **kwargs: original(weights, target, prompt + 0.5, **kwargs)
+
+    with planted(monkeypatch, "distilled_weight_difference", moved_prompt):
+        judged = thm_4_1.judge(batch, None, attained=False, chunk=64)
+    assert not np.any(judged.resolved)
+    assert float(np.max(judged.bound_score)) > 1.0

@@ -218,6 +218,59 @@ def reference_weight_shift(batch: ShiftBatch) -> ReferenceShift:
         log_mphi=0.5 * np.max(key_norm2, axis=-1))
 
 
+#: the largest relative round-off (``64 eps (1 + max logit)`` times the condition) at which a library double sum
+#: still resolves its value: below it the first-order ratio tolerances are rigorous (:func:`resolved_intervals`)
+RESOLUTION = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Intervals:
+    """What the library's ``||ΔW||^2`` and ``MMD_k^2`` certify about the true values, per case (logs of norms).
+
+    ``resolved``: both relative round-offs ``u cond`` are at most :data:`RESOLUTION`; ``log_dw_lo``, ``log_dw_hi``:
+    ``log sqrt(max(lib - e, 0))`` and ``log sqrt(lib + e)`` for ``||ΔW||``; ``log_mmd_hi`` the same upper end for
+    ``MMD_k``; ``e = u sum|terms|`` the absolute budget of each (``-inf`` for an empty interval end).
+    """
+
+    resolved: np.ndarray
+    log_dw_lo: np.ndarray
+    log_dw_hi: np.ndarray
+    log_mmd_hi: np.ndarray
+
+
+def resolved_intervals(library_log_dw2, library_mmd2, refs: ReferenceShift) -> Intervals:
+    """The library's ``||ΔW||^2`` (as a log) and ``MMD_k^2`` as intervals that contain the true values.
+
+    Error analysis. Each is a double sum ``sum_ij c_i c_j g_ij exp(k_i . k_j)`` whose terms carry a relative error
+    of a few eps times ``1 + |logit|``; the agreement test holds the library to
+    ``|lib - ref| <= u sum|terms|``, ``u = 64 eps (1 + max logit)`` (:attr:`ReferenceShift.round_off`), a budget
+    that also covers the reference's own few eps. So ``|lib - true| <= e = u sum|terms| = u cond |true|``: a
+    relative error ``r = u cond``. For ``r <= 1/2`` (``resolved``) a ratio ``sqrt(A/M)`` of two such sums is off by
+    a factor in ``[sqrt((1 - r_A)/(1 + r_M)), sqrt((1 + r_A)/(1 - r_M))] ⊂ [1 - r_A - r_M/2, 1 + r_A + r_M]``
+    (``1/(1 - r) <= 1 + 2r`` and ``sqrt(1 + x) <= 1 + x/2`` there), which the checks' ratio tolerance
+    ``u (cond_A + cond_M + 1)`` covers. Past ``r = 1/2`` the relative bound says nothing (at ``r >= 1`` even the
+    sign of the library's ``MMD^2`` is round-off, and a bound of exactly 0 would make a true inequality look
+    failed): there the checks judge the absolute intervals ``[lib - e, lib + e]``, which hold at any conditioning,
+    and compare the smallest left-hand side they allow with the largest right-hand side.
+    """
+    u = refs.round_off
+    log_u = np.log(u)
+    resolved = (u * refs.dw.condition <= RESOLUTION) & (u * refs.mmd2.condition <= RESOLUTION)
+    library_log_dw2 = np.asarray(library_log_dw2, np.float64)
+    log_e_dw = log_u + refs.dw.log_terms
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        gap = np.where(log_e_dw < library_log_dw2, -np.expm1(log_e_dw - library_log_dw2), 0.0)
+        log_dw2_lo = np.where(gap > 0, library_log_dw2 + np.log(gap), -np.inf)
+        log_dw2_hi = np.logaddexp(library_log_dw2, log_e_dw)
+        # MMD^2 + e, divided by sum|terms| (finite, overflow-free) before the log; negative only when the library
+        # is off by more than its budget (the agreement test's violation): the bound's upper end is then 0
+        finite_terms = np.isfinite(refs.mmd2.log_terms)
+        normalised = np.asarray(library_mmd2, np.float64) * np.exp(-np.where(finite_terms, refs.mmd2.log_terms, 0.0))
+        log_mmd2_hi = np.where(finite_terms, refs.mmd2.log_terms + np.log(np.maximum(normalised + u, 0.0)),
+                               np.log(np.maximum(np.asarray(library_mmd2, np.float64), 0.0)))
+    return Intervals(resolved, 0.5 * log_dw2_lo, 0.5 * log_dw2_hi, 0.5 * log_mmd2_hi)
+
+
 def agreement(library_value, reference: ref.LogSum, round_off) -> np.ndarray:
     """``|library - reference| / (round_off * sum|terms|)`` per case: <= 1 is agreement within round-off.
 

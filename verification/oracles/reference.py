@@ -43,6 +43,35 @@ def times_exp(x, log_factor) -> np.ndarray:
     return np.where(np.isfinite(direct) | ~np.isfinite(x), direct, safe)
 
 
+def vector_norm(x, axis: int = -1) -> np.ndarray:
+    """``||x||_2`` along ``axis``, finite wherever the norm is: ``m sqrt(sum (x_i / m)^2)``, ``m = max |x_i|``.
+
+    ``np.linalg.norm`` squares the entries first, so it overflows once an entry passes ``sqrt(float64 max)``
+    (about ``1.3e154``) although the norm itself is in range (a prediction shift of ``3e165`` has a norm of
+    ``3e165``). Scaling by the largest entry costs one division per entry: a relative error of a few eps.
+    NaN and infinite entries give NaN and infinity, as they should.
+    """
+    top, root = _scaled_norm(x, axis)
+    return top * root
+
+
+def log_vector_norm(x, axis: int = -1) -> np.ndarray:
+    """``log ||x||_2`` along ``axis`` (``-inf`` for a zero vector), finite even where the norm exceeds float64."""
+    top, root = _scaled_norm(x, axis)
+    with np.errstate(divide="ignore"):
+        return np.log(top) + np.log(root)
+
+
+def _scaled_norm(x, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(m, sqrt(sum (x_i / m)^2))`` with ``m = max |x_i|`` (``root`` in ``[1, sqrt(len)]`` where ``m > 0``)."""
+    x = np.asarray(x, np.float64)
+    top = np.max(np.abs(x), axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scaled = np.where(top > 0, x / np.where(top > 0, top, 1.0), 1.0)
+        scaled = np.where(np.isinf(top), np.where(np.isinf(x), 1.0, 0.0), scaled)
+    return np.squeeze(top, axis), np.sqrt(np.sum(scaled * scaled, axis=axis))
+
+
 def logsumexp(a, axis: int = -1, *, extended: bool = False) -> np.ndarray:
     """``log sum exp(a)`` along ``axis``, shifted by the maximum (finite for entries of +-1e3).
 

@@ -44,7 +44,14 @@ Tolerance: ``||ΔW||^2`` and ``MMD^2`` are double sums of at most 169 terms whos
 error of a few eps each: library and reference must agree within
 ``64 eps (1 + max logit) sum|terms|`` (:func:`verification.shift_cases.agreement`); the ratio within
 ``64 eps (cond_HS + cond_MMD + 1)(1 + max logit)`` with the reference's conditions; ``||W^V||_op``
-within ``64 eps ||W^V||_op`` (SVD is backward stable).
+within ``64 eps ||W^V||_op`` (SVD is backward stable). The ratio tolerance is a first-order bound, rigorous
+while ``u cond <= 1/2`` for both sums (``u = 64 eps (1 + max logit)``;
+:func:`verification.shift_cases.resolved_intervals` derives it). Past that the sum is below its round-off
+resolution (the library's ``MMD^2`` may be <= 0 at round-off, and a bound of exactly 0 would make a true case look
+violated): the case is judged instead on the absolute intervals ``lib +- u sum|terms|``, the smallest ``||ΔW||``
+over the largest bound they allow (times ``1 + u``) <= 1, one-sided and true at any conditioning; its ``ratio`` is
+that certified value, counted in ``figures["cases_below_round_off_resolution"]``. ``MMD~ <= 2`` within ``u``: the
+library's ``MMD^2`` is within ``u sum|terms|`` and ``sum|terms| <= 4 (M_x M_phi)^2``.
 
 ``worst_case`` (for ``--certify``): the random-W^V case with the largest ratio, keys ``wk (d_k, d)``,
 ``wv (d_v, d)``, ``target (m, d)`` (𝒟), ``prompt (n, d)`` (𝒬), ``log_eta``; the statement to certify is
@@ -78,6 +85,7 @@ from verification.cases.shift_cases import (
     map_batches,
     operator_norm_agreement,
     reference_weight_shift,
+    resolved_intervals,
     shift_cases,
 )
 from verification.core.model import Check, RunContext, case_quantiles
@@ -124,8 +132,9 @@ def library_side(batch: ShiftBatch, mutant: str | None, chunk: int) -> dict:
 class Judged:
     """Per-case judgements of one batch (arrays); every ``*_score`` <= 1 holds."""
 
-    ratio: np.ndarray
+    ratio: np.ndarray                # the certified lower bound of the true ratio where not resolved
     ratio_tolerance: np.ndarray
+    resolved: np.ndarray             # the library's ||ΔW||^2 and MMD^2 resolved (shift_cases.resolved_intervals)
     bound_score: np.ndarray          # (ratio - 1) / tol, or |ratio - 1| / tol for the attained batch
     agreement_score: np.ndarray      # max over the compared quantities, in units of their round-off
     agreement_by_quantity: dict
@@ -137,7 +146,9 @@ class Judged:
 
     @property
     def score(self) -> np.ndarray:
-        return np.maximum(np.maximum(self.bound_score, self.agreement_score), (self.mmd_tilde / 2 - 1) / self.ratio_tolerance)
+        # MMD~^2 <= 4 + 4u: the library's MMD^2 is within u sum|terms| and sum|terms| <= 4 (M_x M_phi)^2
+        mmd_tilde_score = (self.mmd_tilde / 2 - 1) / self.reference.round_off
+        return np.maximum(np.maximum(self.bound_score, self.agreement_score), mmd_tilde_score)
 
 
 def judge(batch: ShiftBatch, mutant: str | None, *, attained: bool, chunk: int) -> Judged:
@@ -154,15 +165,25 @@ def judge(batch: ShiftBatch, mutant: str | None, *, attained: bool, chunk: int) 
         "mmd2": agreement(lib["mmd2"], refs.mmd2, unit),
         "mmd2_unbiased": agreement(lib["mmd2_unbiased"], refs.mmd2_unbiased, unit),
     }
+    intervals = resolved_intervals(lib["log_dw2"], lib["mmd2"], refs)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         log_dw = 0.5 * lib["log_dw2"]
         log_mmd = np.where(lib["mmd2"] > 0, 0.5 * np.log(np.where(lib["mmd2"] > 0, lib["mmd2"], 1.0)), -np.inf)
-        log_bound = math.log(2.0) + batch.log_eta + np.log(lib["wv_op"]) + log_mmd
+        log_scale = math.log(2.0) + batch.log_eta + np.log(lib["wv_op"])
+        log_bound = log_scale + log_mmd
         ratio = np.where(log_dw == -np.inf, 0.0, np.where(log_bound == -np.inf, np.inf, np.exp(log_dw - log_bound)))
         tol = OPERATIONS * eps(np.float64) * (refs.dw.condition + refs.mmd2.condition + 1.0) * (1.0 + refs.max_logit)
-        require_finite({"ratio tolerance (conditions of ||ΔW||^2, MMD^2)": tol}, case_of)
         excess = np.abs(ratio - 1.0) if attained else ratio - 1.0
-        bound_score = excess / tol
+        # below round-off resolution (resolved_intervals): the smallest ||ΔW|| over the largest bound the library's
+        # values allow, <= 1 for every true case at any conditioning (one-sided: the attained lower side needs a
+        # resolved ratio); the extra u covers ||W^V||_op and eta, as the +1 in tol does
+        certified = np.where(intervals.log_dw_lo == -np.inf, 0.0, np.exp(
+            intervals.log_dw_lo - log_scale - intervals.log_mmd_hi - np.log1p(refs.round_off)))
+        # a condition is inf where the reference's own sum cancels to 0: such a case is not resolved
+        require_finite({"ratio tolerance (conditions of ||ΔW||^2, MMD^2)": np.where(intervals.resolved, tol, 0.0)},
+                       case_of)
+        ratio = np.where(intervals.resolved, ratio, certified)
+        bound_score = np.where(intervals.resolved, excess / tol, certified)
         # +inf only for ||ΔW|| > 0 over a bound of exactly 0 (MMD^2 <= 0): a finite inequality that failed
         require_finite({"bound score": bound_score}, case_of, allow_inf=True)
         mmd_tilde = np.exp(log_mmd - refs.log_mx - refs.log_mphi)
@@ -170,7 +191,8 @@ def judge(batch: ShiftBatch, mutant: str | None, *, attained: bool, chunk: int) 
     op = operator_norm_agreement(batch.wv)
     agree["operator_norm"] = np.concatenate([op, np.zeros(batch.size - op.size)])
     agreement_score = np.maximum(agreement_score, agree["operator_norm"])
-    return Judged(ratio, tol, bound_score, agreement_score, agree, mmd_tilde, log_dw, log_bound, refs.max_logit, refs)
+    return Judged(ratio, tol, intervals.resolved, bound_score, agreement_score, agree, mmd_tilde, log_dw, log_bound,
+                  refs.max_logit, refs)
 
 
 def blocked_agreement(batch: ShiftBatch, cases: int) -> float:
@@ -466,7 +488,7 @@ class Theorem41(Check):
         return self.result(
             ctx, status="violated" if violated else "holds", cases=cases_total, worst=float(ratios_g.max()),
             worst_label="max ||ΔW|| / bound (random W^V)",
-            tolerance=1.0 + float(max(np.max(j.ratio_tolerance[np.isfinite(j.ratio_tolerance)]) for j in judged_g)),
+            tolerance=1.0 + float(max(np.max(j.ratio_tolerance[j.resolved], initial=0.0) for j in judged_g)),
             tolerance_reason="ratio <= 1 + 64 eps (cond_HS + cond_MMD + 1)(1 + max logit) per case (two-sided for "
                              "the isometric W^V); library = reference within 64 eps (1 + max logit) sum|terms|; "
                              "growth exponents 1 +/- each draw's own truncation (15 T0^2 sup|h''|/ln 2) + round-off bound",
@@ -480,6 +502,7 @@ class Theorem41(Check):
                 "max_agreement_in_round_off_units": agreement,
                 "max_mmd_tilde": float(max(np.nanmax(j.mmd_tilde) for j in judged_g + judged_t)),
                 "max_logit": float(max(np.max(j.max_logit) for j in judged_g)),
+                "cases_below_round_off_resolution": int(sum(np.sum(~j.resolved) for j in judged_g + judged_t)),
                 "max_score": max(worst_score, growth_score),
                 "linear_growth": growth,
             },

@@ -30,7 +30,18 @@ Judged per case (each a violation): the library equals the reference (prediction
 Tolerance: the prediction difference is a difference of two kernel sums, each with an absolute round-off
 ``64 eps (1 + max|logit|) sum_i |c_i| ||v_i|| exp(k_i . k)``; the risk difference carries
 ``64 eps (1 + max|logit|) mean (||t|| + ||a|| + ||b||)^2``; divided by the bound and added to the relative
-tolerance of ``||ΔW||`` and MMD (thm-4.1). Library and reference agree within the same absolute budgets.
+tolerance of ``||ΔW||`` and MMD (thm-4.1), and for the risk the relative error ``u cond_B`` of ``B`` (its one-step
+norms are double sums too; ``u = 64 eps (1 + max logit)``). Library and reference agree within the same absolute
+budgets. These relative tolerances are first-order bounds, rigorous while every ``u cond <= 1/2``
+(:func:`verification.shift_cases.resolved_intervals` derives it); past that a double sum is below its round-off
+resolution (its library value may even be <= 0, and a bound of exactly 0 would make a true inequality look
+failed), so the case is judged on absolute intervals instead, one-sided and with no tolerance:
+``max(observed - its budget, 0)`` over the bound from ``lib + u sum|terms|`` of ``||ΔW||^2``, ``MMD^2`` and ``B^2``
+(times ``1 + u`` for ``||W^V||_op``, ``eta`` and ``phi``). That holds for every true case at any conditioning;
+``figures["cases_below_round_off_resolution"]`` counts such cases. Norms of predictions are taken in log space or
+scaled by their largest entry (:func:`verification.reference.vector_norm`): a shift of ``3e165`` is in range, its
+squared entries are not. Cases that the float64 library cannot represent (a KD risk or a query's prediction beyond
+float64, :func:`outside_float64_range`) are rejected by the generator, counted in ``figures["rejected_cases"]``.
 
 ``worst_case`` (for ``--certify``): the random case with the largest ratio (prediction or risk), keys
 ``wk, wv, target (m, d), prompt (n, d), log_eta`` (as thm-4.1), ``queries (Q, d)`` and ``reference (R, d)``
@@ -50,6 +61,7 @@ import numpy as np
 from verification.cases.explore import explore, reject
 from verification.cases.shift_cases import (
     OPERATIONS,
+    RESOLUTION,
     SHAPES,
     ShiftBatch,
     ShiftCase,
@@ -64,6 +76,7 @@ from verification.cases.shift_cases import (
     operator_norm_agreement,
     reference_prediction_scale,
     reference_weight_shift,
+    resolved_intervals,
     shift_cases,
 )
 from verification.core.model import Check, RunContext, case_quantiles
@@ -112,29 +125,53 @@ def draw_tight_cases(key, size: int) -> Cases42:
 
 #: ``log`` of float64's largest value: the library returns the KD risk ``L`` itself, not its log
 LOG_FLOAT64_MAX = math.log(float(np.finfo(np.float64).max))
-#: why :func:`in_float64_range` rejects a case (the key of ``figures["rejected_cases"]``)
+#: why :func:`outside_float64_range` rejects a case (the keys of ``figures["rejected_cases"]``)
 RISK_OUT_OF_RANGE = "KD risk beyond float64 (the library returns L, not log L)"
+PREDICTION_OUT_OF_RANGE = "prediction beyond float64 at a query (the library returns f_S, not log f_S)"
 
 
-def in_float64_range(cases: Cases42) -> np.ndarray:
-    """Per case: whether every quantity the library returns in linear scale is within float64's range.
+def outside_float64_range(cases: Cases42) -> dict[str, np.ndarray]:
+    """Per reason, the cases that the float64 library cannot represent (each case under its first reason only).
 
     The library's ``L(W̄(P)) = mean_r ||t_r - f_S(x_r)||^2`` (``t_r = W^V x_r``) sums ``R`` squared residuals before
     dividing by ``R``; each residual is at most ``T + A`` with ``T = max_r ||t_r||`` and ``A`` the largest
     :func:`~verification.shift_cases.reference_prediction_scale` over the risk's sample (``>= ||f_S||``), so every
     intermediate is at most ``R (T + A + B)^2`` (``B`` the same for the other sample; the risk tolerance is
     ``64 eps (1 + logit)`` times that, far less). A case with ``2 R (T + A + B)^2`` beyond float64 (the factor 2
-    for round-off) is outside what the float64 library can represent: the generator rejects it (counted in
-    ``figures["rejected_cases"]``) instead of judging an overflow. The logits are capped at 500
+    for round-off) is outside what the float64 library can represent. The logits are capped at 500
     (:data:`~verification.shift_cases.MAX_LOGIT`) but ``eta`` up to ``e^5`` and the square take the risk to ``e^1000``.
+
+    The predictions at the queries, ``f_S(x; W̄(𝒬))`` and ``f_S(x; W̄(𝒟))``, are returned as vectors too: their
+    entries and their difference are at most ``A_x + B_x`` (the same scales at the query ``x``), so a case with
+    ``2 (A_x + B_x)`` beyond float64 at some query is rejected as well. The cap bounds the samples' logits only: a
+    fresh query with ``||W^K x||^2`` near 1000 meets a key of norm ``sqrt(500)`` at a logit beyond 700.
+
+    The generator rejects such cases (counted in ``figures["rejected_cases"]``) instead of judging an overflow;
+    the check computes every norm and ratio of what remains in log space or scaled by its largest entry.
     """
     b = cases.batch
     with np.errstate(divide="ignore"):
-        log_t = np.log(np.max(np.linalg.norm(np.einsum("bad,brd->bra", b.wv, cases.reference), axis=-1), axis=-1))
+        log_t = np.log(np.max(ref.vector_norm(np.einsum("bad,brd->bra", b.wv, cases.reference)), axis=-1))
     log_a = np.max(log_reference_prediction_scale(b.wk, b.wv, b.prompt, b.log_eta, cases.reference), axis=-1)
     log_b = np.max(log_reference_prediction_scale(b.wk, b.wv, b.target, b.log_eta, cases.reference), axis=-1)
     log_size = np.logaddexp(log_t, np.logaddexp(log_a, log_b))
-    return math.log(2.0 * cases.reference.shape[1]) + 2.0 * log_size <= LOG_FLOAT64_MAX
+    risk = math.log(2.0 * cases.reference.shape[1]) + 2.0 * log_size > LOG_FLOAT64_MAX
+    log_pred = np.max(np.logaddexp(log_reference_prediction_scale(b.wk, b.wv, b.prompt, b.log_eta, cases.queries),
+                                   log_reference_prediction_scale(b.wk, b.wv, b.target, b.log_eta, cases.queries)),
+                      axis=-1)
+    prediction = (math.log(2.0) + log_pred > LOG_FLOAT64_MAX) & ~risk
+    return {RISK_OUT_OF_RANGE: risk, PREDICTION_OUT_OF_RANGE: prediction}
+
+
+def in_float64_range(cases: Cases42) -> np.ndarray:
+    """Per case: whether every quantity the library returns in linear scale is within float64's range
+    (:func:`outside_float64_range`)."""
+    return ~np.logical_or.reduce(list(outside_float64_range(cases).values()))
+
+
+def rejection_counts(cases: Cases42, keep: np.ndarray) -> dict[str, int]:
+    """``{reason: count}`` of the cases not kept, each under its first reason."""
+    return {reason: int(np.sum(outside & ~keep)) for reason, outside in outside_float64_range(cases).items()}
 
 
 def select(cases: Cases42, keep: np.ndarray) -> Cases42:
@@ -156,6 +193,7 @@ class Judged42:
     agreement_by_quantity: dict
     tolerance: np.ndarray
     max_logit: np.ndarray
+    resolved: np.ndarray               # judged on relative tolerances; else on the certified intervals, one-sided
 
     @property
     def score(self) -> np.ndarray:
@@ -179,9 +217,11 @@ def judge(cases: Cases42, mutant: str | None, *, chunk: int) -> Judged42:
     err_pred = OPERATIONS * f64 * (1.0 + max_logit_q)[:, None] * size                        # (B, Q)
     rkeys = np.einsum("bkd,brd->brk", b.wk, cases.reference)
     max_logit_r = np.max(np.abs(np.einsum("brk,bik->bri", rkeys, keys)), axis=(1, 2))
-    t_r = np.linalg.norm(np.einsum("bad,brd->bra", b.wv, cases.reference), axis=-1)
-    a_r = np.linalg.norm(ref.distilled_prediction(b.wk, b.wv, b.prompt, b.log_eta, cases.reference), axis=-1)
-    b_r = np.linalg.norm(ref.distilled_prediction(b.wk, b.wv, b.target, b.log_eta, cases.reference), axis=-1)
+    # norms scaled by their largest entry (ref.vector_norm): np.linalg.norm squares first and overflows for
+    # entries past 1.3e154, which predictions of up to e^700 reach
+    t_r = ref.vector_norm(np.einsum("bad,brd->bra", b.wv, cases.reference))
+    a_r = ref.vector_norm(ref.distilled_prediction(b.wk, b.wv, b.prompt, b.log_eta, cases.reference))
+    b_r = ref.vector_norm(ref.distilled_prediction(b.wk, b.wv, b.target, b.log_eta, cases.reference))
     err_risk = OPERATIONS * f64 * (1.0 + max_logit_r) * np.mean((t_r + a_r + b_r) ** 2, axis=-1)
     log_risk_q = ref.log_kd_risk(b.wk, b.wv, b.prompt, b.log_eta, cases.reference)
     log_risk_d = ref.log_kd_risk(b.wk, b.wv, b.target, b.log_eta, cases.reference)
@@ -201,14 +241,16 @@ def judge(cases: Cases42, mutant: str | None, *, chunk: int) -> Judged42:
         return ref.log_hs_norm2(np.full(tokens_.shape[:2], 1.0 / n), np.einsum("bad,bid->bia", b.wv, tokens_),
                                 np.einsum("bkd,bid->bik", b.wk, tokens_), math.log(2.0) + b.log_eta)
 
+    hs_q, hs_d = one_step_hs(b.prompt), one_step_hs(b.target)
+    u = refs.round_off
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         agree = {
-            "hs_norm": log_agreement(lib["log_dw2"], refs.dw, refs.round_off),
-            "mmd2": agreement(lib["mmd2"], refs.mmd2, refs.round_off),
-            "hs_norm_one_step": np.maximum(log_agreement(lib["log_hs_q"], one_step_hs(b.prompt), refs.round_off),
-                                           log_agreement(lib["log_hs_d"], one_step_hs(b.target), refs.round_off)),
-            "prediction_shift": np.max(np.linalg.norm(lib["prediction_shift"] - (pred_q - pred_d), axis=-1)
-                                       / err_pred, axis=-1),
+            "hs_norm": log_agreement(lib["log_dw2"], refs.dw, u),
+            "mmd2": agreement(lib["mmd2"], refs.mmd2, u),
+            "hs_norm_one_step": np.maximum(log_agreement(lib["log_hs_q"], hs_q, u),
+                                           log_agreement(lib["log_hs_d"], hs_d, u)),
+            "prediction_shift": np.max(ref.vector_norm(lib["prediction_shift"] - (pred_q - pred_d)) / err_pred,
+                                       axis=-1),
             "kd_risk": np.maximum(np.abs(lib["risk_q"] - risk_q), np.abs(lib["risk_d"] - risk_d)) / err_risk,
         }
         op = operator_norm_agreement(b.wv)
@@ -219,58 +261,83 @@ def judge(cases: Cases42, mutant: str | None, *, chunk: int) -> Judged42:
         log_dw = 0.5 * lib["log_dw2"]
         log_mmd = 0.5 * np.log(np.where(lib["mmd2"] > 0, lib["mmd2"], 0.0))
         log_2eta_mv_mmd = math.log(2.0) + b.log_eta + np.log(wv_op) + log_mmd
-        diff = np.linalg.norm(lib["prediction_shift"], axis=-1)                                    # (B, Q)
+        log_diff = ref.log_vector_norm(lib["prediction_shift"])                                    # (B, Q)
         log_phi = 0.5 * np.sum(qkeys * qkeys, axis=-1)                                           # log ||phi(W^K x)||
         if mutant == "quarter-exponent":
             log_phi = 0.5 * log_phi
         elif mutant == "no-feature-norm":
             log_phi = np.zeros_like(log_phi)
         tol41 = OPERATIONS * f64 * (refs.dw.condition + refs.mmd2.condition + 1.0) * (1.0 + refs.max_logit)
-        require_finite({"thm-4.1 tolerance (conditions of ||ΔW||^2, MMD^2)": tol41}, case_of)
+        # below round-off resolution (module docstring): the smallest left-hand side over the largest bound that the
+        # library's values allow, judged one-sided with no tolerance; the extra u covers ||W^V||_op, eta, phi
+        intervals = resolved_intervals(lib["log_dw2"], lib["mmd2"], refs)
+        cond_b = np.maximum(hs_q.condition, hs_d.condition)
+        resolved = intervals.resolved & (u * cond_b <= RESOLUTION)
+        # a condition is inf where the reference's own sum cancels to 0: such a case is not resolved
+        require_finite({"thm-4.1 tolerance (conditions of ||ΔW||^2, MMD^2)": np.where(resolved, tol41, 0.0)},
+                       case_of)
+        log_slack = np.log1p(u)
+        log_dw_hi = intervals.log_dw_hi + log_slack
+        log_2eta_mv_mmd_hi = math.log(2.0) + b.log_eta + np.log(wv_op) + intervals.log_mmd_hi + log_slack
+
+        def certified(log_observed, log_error, log_bound_hi):
+            """``max(observed - error, 0) / bound_hi`` from logs (0 where the interval reaches 0)."""
+            gap = np.where(log_error < log_observed, -np.expm1(log_error - log_observed), 0.0)
+            return np.where(gap > 0, np.exp(log_observed + np.log(gap) - log_bound_hi), 0.0)
+
         # ratios and tolerances as differences of logs: a bound beyond float64 is no overflow
         pred_ratios, pred_scores, pred_tols = [], [], []
-        for log_factor in (log_dw, log_2eta_mv_mmd):
+        for log_factor, log_factor_hi in ((log_dw, log_dw_hi), (log_2eta_mv_mmd, log_2eta_mv_mmd_hi)):
             log_bound = log_factor[:, None] + log_phi
-            ratio = np.exp(np.log(diff) - log_bound)
+            ratio = np.exp(log_diff - log_bound)
             tol = np.exp(np.log(err_pred) - log_bound) + tol41[:, None]
-            pred_ratios.append(ratio)
             excess = np.abs(ratio - 1.0) if cases.rho is not None else ratio - 1.0
-            pred_scores.append(np.max(excess / tol, axis=-1))
-            pred_tols.append(np.max(tol, axis=-1))
+            sure = certified(log_diff, np.log(err_pred), log_factor_hi[:, None] + log_phi)
+            pred_ratios.append(np.where(resolved[:, None], ratio, sure))
+            pred_scores.append(np.max(np.where(resolved[:, None], excess / np.where(resolved[:, None], tol, 1.0),
+                                               sure), axis=-1))
+            pred_tols.append(np.where(resolved, np.max(tol, axis=-1), 0.0))
         # (ii) on the reference's empirical measure
         log_t = np.log(np.max(t_r, axis=-1))
         log_c = 0.5 * np.max(np.sum(rkeys * rkeys, axis=-1), axis=-1)
         log_b = 0.5 * (lib["log_hs_d"] if mutant == "B-target-only" else np.maximum(lib["log_hs_q"], lib["log_hs_d"]))
+        # B's upper end: each one-step ||W̄||^2 plus its budget u sum|terms|
+        log_b_hi = 0.5 * (np.logaddexp(lib["log_hs_d"], np.log(u) + hs_d.log_terms) if mutant == "B-target-only"
+                          else np.maximum(np.logaddexp(lib["log_hs_q"], np.log(u) + hs_q.log_terms),
+                                          np.logaddexp(lib["log_hs_d"], np.log(u) + hs_d.log_terms)))
         risk_diff = np.abs(lib["risk_q"] - lib["risk_d"])
         log_tbc = np.logaddexp(log_t, log_b + log_c)
+        log_tbc_hi = np.logaddexp(log_t, log_b_hi + log_c)
         log_two = 0.0 if mutant == "drop-factor-2" else math.log(2.0)
         log_c_factor = 0.0 if mutant == "drop-C" else log_c
         expected = 1.0 if cases.rho is None else (2.0 + cases.rho) / (2.0 + 2.0 * cases.rho)
         risk_ratios, risk_scores, risk_tols = [], [], []
-        for log_factor in (log_dw, log_2eta_mv_mmd):
+        for log_factor, log_factor_hi in ((log_dw, log_dw_hi), (log_2eta_mv_mmd, log_2eta_mv_mmd_hi)):
             log_bound = log_two + log_tbc + log_c_factor + log_factor
             ratio = np.exp(np.log(risk_diff) - log_bound)
-            tol = np.exp(np.log(err_risk) - log_bound) + tol41
-            risk_ratios.append(ratio)
+            # B's relative error u cond_B (<= 1/2 where resolved) enters T + BC at most in full
+            tol = np.exp(np.log(err_risk) - log_bound) + tol41 + u * cond_b
             excess = np.abs(ratio - expected) if cases.rho is not None else ratio - 1.0
-            risk_scores.append(excess / tol)
-            risk_tols.append(tol)
+            sure = certified(np.log(risk_diff), np.log(err_risk), log_two + log_tbc_hi + log_c_factor + log_factor_hi)
+            risk_ratios.append(np.where(resolved, ratio, sure))
+            risk_scores.append(np.where(resolved, excess / np.where(resolved, tol, 1.0), sure))
+            risk_tols.append(np.where(resolved, tol, 0.0))
     bound_score = np.maximum.reduce(pred_scores + risk_scores)
     agreement_score = np.max(np.stack(list(agree.values())), axis=0)
     # +inf only for a positive shift over a bound of exactly 0: a finite inequality that failed
     require_finite({"bound score": bound_score}, case_of, allow_inf=True)
     return Judged42(np.maximum.reduce([r.max(axis=-1) for r in pred_ratios]), tuple(pred_ratios),
                     np.maximum(*risk_ratios), tuple(risk_ratios), bound_score, agreement_score, agree,
-                    np.maximum.reduce(pred_tols + risk_tols), np.maximum(max_logit_q, max_logit_r))
+                    np.maximum.reduce(pred_tols + risk_tols), np.maximum(max_logit_q, max_logit_r), resolved)
 
 
-def general_cases(key, shape, size: int) -> tuple[Cases42, int]:
+def general_cases(key, shape, size: int) -> tuple[Cases42, dict[str, int]]:
     """``size`` random heads of ``shape`` less those :func:`in_float64_range` rejects; returns the cases and how many
-    were rejected."""
+    were rejected, by reason."""
     batch, _ = draw_shift_batches(key, shape, size, max_scale=3.0)
     cases = Cases42(batch, draw_queries(jax.random.fold_in(key, 1), batch), batch.target)
     keep = in_float64_range(cases)
-    return select(cases, keep), int(np.sum(~keep))
+    return select(cases, keep), rejection_counts(cases, keep)
 
 
 class Theorem42(Check):
@@ -293,19 +360,20 @@ class Theorem42(Check):
         start = time.perf_counter()
         drawn = [general_cases(jax.random.fold_in(ctx.key, i), shape, per_shape) for i, shape in enumerate(SHAPES)]
         general = [cases for cases, _ in drawn]
-        rejected = sum(count for _, count in drawn)
+        rejected = {reason: sum(counts[reason] for _, counts in drawn) for reason in drawn[0][1]}
         tight = draw_tight_cases(jax.random.fold_in(ctx.key, 77), per_shape)
         judged_g = [judge(c, ctx.mutant, chunk=chunk) for c in general]
         judged_t = judge(tight, ctx.mutant, chunk=chunk)
         batched_s = time.perf_counter() - start
 
         def measure(case: ShiftCase):
-            nonlocal rejected
             batch, _ = case.build()
             queries = np.asarray(case.build()[0].target) + 0.5  # deterministic queries beside the target
             cases = Cases42(batch, queries, batch.target)
-            if not in_float64_range(cases)[0]:
-                rejected += 1
+            keep = in_float64_range(cases)
+            if not keep[0]:
+                for reason, count in rejection_counts(cases, keep).items():
+                    rejected[reason] += count
                 reject()
             return float(judge(cases, ctx.mutant, chunk=chunk).score[0])
 
@@ -372,8 +440,9 @@ class Theorem42(Check):
                 "max_abs_tight_risk_ratio_minus_expected": tight_risk_dev,
                 "max_agreement_in_round_off_units": agreement_max,
                 "max_logit": float(max(np.max(j.max_logit) for j in judged_g)),
+                "cases_below_round_off_resolution": int(sum(np.sum(~j.resolved) for j in judged_g + [judged_t])),
                 "max_score": worst_score,
-                "rejected_cases": {RISK_OUT_OF_RANGE: rejected},
+                "rejected_cases": rejected,
                 "worst_case_risk": case_of(int(np.argmax(risk_g))),
             },
             counterexample=counterexample, worst_case=case_of(worst_i), summary=summary)
