@@ -82,8 +82,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from verification.core import process
 from verification.core.arguments import positive_float
 from verification.core.errors import CommandError, ExitStatus
+from verification.engine import distributed
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -479,8 +481,6 @@ class Journal:
         Raises:
           CommandError: ``--resume`` with other arguments or selection than the journaled run (exit 2).
         """
-        from verification.engine import distributed
-
         self.units = list(units)
         found = self._check_arguments() if self.resume else False
         decision: dict[str, Any] = {"reused": {}, "reasons": {}, "warnings": [], "inflight": {}}
@@ -541,10 +541,8 @@ class Journal:
         return found
 
     def _mark(self, unit: Unit | None) -> None:
-        from verification.engine import distributed
-
         self._current = unit
-        marker = self.folder / "inflight" / f"process-{distributed.process_index() if _multi_process() else 0}"
+        marker = self.folder / "inflight" / f"process-{process.process_index() if _multi_process() else 0}"
         try:
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(unit.key if unit else "")
@@ -586,15 +584,11 @@ class Journal:
 
 
 def _multi_process() -> bool:
-    from verification.engine import distributed
-
-    return distributed.process_count() > 1
+    return process.process_count() > 1
 
 
 def _is_root() -> bool:
-    from verification.engine import distributed
-
-    return distributed.is_writer()
+    return process.is_writer()
 
 
 # ------------------------------------------------------------------------------------------ running units
@@ -612,9 +606,7 @@ def map_units(items: Sequence[T], compute: Callable[[T], R], *, journal: Journal
     in every unit (the tightness cells shard their draws over all processes' devices); process 0
     journals them.
     """
-    from verification.engine import distributed
-
-    count = 1 if collective else distributed.process_count()
+    count = 1 if collective else process.process_count()
     if journal is None:
         if count > 1:
             yield from distributed.distributed_map(compute, items)
