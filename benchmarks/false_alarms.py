@@ -122,6 +122,8 @@ def _lemma_features(result) -> dict[str, float]:
         taylor_remainder=_number(_figure(result, "taylor_max_error_over_remainder")),
         slopes=_max_of(abs(value + 0.5) / (z * se) for value, se in slopes.values() if se and z),
         features_vs_reference=_max_of(reference.values()) if isinstance(reference, Mapping) else _number(reference),
+        **{f"{name}_deviation_over_allowance": _number(value)
+           for name, value in (_figure(result, "deviation_over_allowance") or {}).items()},
         every_judgement=_number(result.worst))
 
 
@@ -175,11 +177,12 @@ MARGINS: dict[str, Margin] = {
                        "tightness, not a tolerance about to fail.", _thm_3_1b),
     "lemma-eta": Margin(_ALREADY_A_RATIO + "max abs log-space error/tolerance (random cases and anchors); the "
                         "sharp-gap entropy sweep is pass/fail and not in it.", worst_over_tolerance),
-    "lemma-features": Margin(_ALREADY_A_RATIO + "max of |slope+1/2|/(4.5 se) (the statistical judgement), "
-                             "features/reference error/tolerance and the Taylor error over its Lagrange remainder "
-                             "(plus round-off), which tends to 1 as the logit tends to 0: a margin near 1 from that "
-                             "component is the bound's tightness, not a tolerance about to fail; the "
-                             "orthogonal-no-worse test is pass/fail and not in it.", _lemma_features),
+    "lemma-features": Margin(_ALREADY_A_RATIO + "max of |slope+1/2|/(z se), the means', MSEs' and "
+                             "orthogonal-vs-iid deviations over their allowances (the statistical judgements, at "
+                             "the budget's level), features/reference error/tolerance and the Taylor error over its "
+                             "Lagrange remainder (plus round-off), which tends to 1 as the logit tends to 0: a "
+                             "margin near 1 from that component is the bound's tightness, not a tolerance about to "
+                             "fail.", _lemma_features),
     "thm-linear": Margin(_ALREADY_A_RATIO + "max error/tolerance over every case.", worst_over_tolerance),
     "thm-3.2": Margin("max of the Clopper-Pearson lower limit of the violation rate over δ (the statistical "
                       "judgement) and the library/reference agreement in its tolerance units (sup gaps, quadratic "

@@ -202,7 +202,9 @@ def test_launch_gives_the_one_process_report(tmp_path, capfd):
 COMPONENTS = {
     "thm-3.1a": {"worst/tolerance"}, "lemma-eta": {"worst/tolerance"}, "thm-linear": {"worst/tolerance"},
     "thm-3.1b": {"taylor step over remainder", "explicit maps round off", "every judgement"},
-    "lemma-features": {"taylor remainder", "slopes", "features vs reference", "every judgement"},
+    "lemma-features": {"taylor remainder", "slopes", "features vs reference", "unbiased deviation over allowance",
+                       "variance deviation over allowance", "orthogonal-no-worse deviation over allowance",
+                       "every judgement"},
     "thm-3.2": {"clopper pearson lower over delta", "reference agreement"},
     "conj-3.2": {"reference agreement"},
     "thm-4.1": {"linear growth", "every score", "blocked mmd2 agreement"},

@@ -2,6 +2,7 @@
 reference, so a broken RBF kernel or median heuristic is a violation although the linear kernel refutes."""
 
 import importlib
+import math
 
 import jax
 import numpy as np
@@ -71,3 +72,52 @@ def test_a_broken_median_heuristic_is_noticed(pairs, monkeypatch):
 def test_permutation_test_reference_size_and_power():
     figures = mmd_agreement.permutation_test(jax.random.key(1), 40, level=1e-5)
     assert figures.ok, figures
+
+
+# quick seed 77's cancelling pair: x . y = 1.8e-4 against sum|x_d y_d| = 2.2 (condition 1.2e4)
+SEED77_X = np.array([[-0.5884512185660321, -0.5562764827000931, 0.763172494664628, 0.5451776306799737]])
+SEED77_Y = np.array([[-1.1474515435647676, -0.7905704265625072, -0.6629488862467876, -1.1168297812598758]])
+SEED77_WK = np.array([[0.23635573653198302, -1.1234900580368452, -0.11254378801575836, 0.5648774933650258],
+                      [0.01470892993487612, -0.07031232886160675, 0.07188028288786348, -0.3391447771283649],
+                      [0.05779715054703807, -0.01460464999405385, 0.6267897334179761, 0.3827542380860518]])
+
+
+def test_gram_budget_covers_a_cancelling_dot_product():
+    """A dot product's round-off is ``eps sum|x_d y_d|`` whatever ``|x . y|``: the seed-77 pair agrees, and its
+    library error is far above ``eps |k| (1 + |log k|)`` (the budget that called it a disagreement)."""
+    dot = float(SEED77_X[0] @ SEED77_Y[0])
+    assert np.sum(np.abs(SEED77_X * SEED77_Y)) / abs(dot) > 1e4
+    agreement = mmd_agreement.gram_agreement(SEED77_X, SEED77_Y, SEED77_WK, bandwidth=1.0)
+    assert max(agreement.values()) <= 1.0, agreement
+    # the library's own round-off on this pair, exact reference from math.fsum
+    library = float(np.asarray(ik.linear_kernel()(jax.numpy.asarray(SEED77_X), jax.numpy.asarray(SEED77_Y)))[0, 0])
+    exact = math.fsum(SEED77_X[0] * SEED77_Y[0])
+    assert library != exact  # a real round-off, not a bit-identical pair
+    assert abs(library - exact) <= 4 * np.finfo(float).eps * np.sum(np.abs(SEED77_X * SEED77_Y))
+    assert abs(library - exact) > 0.01 * np.finfo(float).eps * abs(exact) * (1 + abs(math.log(abs(exact))))
+
+
+@pytest.mark.parametrize("kind", ["linear", "exp", "product"])
+def test_gram_budget_still_sees_a_relative_error_of_1e_9(kind):
+    """The wider scale stays a round-off scale: on the cancelling pair a relative error of 1e-9 (a float32-sized
+    slip in the products) is a disagreement."""
+    u, v = (SEED77_X @ SEED77_WK.T, SEED77_Y @ SEED77_WK.T) if kind == "exp" else (SEED77_X, SEED77_Y)
+    _, log_abs = mmd_agreement.ref.log_gram(kind, u, v, wk=SEED77_WK)
+    scale = mmd_agreement.gram_round_off_scale(kind, u, v, log_abs, wk=SEED77_WK)
+    assert mmd_agreement._units(1e-9 * np.exp(log_abs), scale) > 1.0
+
+
+@pytest.mark.parametrize("kind", ["rbf", "linear", "exp", "product"])
+def test_gram_round_off_scale_batched_and_in_log_units_equals_the_single_case(kind):
+    """measure_pairs calls the scale on a batch in units of exp(log sum|terms|): the same numbers per case."""
+    rng = np.random.default_rng(0)
+    x, wk = rng.standard_normal((3, 5, 4)), rng.standard_normal((3, 2, 4))
+    log_unit = rng.standard_normal(3)
+    params = {"bandwidth": np.ones(3)} if kind == "rbf" else {"wk": wk}
+    batched_log = mmd_agreement.ref.log_gram(kind, x, x, **params)[1]
+    batched = mmd_agreement.gram_round_off_scale(kind, x, x, batched_log, wk=wk, log_unit=log_unit[:, None, None])
+    for b in range(3):
+        single_params = {"bandwidth": 1.0} if kind == "rbf" else {"wk": wk[b]}
+        log_abs = mmd_agreement.ref.log_gram(kind, x[b], x[b], **single_params)[1]
+        single = mmd_agreement.gram_round_off_scale(kind, x[b], x[b], log_abs, wk=wk[b])
+        np.testing.assert_allclose(batched[b] * np.exp(log_unit[b]), single, rtol=1e-12)

@@ -2,10 +2,12 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from iclkd_jax import features
 from verification.engine.runner import run_check
+from verification.statements.lemma_features import check as lf
 
 
 def test_holds_on_the_real_implementation():
@@ -55,3 +57,81 @@ def test_planted_feature_map_bugs_are_violations(monkeypatch, name, make):
         monkeypatch.undo()
         jax.clear_caches()
     assert result.status == "violated", result.summary
+
+
+# --- the statistics on heavy-tailed (lognormal) samples -------------------------------------------------------
+
+LEVEL = 1.2e-5                     # the per-judgement level of the default budget split
+Z = 4.38                           # its two-sided normal value
+
+
+def _pair(radius):
+    """u, z with |u + z| = radius and |u - z| = 0.6, as the check's generator builds them."""
+    s = np.zeros((1, lf.KEY_DIM))
+    s[0, 0] = radius
+    w = np.zeros((1, lf.KEY_DIM))
+    w[0, 1] = lf.HALF_DIFFERENCE
+    return s / 2 + w, s / 2 - w
+
+
+def test_a_low_mean_at_large_radius_is_within_the_allowance_though_studentised_it_was_not():
+    # quick seed 75: positive features, |u+z| = 2, m = 16, R = 576 keys: mean relative error -0.167 with a sample
+    # standard error 0.0326 (the sample missed the lognormal tail: the exact one is sqrt((e^4 - 1)/16/576) = 0.076)
+    u, z = _pair(2.0)
+    v, _, skew, bound = (a[0] for a in lf.null_moments("positive", u, z, 16))
+    below, above = lf.mean_allowance("positive", 2.0, 16, v, skew, bound, 576, LEVEL, Z)
+    assert abs(-0.16745) > Z * 0.032636                          # the studentised interval called it biased
+    assert -below <= -0.16745 <= above
+    assert math.isclose(math.sqrt(v / 576), 0.0763, rel_tol=1e-2)
+
+
+def test_a_low_mse_at_radius_one_is_within_the_allowance_though_studentised_it_was_not():
+    # quick seed 96: positive features, |u+z| = 1, m = 64, R = 576: MSE 0.02075 against sigma^2/m = 0.02685, the
+    # sample standard error of the MSE 0.0013 (a sample fourth moment that missed the tail)
+    u, z = _pair(1.0)
+    v, fourth, _, _ = (a[0] for a in lf.null_moments("positive", u, z, 64))
+    assert math.isclose(v, 0.026848, rel_tol=1e-4)
+    below, above = lf.mse_allowance(v, fourth, 576, LEVEL)
+    assert abs(0.020745 - v) > Z * 0.0013041
+    assert -below <= 0.020745 - v <= above
+
+
+def test_planted_biases_are_outside_the_allowance():
+    u, z = _pair(0.5)
+    for m in lf.M_GRID:
+        v, fourth, skew, bound = (a[0] for a in lf.null_moments("positive", u, z, m))
+        below, above = lf.mean_allowance("positive", 0.5, m, v, skew, bound, 192, LEVEL, Z)
+        missing_half_norm = math.exp((0.25 + 4 * lf.HALF_DIFFERENCE ** 2) / 4) - 1   # exp(|u|^2/2 + |z|^2/2) - 1
+        assert missing_half_norm > above and -(1 - 1 / m) < -below                # and the 1/m normalisation
+        low, high = lf.mse_allowance(v, fourth, 192, LEVEL)
+        assert (1 - 1 / m) ** 2 - v > high                                           # its MSE, too
+
+
+@pytest.mark.parametrize("kind, radius", [("positive", 0.5), ("positive", 1.0), ("positive", 2.0), ("trig", 1.0)])
+def test_allowances_hold_their_level_on_exact_null_samples(kind, radius):
+    # at a level whose frequency is measurable: exact lognormal (positive) or cosine (trig) features, 2000 runs
+    # of R = 64 keys with m = 16 features each; false rejections of the mean and of the MSE stay within the level
+    rng = np.random.default_rng(20)
+    u, z = _pair(radius)
+    level, runs, keys, m = 0.02, 2000, 64, 16
+    v, fourth, skew, bound = (a[0] for a in lf.null_moments(kind, u, z, m))
+    below, above = lf.mean_allowance(kind, radius, m, v, skew, bound, keys, level, 2.326)
+    low, high = lf.mse_allowance(v, fourth, keys, level)
+    omega = rng.standard_normal((runs, keys, m, lf.KEY_DIM))
+    if kind == "positive":
+        feature = np.exp(omega @ (u + z)[0] - radius ** 2 / 2)
+    else:
+        b = rng.uniform(0, 2 * math.pi, (runs, keys, m))
+        feature = 2 * np.exp(0.5 * np.sum((u - z) ** 2)) * np.cos(omega @ u[0] + b) * np.cos(omega @ z[0] + b)
+    rel = feature.mean(-1) - 1
+    mean, mse = rel.mean(-1), (rel * rel).mean(-1)
+    allowed_false = level * runs + 3 * math.sqrt(level * runs)
+    assert np.sum((mean < -below) | (mean > above)) <= allowed_false
+    assert np.sum((mse - v < -low) | (mse - v > high)) <= allowed_false
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [75, 96, 104])
+def test_heavy_tailed_quick_seeds_hold(seed):
+    result = run_check("lemma-features", profile="quick", seed=seed)
+    assert result.status == "holds", result.summary

@@ -4,7 +4,8 @@ Conjecture 4.1'), used by conj-4.1.
 Each function returns the largest disagreement in units of its round-off budget (<= 1 agrees):
 
 * :func:`gram_agreement`: ``Kernel.__call__`` and ``Kernel.log_gram`` of every kernel kind, entry by entry,
-  within ``64 eps (1 + |log k|)`` relative (a logit or an exponent carries a relative error ``eps |log k|``);
+  within ``64 eps [|k| (1 + |log k| + E) + F]`` (:func:`gram_round_off_scale`: ``F`` the dot product's
+  ``sum_d |x_d y_d|``, ``E`` the exponent's, both independent of how much the sum cancels);
 * :func:`distance_agreement`: ``squared_distances`` on both branches (explicit differences, and the centred
   matmul expansion forced by ``direct_max=0``) within ``64 eps (|x - c|^2 + |y - c|^2)``, c the centre;
 * :func:`estimator_agreement`: ``mmd`` (the square root of the biased MMD^2) and ``mmd2_from_features``
@@ -51,6 +52,53 @@ def _library_kernel(kind: str, *, bandwidth=None, wk=None) -> ik.Kernel:
             "linear": ik.linear_kernel, "exp": ik.exp_kernel, "product": lambda: ik.product_kernel(wk)}[kind]()
 
 
+def gram_round_off_scale(kind: str, x, y, log_abs, *, wk=None, log_unit=0.0) -> np.ndarray:
+    """The absolute round-off scale of ``k(x_i, y_j)`` in units of ``exp(log_unit)`` (overflow-free for a
+    ``log_unit`` of the size of ``max log|k|``): library and reference differ by at most a small multiple
+    (``OPERATIONS``) of ``eps`` times it, for every input. Leading batch axes allowed (``wk``: ``(..., d_k, d)``).
+
+    A dot product ``x . y`` over ``d`` coordinates, in any summation order, is off by at most
+    ``gamma_d sum_d |x_d y_d|`` (``gamma_d = d u / (1 - d u)``, ``u = eps / 2``), once in the library and once in the
+    reference: an absolute error ``<= d eps sum|x_d y_d|`` that does not shrink with ``|x . y|``. Relative to
+    ``|k|`` it is ``eps`` times the dot product's condition number ``sum|x_d y_d| / |x . y|``, unbounded on the
+    generator's cases (``x . y`` of two Gaussian points crosses 0), so a budget ``eps |k| (...)`` alone cannot hold.
+    Per kind, with ``L = log|k|``, the scale is ``|k| (1 + |L| + E) + F``:
+
+    * ``linear``: ``k = x . y``: ``F = sum_d |x_d y_d|``, ``E = 0``; the ``log_gram`` form's ``log`` and ``exp``
+      add ``eps |k| (1 + |L|)``;
+    * ``exp``: ``k = exp(u . v)``: the exponent's absolute error ``d_k eps E``, ``E = sum_k |u_k v_k|``, is a
+      relative error of ``k``; ``F = 0``;
+    * ``product``: ``k = (x . y) exp(s)``, ``s = (W x) . (W y)``: the linear factor's ``F = exp(s) sum_d |x_d y_d|``
+      and the exponent's ``E = sum_k (|W| |x|)_k (|W| |y|)_k`` (the products ``W x`` carry ``gamma_d (|W| |x|)_k``
+      each, so ``s`` is off by at most ``gamma_{d + d_k} E``);
+    * ``rbf``, ``laplace``: ``L = -||x - y||^2 / (2 h^2)`` or ``-||x - y|| / h`` from explicit differences (the
+      library's branch up to ``n m d = 2**18``, and ``2**22`` for Laplace): a sum of non-negative squares, relative
+      error ``gamma_{d+1}``, i.e. an absolute error ``~ d eps |L|``; ``E = F = 0``.
+
+    The operation counts are at most ``d + d_k + 3 <= 10`` on the generator's shapes (``d <= 4``, ``d_k <= 3``),
+    both sides' errors added ``<= 20 < OPERATIONS = 64``.
+    """
+    x, y = (np.asarray(a, np.float64) for a in (x, y))
+    log_abs = np.asarray(log_abs, np.float64)
+    with np.errstate(over="ignore", divide="ignore"):
+        magnitude = np.exp(log_abs - log_unit)
+        relative = 1.0 + np.abs(np.where(np.isfinite(log_abs), log_abs, 0.0))
+        if kind in ("rbf", "laplace"):
+            return magnitude * relative
+        abs_dot = np.einsum("...id,...jd->...ij", np.abs(x), np.abs(y))
+        if kind == "linear":
+            return abs_dot * np.exp(-log_unit) + magnitude * relative
+        if kind == "exp":
+            return magnitude * (relative + abs_dot)
+        wk = np.asarray(wk, np.float64)
+        kx, ky = (np.einsum("...kd,...id->...ik", wk, a) for a in (x, y))
+        abs_kx, abs_ky = (np.einsum("...kd,...id->...ik", np.abs(wk), np.abs(a)) for a in (x, y))
+        exponent = np.einsum("...ik,...jk->...ij", kx, ky)
+        exponent_terms = np.einsum("...ik,...jk->...ij", abs_kx, abs_ky)
+        linear_factor = np.exp(np.log(abs_dot) + exponent - log_unit)
+    return linear_factor + magnitude * (relative + exponent_terms)
+
+
 def gram_agreement(x, y, wk, bandwidth: float) -> dict:
     """``{kind: disagreement}`` of ``Kernel.__call__`` and ``Kernel.log_gram`` with the reference."""
     out = {}
@@ -59,7 +107,7 @@ def gram_agreement(x, y, wk, bandwidth: float) -> dict:
         u, v = (x @ wk.T, y @ wk.T) if kind == "exp" else (x, y)
         kernel = _library_kernel(kind, **params)
         sign, log_abs = ref.log_gram(kind, u, v, **params)
-        scale = np.exp(log_abs) * (1.0 + np.abs(log_abs))
+        scale = gram_round_off_scale(kind, u, v, log_abs, wk=wk)
         lib = np.asarray(kernel(jnp.asarray(u), jnp.asarray(v)))
         lib_sign, lib_log = (np.asarray(a) for a in kernel.log_gram(jnp.asarray(u), jnp.asarray(v)))
         with np.errstate(invalid="ignore", over="ignore"):

@@ -22,9 +22,11 @@ Per kernel (a sub-verdict each, in ``figures["per_kernel"]``): ``refuted`` when 
 ``c_hat > THRESHOLD`` or ``MMD_{k0}^2`` zero up to round-off (``<= 64 eps * 4``: the normalised kernels
 are <= 1) while ΔW is certified non-zero (``hs_norm``'s condition x 64 eps < 1/2); otherwise
 ``survives`` with the largest ``c_hat`` found (evidence, not a proof). The constant is reference-checked:
-the library's ``MMD_{k0}^2`` must equal the reference's on every case within ``64 eps (1 + max|log k|)
-sum|terms|``, its median heuristic within ``64 eps``, its ``||ΔW||^2`` within thm-4.1's budget, and the
-largest ``c_hat`` is reported from both. Also compared with the reference (:mod:`verification.mmd_agreement`):
+the library's ``MMD_{k0}^2`` must equal the reference's on every case within ``64 eps [(1 + max|log k|)
+sum|terms| + sum_ij |w_ij| r_ij]`` (``r_ij`` the entry's round-off scale, which for the linear and product
+kernels includes the dot product's ``sum_d |x_d y_d|``: see :func:`mmd_agreement_units`), its median heuristic
+within ``64 eps``, its ``||ΔW||^2`` within thm-4.1's budget, and the largest ``c_hat`` is reported from both.
+Also compared with the reference (:mod:`verification.mmd_agreement`):
 every kernel's Gram matrix (both forms), ``squared_distances`` (both branches), ``mmd``,
 ``mmd2_from_features``, and ``mmd_permutation_test`` (statistic, p-value, size under the null, power).
 
@@ -217,8 +219,12 @@ def measure_pairs(batch: PairBatch, chunk: int, probed: dict | None = None) -> P
         total = ref.log_mmd2(batch.target, batch.prompt, kind, **params)
         log_k = ref.log_gram(kind, tokens, tokens, **params)[1]
         worst_log = np.max(np.where(np.isfinite(log_k), np.abs(log_k), 0.0), axis=(1, 2))
+        entry_scale = mmd_agreement.gram_round_off_scale(kind, tokens, tokens, log_k, wk=params.get("wk"),
+                                                         log_unit=total.log_terms[:, None, None])
+        weights = np.abs(ref.mmd2_weights(batch.target.shape[1], batch.prompt.shape[1]))
         lib_value = lib[evaluated]
-        out["agreement"][name] = mmd_agreement_units(lib_value, total, worst_log)
+        out["agreement"][name] = mmd_agreement_units(lib_value, total, worst_log,
+                                                     np.sum(weights * entry_scale, axis=(1, 2)))
         shift = normaliser.get(kind, 0.0)
         mmd2 = lib_value * np.exp(shift)
         ref_mmd2 = total.sign * np.exp(total.log_abs + shift)
@@ -237,12 +243,19 @@ def measure_pairs(batch: PairBatch, chunk: int, probed: dict | None = None) -> P
                        dw_agreement=dw_agreement)
 
 
-def mmd_agreement_units(library_value, total: ref.LogSum, worst_log) -> np.ndarray:
-    """``|library - reference| / (64 eps (1 + max|log k|) sum|terms|)`` per case (overflow-free)."""
+def mmd_agreement_units(library_value, total: ref.LogSum, worst_log, entry_round_off=0.0) -> np.ndarray:
+    """``|library - reference| / (64 eps [(1 + max|log k|) sum|terms| + sum_ij |w_ij| r_ij])`` per case
+    (overflow-free), in units of ``sum|terms| = sum_ij |w_ij k_ij|``.
+
+    The first term is the double sum's own round-off, and the exponent's where a tile is shifted by a bound
+    ``>= max|log k|`` (``exp(L - shift)`` is off by ``eps |shift|`` relative). ``entry_round_off`` is
+    ``sum_ij |w_ij| r_ij / sum|terms|`` with ``r_ij`` the entry's round-off scale
+    (:func:`verification.mmd_agreement.gram_round_off_scale`): a linear or product kernel's entry carries its dot
+    product's ``eps sum_d |x_d y_d|``, which ``|k_ij|`` does not bound when the product cancels."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         diff = np.abs(np.asarray(library_value) * np.exp(-total.log_terms) - total.sign * np.exp(total.log_abs
                                                                                                  - total.log_terms))
-        out = diff / (OPERATIONS * eps(np.float64) * (1.0 + worst_log))
+        out = diff / (OPERATIONS * eps(np.float64) * (1.0 + worst_log + entry_round_off))
     out = np.where(total.log_terms == -np.inf, np.where(np.asarray(library_value) == 0, 0.0, np.inf), out)
     require_finite({"library MMD^2 against the reference": out}, allow_inf=True)
     return out
@@ -358,7 +371,8 @@ class Conjecture41(Check):
             ctx, status=status, cases=cases, worst=worst_survivor, worst_label="largest c_hat among surviving kernels",
             tolerance=THRESHOLD, tolerance_reason="c_hat > 1e3 (the control's supremum is 1) or MMD_k0^2 below "
                                                   "64 eps * 4 (zero up to round-off) with ΔW certified non-zero; "
-                                                  "library = reference within 64 eps (1 + max|log k|) sum|terms|",
+                                                  "library = reference within 64 eps [(1 + max|log k|) sum|terms| "
+                                                  "+ sum|w_ij| r_ij] (r_ij: the entry's round-off scale)",
             figures={"per_kernel": per_kernel, "threshold": THRESHOLD, "counterexamples": counterexamples,
                      "sup_c_hat_by_rbf_bandwidth": {KERNELS[n][1]: per_kernel[n]["sup_c_hat"]
                                                     for n in KERNELS if KERNELS[n][0] == "rbf"},
