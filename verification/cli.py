@@ -67,7 +67,7 @@ from verification.io.command import (
     unique_ids,
 )
 from verification.real_models import checks as real_model
-from verification.search.ascent import SearchResult, SearchTarget, run_search
+from verification.search.ascent import SearchResult, SearchTarget
 
 #: the profile of ``iclkd verify`` when none is given, and that of ``iclkd verify --self-test``
 DEFAULT_PROFILE = "default"
@@ -423,7 +423,7 @@ class Search:
             return journal.Unit(f"target/{target.name}", target.name, journal.check_sources(check) if check else ())
 
         def search(target: SearchTarget) -> SearchResult:
-            return run_search(target, budget=args.budget, seed=args.seed, restarts=args.restarts)
+            return search_driver.run_search(target, budget=args.budget, seed=args.seed, restarts=args.restarts)
 
         print(f"{'target':26s} {'best ratio':>12s} {'random':>12s} {'evals':>8s} {'agreement':>9s} {'time':>8s}  ratio")
         results = []

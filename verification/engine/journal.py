@@ -12,10 +12,10 @@ the experiments of ``iclkd experiment``. Each unit's result is a function of its
   ==============  ===========================================================================
   ``library``     every ``.py`` file of ``iclkd_jax/`` (whole-library hash: every check,
                   mutant, target, cell and experiment calls the library)
-  ``reference``   the independent float64 reference (``verification/reference.py``)
-  ``suite``       every other ``.py`` file of ``verification/`` except the built-in check modules
+  ``reference``   the independent float64 reference (``verification/oracles/reference.py``)
+  ``suite``       every other ``.py`` file of ``verification/`` except the statement folders
                   (runner, strategies, tolerances, batch numerics, search engine, ...)
-  ``unit``        the unit's own files: a check's (or a mutant's, a search target's) own module,
+  ``unit``        the unit's own code: a built-in statement's folder (``verification/statements/<id>/``),
                   a plugin's file; none for cells and experiments
   ``benchmarks``  every ``.py`` file of ``benchmarks/`` (``bench tightness`` cells only)
   ``experiments`` every ``.py`` file of ``experiments/`` (``iclkd experiment`` only)
@@ -138,22 +138,16 @@ def check_module_files() -> set[Path]:
     """The source files of the registered checks (their own modules; the ``unit`` scope)."""
     from verification.engine.plugins import all_checks
 
-    files = set()
-    for cls in all_checks().values():
-        try:
-            files.add(Path(inspect.getsourcefile(cls)).resolve())
-        except (TypeError, OSError):  # a class defined interactively has no file
-            pass
-    return files
+    return {Path(path) for cls in all_checks().values() for path in check_sources(cls)}
 
 
 def _scope_files(scope: str) -> list[Path]:
     if scope == "library":
         return _py_files(_module_file("iclkd_jax").parent)
     if scope == "reference":
-        return [_module_file("verification.reference")]
+        return [_module_file("verification.oracles.reference")]
     if scope == "suite":
-        excluded = {_module_file("verification.reference")} | check_module_files()
+        excluded = {_module_file("verification.oracles.reference")} | check_module_files()
         return [p for p in _py_files(_PACKAGE_ROOT) if p.resolve() not in excluded]
     if scope in ("benchmarks", "experiments"):
         return _py_files(_REPO_ROOT / scope)
@@ -161,8 +155,8 @@ def _scope_files(scope: str) -> list[Path]:
 
 
 #: the named code scopes a fingerprint can cover (module docstring), with what each names in a reason
-SCOPES = {"library": "iclkd_jax/", "reference": "verification/reference.py", "suite": "verification/",
-          "unit": "the unit's own module", "benchmarks": "benchmarks/", "experiments": "experiments/"}
+SCOPES = {"library": "iclkd_jax/", "reference": "verification/oracles/reference.py", "suite": "verification/",
+          "unit": "the unit's own code", "benchmarks": "benchmarks/", "experiments": "experiments/"}
 #: the scopes every unit covers; a command adds its own (``benchmarks``, ``experiments``)
 BASE_SCOPES = ("library", "reference", "suite")
 
@@ -177,11 +171,16 @@ def scope_hash(scope: str) -> str:
 
 
 def check_sources(cls: type) -> tuple[str, ...]:
-    """A check class's own module (the ``unit`` scope of its check, mutants and search targets)."""
+    """The ``unit`` scope of a check, its mutants and search targets: a built-in statement's whole folder
+    (``verification/statements/<id>/``: its check, search targets, certificate claims and tightness cells), else
+    the check class's own module (a plugin's file)."""
     try:
-        return (str(Path(inspect.getsourcefile(cls)).resolve()),)
-    except (TypeError, OSError):
+        path = Path(inspect.getsourcefile(cls)).resolve()
+    except (TypeError, OSError):  # a class defined interactively has no file
         return ()
+    if path.parent.parent == _PACKAGE_ROOT / "statements":
+        return tuple(str(p.resolve()) for p in _py_files(path.parent))
+    return (str(path),)
 
 
 def versions() -> dict[str, str]:
