@@ -7,10 +7,10 @@ benchmark by adding its line here.
 
 from __future__ import annotations
 
-from verification.command import Command
+from verification.io.command import Command
 
 BENCHMARKS = {
-    "tightness": Command("how tight the bounds of THEOREMS.md are and how they scale (docs/tightness.md)",
+    "tightness": Command("how tight the bounds of docs/statements.md are and how they scale (docs/tightness.md)",
                          "benchmarks.tightness"),
     "perf": Command("speed and scale of the hot paths against NumPy, scikit-learn and the machine's limit "
                     "(docs/performance.md)", "benchmarks.perf"),

@@ -105,7 +105,7 @@ def bench_memory(b: Bench, sizes, baseline, large):
         result["peers"][str(n)] = {name: _child_run(name, n, d) for name in peers}
         flops, exps = mmd_work(n, n, d)
         b.add("mmd2/rbf/biased/default (child)", n, d, "float32", (None, run["seconds"]), None, None,
-              dict(flops=flops, exps=exps), m=n, peak_rss_bytes=run["peak_rss_bytes"],
+              {"flops": flops, "exps": exps}, m=n, peak_rss_bytes=run["peak_rss_bytes"],
               call_peak_bytes=run["call_peak_bytes"], note="fresh subprocess, warm call")
     spec = jax.ShapeDtypeStruct((large, d), jnp.float32)
     kern = rbf_kernel(bandwidth=jnp.float32(math.sqrt(2 * d)))

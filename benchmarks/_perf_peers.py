@@ -159,7 +159,7 @@ def numpy_mmd2(spec: KernelSpec, x: np.ndarray, y: np.ndarray, unbiased: bool, *
         for i0, i1, j0, j1, weight in _tile_pairs(len(left[a]), len(right[b]), tile, symmetric):
             jobs.append((name, (a, b, i0, i1, j0, j1, weight, symmetric)))
     with threadpool_limits(1), ThreadPoolExecutor(threads or cpu_threads()) as pool:
-        for (name, _), value in zip(jobs, pool.map(one, [job for _, job in jobs])):
+        for (name, _), value in zip(jobs, pool.map(one, [job for _, job in jobs]), strict=False):
             sums[name] = sums.get(name, 0.0) + value
     return _combine(sums["xx"], sums["yy"], sums["xy"], n, m, unbiased)
 

@@ -115,7 +115,7 @@ def bench_attention(b: Bench, sizes, key):
             nw = [np.asarray(a) for a in w]
             nd, nq = np.asarray(demos), np.asarray(queries)
             flops = 2.0 * n * d * 2 * d + 2.0 * q * d * d + 2.0 * q * n * d * 2
-            work = dict(flops=flops, exps=q * n)
+            work = {"flops": flops, "exps": q * n}
             numpy_s = b.ref(lambda: ref.kd_decomposition(*nw, nd, nq))
             b.add("attention/kd_decomposition", n, d, dtype, b.ours(lambda: kd_decomposition(w, demos, None, queries)),
                   numpy_s, None, work, queries=q)
@@ -138,14 +138,14 @@ def bench_gram(b: Bench, sizes, key):
         kern = rbf_kernel(bandwidth=jnp.float32(h))
         b.add("gram/rbf", n, d, "float32", b.ours(lambda: gram(kern, x)), b.ref(lambda: ref.rbf(h)(xn, xn)),
               b.ref(lambda: sk_rbf(xn, xn, gamma=1 / (2 * h * h))),
-              dict(flops=2.0 * d * n * n, exps=n * n),
+              {"flops": 2.0 * d * n * n, "exps": n * n},
               note="full n x n output (writes n^2 entries; the limit model ignores the write)")
         if n <= 1_000:
             wk = np.asarray(normal(k2, (dk, d), jnp.float32)) * 0.05
             pk = product_kernel(jnp.asarray(wk))
             b.add("gram/product", n, d, "float32", b.ours(lambda: gram(pk, x)),
                   b.ref(lambda: ref.product(wk)(xn, xn)), None,
-                  dict(flops=2.0 * (d + dk) * n * n, exps=n * n))
+                  {"flops": 2.0 * (d + dk) * n * n, "exps": n * n})
 
 
 #: the MMD^2 rows: (kernel, estimator), each in float32 and float64
@@ -221,10 +221,10 @@ def bench_mmd(b: Bench, sizes, key, *, numpy_max=10_000, sklearn_max=10_000, flo
                 contenders = {name: p for name, p in others.items() if name in peers}
                 fastest = min(contenders, key=lambda name: contenders[name]["s"]) if contenders else None
                 if kind == "linear":  # closed form, memory-bound: the inputs read once
-                    work = dict(bytes_read=2.0 * n * d * np.dtype(dtype).itemsize)
+                    work = {"bytes_read": 2.0 * n * d * np.dtype(dtype).itemsize}
                 else:
                     flops, exps = mmd_work(n, n, d, key_dim=key_dim)
-                    work = dict(flops=flops, exps=exps)
+                    work = {"flops": flops, "exps": exps}
                 block = default_block_size(n, n)
                 b.add(f"mmd2/{kind}/{estimator}/default", n, d, dtype, (compile_s, times["ours"]),
                       others.get("numpy-chunked", {}).get("s"), others.get("sklearn", {}).get("s"), work,
@@ -241,7 +241,7 @@ def bench_features(b: Bench, n, key):
     k1, k2 = jax.random.split(key)
     fx, fy = normal(k1, (n, dim), jnp.float32), normal(k2, (n, dim), jnp.float32, 0.01)
     fxn, fyn = np.asarray(fx), np.asarray(fy)
-    work = dict(bytes_read=2.0 * n * dim * 4)
+    work = {"bytes_read": 2.0 * n * dim * 4}
     b.add("mmd2_from_features/biased", n, dim, "float32", b.ours(lambda: mmd2_from_features(fx, fy)),
           b.ref(lambda: np.sum((fxn.mean(0) - fyn.mean(0)) ** 2)), None, work, m=n,
           note="memory-bound: limit = bytes read / measured read bandwidth")
@@ -268,7 +268,7 @@ def bench_permutation(b: Bench, size, key):
     flops = 2.0 * (perms + 1) * total**2 + 2.0 * d * total * (total + 1) / 2
     b.add("mmd_permutation_test/rbf", total, d, "float32",
           b.ours(lambda: mmd_permutation_test(x, y, kern, key=k3, num_permutations=perms)), b.ref(numpy_test), None,
-          dict(flops=flops, exps=total * (total + 1) / 2), permutations=perms,
+          {"flops": flops, "exps": total * (total + 1) / 2}, permutations=perms,
           note="n + m pooled points; one Gram matrix, one (B+1, N) x (N, N) product")
 
 
@@ -281,7 +281,7 @@ def bench_ball(b: Bench, n, key):
     an, bn = np.asarray(a), np.asarray(vec)
     b.add("max_quadratic_on_ball", n, n, "float64", b.ours(lambda: max_quadratic_on_ball(a, vec, 1.0)),
           b.ref(lambda: ref.max_quadratic_on_ball(an, bn, 1.0)), None,
-          dict(flops=4.0 / 3.0 * n**3),
+          {"flops": 4.0 / 3.0 * n**3},
           note="limit: 4/3 n^3 FLOPs (the tridiagonal reduction every symmetric eigensolver starts with); d = n")
 
 
@@ -301,5 +301,5 @@ def bench_rademacher(b: Bench, size, key):
 
     b.add("rademacher_complexity", n, d, "float64",
           b.ours(lambda: rademacher_complexity(k2, gram, 1.0, num_signs=signs)), b.ref(numpy_mc), None,
-          dict(flops=2.0 * signs * n * n), num_signs=signs,
+          {"flops": 2.0 * signs * n * n}, num_signs=signs,
           note="Monte Carlo over sign vectors on a given Gram matrix")

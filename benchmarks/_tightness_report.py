@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from verification.outputs import atomic_path
+from verification.core.outputs import atomic_path
 
 
 def _fmt(v, spec=".4g"):
@@ -149,10 +149,8 @@ def summary(meta, rows, slopes, figures) -> str:
              "order-statistic (binomial) limits for quantiles, Student-t limits for means and mean squares. "
              "Slopes are least-squares fits on log scales with percentile-bootstrap CIs.", "",
              "## Slopes", "", _slope_table(slopes), ""]
-    for theorem in ("thm-3.2", "thm-4.1", "thm-4.2", "conj-4.1", "lemma-features"):
+    for theorem in dict.fromkeys(r["theorem"] for r in rows):  # every statement with cells, plugins included
         sel = [r for r in rows if r["theorem"] == theorem]
-        if not sel:
-            continue
         parts += [f"## {theorem}", ""]
         if theorem == "thm-3.2":
             parts += [_table(sel, ("parameter", "value", "bound", "rademacher_term", "deviation_term", "observed",

@@ -257,7 +257,7 @@ def record(result) -> dict[str, Any]:
 
 def run_seed(seed: int, ids: Sequence[str], profile: str) -> dict[str, Any]:
     """Every check of ``ids`` at ``seed``: ``{"seed", "elapsed_s", "runs": [record, ...]}``."""
-    from verification import runner
+    from verification.engine import runner
 
     start = time.perf_counter()
     runs = [record(runner.run_check(cid, profile=profile, seed=seed)) for cid in ids]
@@ -325,7 +325,7 @@ def _span(run: list[int]) -> str:
 def build_report(seed_runs: list[dict], *, profile: str, seeds: Sequence[int], ids: Sequence[str],
                  commit: str, elapsed_s: float | None) -> dict[str, Any]:
     """The JSON report; ``complete`` once every seed is in (``elapsed_s`` None before)."""
-    from verification.report import environment
+    from verification.io.report import environment
 
     seed_runs = sorted(seed_runs, key=lambda s: s["seed"])
     per_check = aggregate(seed_runs, ids)
@@ -387,9 +387,9 @@ def table(report: Mapping[str, Any]) -> str:
     """The console table, the meaning of each margin and every alarm with its summary."""
     body = table_rows(report)
     widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(TABLE_HEADER)]
-    out = [headline(report), "", "  ".join(h.ljust(w) for h, w in zip(TABLE_HEADER, widths)),
+    out = [headline(report), "", "  ".join(h.ljust(w) for h, w in zip(TABLE_HEADER, widths, strict=False)),
            "  ".join("-" * w for w in widths)]
-    out += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in body]
+    out += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) for row in body]
     out += ["", "margin = the largest, over the seeds, judged quantity / its violation threshold (> 1 is a violation):"]
     for cid, c in report["per_check"].items():
         out.append(f"  {cid}: {c['margin_meaning']}")
@@ -434,7 +434,7 @@ def _worker_init(cache_dir: str | None, min_compile_s: float) -> None:
         try:
             jax.config.update("jax_compilation_cache_dir", cache_dir)
             jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_s)
-        except Exception:  # an unwritable cache must never stop the sweep
+        except Exception:  # noqa: BLE001 - an unwritable cache or an old JAX must never stop the sweep
             pass
 
 
@@ -445,11 +445,11 @@ def sweep(seeds: Sequence[int], ids: Sequence[str], profile: str, *, jobs: int =
 
     Returns the seed runs in seed order.
     """
-    from verification import distributed
+    from verification.engine import distributed
 
     if distributed.process_count() > 1:
         if jobs > 1:
-            from verification.command import CommandError
+            from verification.io.command import CommandError
 
             raise CommandError("--jobs runs local worker processes; under iclkd launch the processes are the jobs "
                                "(give one or the other)")
@@ -486,8 +486,8 @@ def sweep(seeds: Sequence[int], ids: Sequence[str], profile: str, *, jobs: int =
 
 def add_arguments(p) -> None:
     """The flags of ``iclkd bench false-alarms`` (``p``: a :class:`verification.command.Parser`)."""
-    from verification.command import LazyChoices, check_ids, output_file, positive_int, seeds
-    from verification.registry import PROFILES
+    from verification.core.model import PROFILES
+    from verification.io.command import LazyChoices, check_ids, output_file, positive_int, seeds
 
     p.add_argument("--seeds", type=seeds, required=True, metavar="A..B",
                    help="the seeds: A..B (both included), a,b,c, or a mix such as 0..3,7")
@@ -504,10 +504,10 @@ def add_arguments(p) -> None:
 def run(args: argparse.Namespace) -> int:
     """``iclkd bench false-alarms``: the suite over many seeds; per check the alarms and the margin."""
     from benchmarks.mutation import source_commit
-    from verification import distributed
-    from verification.command import ExitStatus, unique_ids
-    from verification.outputs import write_atomic, write_json
-    from verification.registry import all_checks
+    from verification.core.outputs import write_atomic, write_json
+    from verification.engine import distributed
+    from verification.engine.plugins import all_checks
+    from verification.io.command import ExitStatus, unique_ids
 
     ids = unique_ids(args.only, list(all_checks()), "check id") or list(all_checks())
     commit, started, done = source_commit(), time.perf_counter(), []
@@ -546,7 +546,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from verification.command import standalone
+    from verification.io.command import standalone
 
     return standalone("iclkd bench false-alarms", sys.modules[__name__], argv)
 

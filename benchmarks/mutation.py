@@ -398,7 +398,7 @@ def select(args) -> tuple[list[Mutant], list[dict]]:
     if args.mutants:
         unknown = [m for m in args.mutants if m not in BY_ID]
         if unknown:
-            from verification.command import CommandError
+            from verification.io.command import CommandError
 
             raise CommandError(f"unknown mutant(s) {', '.join(unknown)} (see --list)")
         chosen = [BY_ID[m] for m in args.mutants]
@@ -408,7 +408,7 @@ def select(args) -> tuple[list[Mutant], list[dict]]:
     if args.skip_killed_in:
         previous = json.loads(Path(args.skip_killed_in).read_text())
         if report_seeds(previous) != list(args.seeds):
-            from verification.command import CommandError
+            from verification.io.command import CommandError
 
             raise CommandError(f"--skip-killed-in: that report is for seed(s) {report_seeds(previous)}, this run for "
                                f"{list(args.seeds)}: a kill carries over only between runs of the same seeds")
@@ -422,7 +422,8 @@ def select(args) -> tuple[list[Mutant], list[dict]]:
 
 def add_arguments(p) -> None:
     """The flags of ``iclkd bench mutation`` (``p``: a :class:`verification.command.Parser`)."""
-    from verification.command import (
+    from verification.core.model import PROFILES
+    from verification.io.command import (
         LazyChoices,
         check_ids,
         input_file,
@@ -432,7 +433,6 @@ def add_arguments(p) -> None:
         seed,
         seeds,
     )
-    from verification.registry import PROFILES
 
     p.add_argument("--quick", action="store_true", help="run the representative subset (a quarter, every module)")
     p.add_argument("--mutants", nargs="+", metavar="ID", help="run only these mutants (ids from --list)")
@@ -521,7 +521,7 @@ def merge(reports: list[dict]) -> dict:
     """
     first = reports[0]
     if any(report_seeds(r) != report_seeds(first) for r in reports):
-        from verification.command import CommandError
+        from verification.io.command import CommandError
 
         raise CommandError("--merge: the reports are for different seeds "
                            f"({', '.join(str(report_seeds(r)) for r in reports)}); merge runs of the same seeds only")
@@ -540,20 +540,20 @@ def merge(reports: list[dict]) -> dict:
 
 
 def _write(path: Path, text: str) -> None:
-    from verification.outputs import write_atomic
+    from verification.core.outputs import write_atomic
 
     write_atomic(path, text)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from verification.command import standalone
+    from verification.io.command import standalone
 
     return standalone("iclkd bench mutation", sys.modules[__name__], argv)
 
 
 def run(args: argparse.Namespace) -> int:
     """``iclkd bench mutation``: each catalogue mutant on a temporary copy, ``iclkd verify`` on it, the kill rates."""
-    from verification.command import CommandError, ExitStatus
+    from verification.io.command import CommandError, ExitStatus
 
     if args.list:
         for m in CATALOGUE:

@@ -8,7 +8,7 @@ applies exactly once to the current source, so a refactor that moves a snippet i
 the entry is rewritten rather than silently skipped.
 
 The catalogue was written from the library source, statement by statement, before looking at what the
-checks catch: it covers every module that computes a quantity of THEOREMS.md, including code paths
+checks catch: it covers every module that computes a quantity of docs/statements.md, including code paths
 that no check called when it was written (blocked and unbiased MMD, the permutation test, the exact
 Rademacher value, ``to_matrix``, ``max_quadratic_on_ball``, the matmul branch of the distances,
 ``Kernel.log_gram`` of the translation-invariant kernels). ``models.py`` (the trained transformers of

@@ -44,21 +44,21 @@ from benchmarks._perf_memory import bench_memory
 from benchmarks._perf_peers import installed_peers
 from benchmarks._perf_report import markdown
 from benchmarks._timing import fastest_rates, machine_rates
-from verification.command import Parser, listing, output_file, standalone
-from verification.outputs import DEFAULT_OUTPUT_ROOT, write_atomic, write_json
+from verification.core.outputs import DEFAULT_OUTPUT_ROOT, write_atomic, write_json
+from verification.io.command import Parser, listing, output_file, standalone
 
 SCHEMA_KEYS = ("name", "n", "d", "dtype", "ours_s", "compile_s", "numpy_s", "sklearn_s", "limit_fraction")
 
 SIZES = {
     # tiny: the test-suite run (seconds); quick: < ~3 min; full: the sizes (long on a CPU).
-    "tiny": dict(attention=[256], gram=[256], mmd=[64, 300], features=10_000, perm=(64, 20),
-                 ball=64, rademacher=(128, 256), memory=[2_000], memory_baseline=False, large=1_000_000),
-    "quick": dict(attention=[1_000], gram=[1_000], mmd=[1_000, 10_000], features=10_000_000, perm=(2_000, 1_000),
-                  ball=512, rademacher=(2_000, 4_096), memory=[10_000, 30_000], memory_baseline=True,
-                  large=1_000_000),
-    "full": dict(attention=[1_000, 10_000, 100_000], gram=[1_000, 10_000], mmd=[1_000, 10_000, 100_000],
-                 features=10_000_000, perm=(4_000, 1_000), ball=1_024, rademacher=(4_000, 4_096),
-                 memory=[100_000, 1_000_000], memory_baseline=True, large=1_000_000),
+    "tiny": {"attention": [256], "gram": [256], "mmd": [64, 300], "features": 10_000, "perm": (64, 20),
+                 "ball": 64, "rademacher": (128, 256), "memory": [2_000], "memory_baseline": False, "large": 1_000_000},
+    "quick": {"attention": [1_000], "gram": [1_000], "mmd": [1_000, 10_000], "features": 10_000_000, "perm": (2_000, 1_000),
+                  "ball": 512, "rademacher": (2_000, 4_096), "memory": [10_000, 30_000], "memory_baseline": True,
+                  "large": 1_000_000},
+    "full": {"attention": [1_000, 10_000, 100_000], "gram": [1_000, 10_000], "mmd": [1_000, 10_000, 100_000],
+                 "features": 10_000_000, "perm": (4_000, 1_000), "ball": 1_024, "rademacher": (4_000, 4_096),
+                 "memory": [100_000, 1_000_000], "memory_baseline": True, "large": 1_000_000},
 }
 _TINY_RATES = {"matmul_size": 256, "exp_count": 1 << 18, "stream_bytes": 1 << 22, "tile_rows": 256, "peer_tile": 256,
                "peer_repeats": 8}
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
                      measure_rates=None if mode == "tiny" else lambda: machine_rates(**rate_args, light=True))
     key = jax.random.key(0)
     keys = dict(zip(("attention", "gram", "mmd", "features", "permutation", "ball", "rademacher"),
-                    jax.random.split(key, 7)))
+                    jax.random.split(key, 7), strict=False))
     want = set(args.only or WORKLOADS)
     memory = None
     if "attention" in want:

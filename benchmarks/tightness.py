@@ -1,4 +1,4 @@
-"""``iclkd bench tightness [--quick] --out DIR``: how tight the bounds of THEOREMS.md are.
+"""``iclkd bench tightness [--quick] --out DIR``: how tight the bounds of docs/statements.md are.
 
 Sweeps (every cell one point of one sweep, its draws vmapped and sharded over the JAX devices):
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -33,15 +34,20 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
-from verification.command import Parser, listing, output_dir, output_file, seed, standalone
-from verification.outputs import DEFAULT_OUTPUT_ROOT, write_atomic
-from verification.outputs import write_csv as _write_csv_atomic
+from benchmarks import _tightness_report as report
+from verification.cases.sweeps import ols_slope, subkey
+from verification.core import protocol
+from verification.core.outputs import DEFAULT_OUTPUT_ROOT, write_atomic
+from verification.core.outputs import write_csv as _write_csv_atomic
+from verification.engine import journal as journal_units
+from verification.engine.plugins import all_checks, load_plugin
+from verification.io.command import CommandError, Parser, listing, output_dir, output_file, seed, standalone
+from verification.io.html import tightness_page
 
 #: bump when a cell's computation changes: old cells then no longer match and are recomputed
 CELL_VERSION = 1
-THEOREMS = ("thm-3.2", "thm-4.1", "conj-4.1", "thm-4.2", "lemma-features")
-PROVEN = ("thm-3.2", "thm-4.1", "thm-4.2")
 ROW_KEYS = ("theorem", "parameter", "value", "bound", "observed", "observed_lo", "observed_hi")
 #: bound >= observed is judged up to this relative round-off: the attained family of thm-4.1 is an equality
 #: whose two sides are float64 kernel double sums (thm-4.1's own tolerance, 64 eps cond (1 + max logit), is
@@ -52,72 +58,33 @@ BOOTSTRAP = {"tiny": 100, "quick": 1000, "full": 2000}
 
 # ---------------------------------------------------------------------------------------- sweeps
 
-MODES = {
-    "tiny": dict(n3=[16, 64], draws3=64, b3=[], delta3=[], d3=[],
-                 t41=[0.1, 0.03], fam41=["translation", "attained"], d41=[], dk41=[], draws41=16, n41=4,
-                 bw=[], t42=[0.1], m_f=[16], kinds=["positive"], r_f=[1.0], draws_f=64, m0=16),
-    "quick": dict(n3=[8, 16, 32, 64, 128, 256, 512], draws3=1000, b3=[0.25, 0.5, 2.0], delta3=[0.01, 0.1, 0.2],
-                  d3=[1, 2], t41=[0.2, 0.1, 0.05, 0.025, 0.0125], fam41=["translation", "scale", "attained"],
-                  d41=[2, 8], dk41=[1, 4], draws41=128, n41=16, bw=[0.1, 0.3, 1.0, 3.0, 10.0, 30.0],
-                  t42=[0.2, 0.05, 0.0125], m_f=[16, 64, 256, 1024, 4096], kinds=["positive", "orthogonal", "trig"],
-                  r_f=[0.5, 1.0, 1.5, 2.0, 2.5], draws_f=1000, m0=256),
-    "full": dict(n3=[8, 16, 32, 64, 128, 256, 512, 1024, 2048], draws3=4000, b3=[0.25, 0.5, 2.0, 4.0],
-                 delta3=[0.005, 0.01, 0.1, 0.2, 0.5], d3=[1, 2], t41=[0.4, 0.2, 0.1, 0.05, 0.025, 0.0125, 0.00625],
-                 fam41=["translation", "scale", "attained"], d41=[2, 8, 16], dk41=[1, 2, 8], draws41=512, n41=32,
-                 bw=[0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0], t42=[0.4, 0.1, 0.025, 0.00625],
-                 m_f=[16, 64, 256, 1024, 4096, 16384], kinds=["positive", "orthogonal", "trig"],
-                 r_f=[0.5, 1.0, 1.5, 2.0, 2.5, 3.0], draws_f=4000, m0=1024),
-}
-
-BASE3 = dict(d=3, N=128, B=1.0, delta=0.05, radius=1.0, wk_norm=0.7, wv_norm=1.0)
-BASE41 = dict(d=4, dk=2, t=0.1, log_eta=math.log(0.5), wk_norm=1.5, wv_scale=1.7)
-BASE_F = dict(dk=4, sum_norm=1.0, diff_norm=0.5)
+MODES = ("tiny", "quick", "full")
 
 
-def _target_error() -> float:
-    from verification.checks.lemma_features import TARGET_RELATIVE_ERROR
-    return TARGET_RELATIVE_ERROR
+def sweeping_checks() -> dict[str, type]:
+    """The registered checks that offer the ``tightness_cells`` hook (verification.core.protocol), in report order."""
+    return {cid: cls for cid, cls in all_checks().items() if protocol.offers(cls, "tightness_cells")}
 
 
-TARGET_ERROR = _target_error()
+def sweeps() -> dict[str, str]:
+    """``{check id: what its cells measure}`` (the first line of its ``tightness_cells`` docstring)."""
+    return {cid: (inspect.getdoc(cls.tightness_cells) or "").split("\n")[0] for cid, cls in sweeping_checks().items()}
 
 
-def cells(mode: str) -> list[dict]:
-    """Every cell of a mode: ``{"theorem", "parameter", "value", "spec"}`` (spec = all the cell's parameters)."""
-    c = MODES[mode]
+def cells(mode: str, only=None) -> list[dict]:
+    """Every cell of a mode: ``{"theorem", "parameter", "value", "spec", "kind", "compute"}`` from each check's
+    ``tightness_cells`` hook (``spec`` = all the cell's parameters)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
     out = []
-
-    def add(theorem, parameter, value, **spec):
-        out.append({"theorem": theorem, "parameter": parameter, "value": value, "spec": spec})
-
-    for n in c["n3"]:
-        add("thm-3.2", "N", n, **{**BASE3, "N": n, "draws": c["draws3"]})
-    for b in c["b3"]:
-        add("thm-3.2", "B", b, **{**BASE3, "B": b, "draws": c["draws3"]})
-    for delta in c["delta3"]:
-        add("thm-3.2", "delta", delta, **{**BASE3, "delta": delta, "draws": c["draws3"]})
-    for d in c["d3"]:
-        add("thm-3.2", "d", d, **{**BASE3, "d": d, "draws": c["draws3"]})
-    shift = dict(BASE41, n=c["n41"], draws=c["draws41"])
-    for fam in c["fam41"]:
-        for t in c["t41"]:
-            add("thm-4.1", f"t ({fam})", t, **{**shift, "family": fam, "t": t})
-    for d in c["d41"]:
-        add("thm-4.1", "d (translation)", d, **{**shift, "family": "translation", "d": d})
-        add("thm-4.1", "d (attained)", d, **{**shift, "family": "attained", "d": d})
-    for dk in c["dk41"]:
-        add("thm-4.1", "d_k (translation)", dk, **{**shift, "family": "translation", "dk": dk})
-    if c["bw"]:
-        add("conj-4.1", "bandwidth", None, **{**shift, "family": "translation", "bandwidths": c["bw"]})
-    for t in c["t42"]:
-        add("thm-4.2", "t (translation)", t, **{**shift, "family": "translation", "t": t})
-    for kind in c["kinds"]:
-        for m in c["m_f"]:
-            add("lemma-features", f"m ({kind})", m, **{**BASE_F, "kind": kind, "m": m, "draws": c["draws_f"]})
-    for r in c["r_f"]:
-        add("lemma-features", "|k+q| (positive)", r, **{**BASE_F, "kind": "positive", "m": c["m0"], "sum_norm": r,
-                                                         "diff_norm": 0.0, "target_error": TARGET_ERROR,
-                                                         "draws": c["draws_f"]})
+    for cid, cls in sweeping_checks().items():
+        if only is not None and cid not in only:
+            continue
+        for cell in cls.tightness_cells(mode):
+            if not isinstance(cell, protocol.TightnessCell):
+                raise TypeError(f"{cid}.tightness_cells() must return TightnessCell objects, got {type(cell).__name__}")
+            out.append({"theorem": cid, "parameter": cell.parameter, "value": cell.value, "spec": cell.spec,
+                        "kind": cell.kind, "compute": cell.compute})
     return out
 
 
@@ -150,12 +117,8 @@ def run_cells(mode: str, out: Path, seed: int, only=None, progress=True, journal
     resuming ``journal`` (``--resume``; :mod:`verification.engine.journal`) the journal decides instead,
     also checking the code and versions: a cell it does not reuse is computed again.
     """
-    from tqdm import tqdm
 
-    from benchmarks import _tightness_cells as tc
-    from verification.engine import journal as journal_units
-
-    todo = [c for c in cells(mode) if only is None or c["theorem"] in only]
+    todo = cells(mode, only)
     records, log = [], {"computed": [], "loaded": []}
     bar = tqdm(total=len(todo), desc="tightness cells", unit="cell", disable=not progress, file=sys.stderr)
 
@@ -165,11 +128,14 @@ def run_cells(mode: str, out: Path, seed: int, only=None, progress=True, journal
         if data is None:
             bar.set_postfix_str(f"{cell['theorem']} {cell['parameter']}={cell['value']}")
             start, cpu = time.perf_counter(), time.process_time()
-            result = tc.COMPUTE[cell["theorem"]](cell["spec"], seed)
-            data = {"key": cell_key(cell, seed), "seed": seed, **cell, **result,
+            result = cell["compute"](cell["spec"], seed)
+            data = {"key": cell_key(cell, seed), "seed": seed, **{k: v for k, v in cell.items() if k != "compute"},
+                    **result,
                     "elapsed_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu}
             write_atomic(path, json.dumps(data, allow_nan=False, default=_json_default))
             log["computed"].append(data["key"])
+        else:
+            data["kind"] = cell["kind"]  # the hook's, also for cells cached before it was recorded
         return data
 
     def unit(cell: dict):
@@ -202,8 +168,7 @@ def rows_of(records: list[dict]) -> list[dict]:
     for rec in records:
         for r in rec["rows"]:
             row = {"theorem": rec["theorem"], "parameter": rec["parameter"], "value": rec["value"],
-                   "kind": ("theorem" if rec["theorem"] in PROVEN else
-                            "conjecture" if rec["theorem"].startswith("conj") else "prediction"),
+                   "kind": rec["kind"],
                    "observed_lo": None, "observed_hi": None, **r}
             row["bound_ge_observed"] = (None if row["bound"] is None or row["kind"] != "theorem"
                                         else bool(row["observed"] <= row["bound"] * (1 + REL_TOL)))
@@ -225,14 +190,12 @@ def _sweep(records, theorem, parameter):
 
 def slopes_of(records: list[dict], mode: str, seed: int) -> dict:
     """Log-log slopes with percentile-bootstrap CIs (draws resampled within each cell; jax.random indices)."""
-    from benchmarks import _tightness_cells as tc
-
     boots = BOOTSTRAP[mode]
     out = {}
 
     def indices(tag, n, k):
         # one fixed shape of random bits (a single compilation for every n); modulo bias < n / 2^32
-        bits = np.asarray(jax.random.bits(tc.subkey(seed, "bootstrap", tag, k), (boots, BOOT_WIDTH), jnp.uint32))
+        bits = np.asarray(jax.random.bits(subkey(seed, "bootstrap", tag, k), (boots, BOOT_WIDTH), jnp.uint32))
         if n > BOOT_WIDTH:
             raise ValueError(f"bootstrap over {n} draws needs BOOT_WIDTH >= {n}")
         return (bits[:, :n] % n).astype(np.int64)
@@ -249,15 +212,15 @@ def slopes_of(records: list[dict], mode: str, seed: int) -> dict:
             idx = indices("thm-3.2", g.size, j)
             boot_q[:, j] = np.quantile(g[idx], 1 - delta, axis=1, method="inverted_cdf")
         xs = np.log(ns)
-        fits = [tc.ols_slope(xs, np.log(np.maximum(b, 1e-300))) for b in boot_q]
+        fits = [ols_slope(xs, np.log(np.maximum(b, 1e-300))) for b in boot_q]
         lo, hi = _boot_ci(fits)
         pieces = {k: np.array([r["rows"][0][k] for r in n_cells]) for k in ("bound", "rademacher_term",
                                                                              "deviation_term")}
         out["thm-3.2"] = {"x": "log N", "y": "log (1-δ)-quantile of the sup gap", "N": ns.tolist(),
-                          "slope": tc.ols_slope(xs, np.log(qs)), "slope_lo": lo, "slope_hi": hi,
-                          "bound_slope": tc.ols_slope(xs, np.log(pieces["bound"])),
-                          "rademacher_term_slope": tc.ols_slope(xs, np.log(pieces["rademacher_term"])),
-                          "deviation_term_slope": tc.ols_slope(xs, np.log(pieces["deviation_term"])),
+                          "slope": ols_slope(xs, np.log(qs)), "slope_lo": lo, "slope_hi": hi,
+                          "bound_slope": ols_slope(xs, np.log(pieces["bound"])),
+                          "rademacher_term_slope": ols_slope(xs, np.log(pieces["rademacher_term"])),
+                          "deviation_term_slope": ols_slope(xs, np.log(pieces["deviation_term"])),
                           "bootstrap": boots, "level": 0.95, "delta": delta}
     # thm-4.1: ||ΔW|| and bound against t, per family (same draws at every t: resample jointly)
     for fam in ("translation", "scale", "attained"):
@@ -268,12 +231,12 @@ def slopes_of(records: list[dict], mode: str, seed: int) -> dict:
         obs = np.array([r["raw"]["observed"] for r in fc])   # (t, draws)
         bnd = np.array([r["raw"]["bound"] for r in fc])
         idx = indices(f"thm-4.1/{fam}", obs.shape[1], 0)
-        f_obs = [tc.ols_slope(ts, np.log(obs[:, i].mean(axis=1))) for i in idx]
-        f_bnd = [tc.ols_slope(ts, np.log(bnd[:, i].mean(axis=1))) for i in idx]
+        f_obs = [ols_slope(ts, np.log(obs[:, i].mean(axis=1))) for i in idx]
+        f_bnd = [ols_slope(ts, np.log(bnd[:, i].mean(axis=1))) for i in idx]
         out[f"thm-4.1 ({fam})"] = {
             "x": "log t", "y": "log mean ||ΔW||_HS", "t": np.exp(ts).tolist(),
-            "slope": tc.ols_slope(ts, np.log(obs.mean(axis=1))), "slope_lo": _boot_ci(f_obs)[0],
-            "slope_hi": _boot_ci(f_obs)[1], "bound_slope": tc.ols_slope(ts, np.log(bnd.mean(axis=1))),
+            "slope": ols_slope(ts, np.log(obs.mean(axis=1))), "slope_lo": _boot_ci(f_obs)[0],
+            "slope_hi": _boot_ci(f_obs)[1], "bound_slope": ols_slope(ts, np.log(bnd.mean(axis=1))),
             "bound_slope_lo": _boot_ci(f_bnd)[0], "bound_slope_hi": _boot_ci(f_bnd)[1],
             # the slope in t itself (not log-log): d||ΔW||/dt at the smallest t, observed <= bound
             "dw_over_t_smallest_t": float(obs[0].mean() / np.exp(ts[0])),
@@ -289,9 +252,9 @@ def slopes_of(records: list[dict], mode: str, seed: int) -> dict:
         boot = np.empty((boots, len(fc)))
         for j, e in enumerate(errs):
             boot[:, j] = np.sqrt(np.mean(e[indices(f"features/{kind}", e.size, j)] ** 2, axis=1))
-        fits = [tc.ols_slope(ms, np.log(b)) for b in boot]
+        fits = [ols_slope(ms, np.log(b)) for b in boot]
         out[f"lemma-features ({kind})"] = {"x": "log m", "y": "log RMS relative error",
-                                           "m": np.exp(ms).tolist(), "slope": tc.ols_slope(ms, np.log(rms)),
+                                           "m": np.exp(ms).tolist(), "slope": ols_slope(ms, np.log(rms)),
                                            "slope_lo": _boot_ci(fits)[0], "slope_hi": _boot_ci(fits)[1],
                                            "predicted_slope": -0.5, "bootstrap": boots}
     fc = _sweep(records, "lemma-features", "|k+q| (positive)")
@@ -305,11 +268,11 @@ def slopes_of(records: list[dict], mode: str, seed: int) -> dict:
         for j, r in enumerate(fc):
             e = np.asarray(r["raw"]["err"])
             boot[:, j] = m0 * np.mean(e[indices("features/growth", e.size, j)] ** 2, axis=1) / eps**2
-        fits = [tc.ols_slope(r2, np.log(b)) for b in boot]
+        fits = [ols_slope(r2, np.log(b)) for b in boot]
         out["lemma-features (m needed vs |k+q|^2)"] = {
             "x": "|k+q|^2", "y": f"log m needed for RMS relative error {eps:g}", "|k+q|": np.sqrt(r2).tolist(),
-            "slope": tc.ols_slope(r2, np.log(need)), "slope_lo": _boot_ci(fits)[0], "slope_hi": _boot_ci(fits)[1],
-            "predicted_slope": tc.ols_slope(r2, np.log(pred)), "bootstrap": boots,
+            "slope": ols_slope(r2, np.log(need)), "slope_lo": _boot_ci(fits)[0], "slope_hi": _boot_ci(fits)[1],
+            "predicted_slope": ols_slope(r2, np.log(pred)), "bootstrap": boots,
             "note": "log m_needed = log((exp(|k+q|^2) - 1)/eps^2): slope in |k+q|^2 tends to 1"}
     return out
 
@@ -320,35 +283,25 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     _write_csv_atomic(path, rows, keys)
 
 
-#: what each statement's cells measure (``--only`` choices), one line each for ``--help``
-SWEEPS = {
-    "thm-3.2": "quantile of the exact supremum gap against the bound, across N, d, B and delta",
-    "thm-4.1": "||dW||_HS against 2 eta ||W^V||_op MMD along translation, scale and attained families",
-    "conj-4.1": "sup ||dW|| / MMD_rbf found, across RBF bandwidths (no bound)",
-    "thm-4.2": "prediction and KD-risk shifts against their bounds, across t",
-    "lemma-features": "RMS relative error of random features against m, and the m needed as |k+q| grows",
-}
-assert tuple(SWEEPS) == THEOREMS
-
-
 def add_arguments(p: Parser) -> None:
     """The flags of ``iclkd bench tightness``."""
-    p.epilog = listing("statements (--only)", SWEEPS)
+    p.epilog = listing("statements (--only)", sweeps())
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="< 3 min on 2 CPU cores (default: the full sweep, < 30 min)")
     g.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # the test suite's configuration
     p.add_argument("--out", type=output_dir, default=str(DEFAULT_OUTPUT_ROOT / "tightness"), metavar="DIR",
                    help=f"output folder (cells/ inside it makes reruns resume; default {DEFAULT_OUTPUT_ROOT}/tightness)")
     p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--only", nargs="+", choices=THEOREMS, metavar="ID", help="run only these statements' cells")
+    p.add_argument("--only", nargs="+", metavar="ID",
+                   help="run only these statements' cells (those that offer the tightness_cells hook)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs (and their links in summary.md)")
     p.add_argument("--html", type=output_file, metavar="PATH",
                    help="also write a self-contained HTML page of the sweeps (plots inline); an iclkd verify "
                         "--html page in the same folder links to it")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                   help="load checks from a plugin first (repeatable); a check that offers tightness_cells is swept")
     p.add_argument("--no-progress", action="store_true")
-    from verification.engine import journal
-
-    journal.add_arguments(p, default="DIR/journal")
+    journal_units.add_arguments(p, default="DIR/journal")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,6 +310,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """``iclkd bench tightness``: the sweeps, their JSON, CSV, Markdown summary and plots in ``--out``."""
+    for spec in args.plugin:
+        load_plugin(spec)
+    if args.only:
+        unknown = [cid for cid in args.only if cid not in sweeping_checks()]
+        if unknown:
+            raise CommandError(f"--only: {', '.join(unknown)} offer(s) no tightness cells; known: "
+                               f"{', '.join(sweeping_checks())}")
     plots = not args.no_plots
     if plots:
         try:
@@ -368,12 +328,10 @@ def run(args: argparse.Namespace) -> int:
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     start = time.perf_counter()
     out = args.out
-    from verification.engine import journal
-
-    run_journal = journal.from_args(args, "bench tightness", {"seed": args.seed},
+    run_journal = journal_units.from_args(args, "bench tightness", {"seed": args.seed},
                                     selection={"mode": mode, "only": args.only}, default=out / "journal",
                                     prog="iclkd bench tightness")
-    with journal.active(run_journal):
+    with journal_units.active(run_journal):
         records, log = run_cells(mode, out, args.seed, args.only, progress=not args.no_progress, journal=run_journal)
     cells_done, cpu_done = time.perf_counter(), time.process_time()
     rows = rows_of(records)
@@ -384,7 +342,6 @@ def run(args: argparse.Namespace) -> int:
             "cells": len(records), "cells_computed": len(log["computed"]), "cells_loaded": len(log["loaded"]),
             "elapsed_s": None,
             "jax": jax.__version__, "rows_bound_below_observed": len(violated)}
-    from benchmarks import _tightness_report as report
     figures = report.plots(out, rows, slopes) if plots else []
     meta.update(elapsed_s=time.perf_counter() - start, cpu_s=time.process_time(), slopes_s=slopes_s,
                 plots_s=time.perf_counter() - cells_done - slopes_s, cells_wall_s=cells_done - start,
@@ -395,8 +352,6 @@ def run(args: argparse.Namespace) -> int:
     write_csv(out / "tightness.csv", rows)
     write_atomic(out / "summary.md", report.summary(meta, rows, slopes, figures))
     if args.html:
-        from verification.io.html import tightness_page
-
         write_atomic(args.html, tightness_page(json.loads(json.dumps(doc, default=_json_default)), out))
     print(report.console(meta, rows, slopes))
     if violated:

@@ -4,7 +4,7 @@ Each experiment writes ``<out>/<name>.json``, ``<out>/<name>.md`` and PNG plots 
 models are cached under ``<out>/cache`` (``.npz`` params + ``.json`` config and seed). ``--out``
 defaults to ``iclkd-out/experiments`` (covered by .gitignore). Without matplotlib the plots are
 skipped with a note and everything else is written. What each experiment measures and what it says
-about THEOREMS.md: docs/experiments.md.
+about docs/statements.md: docs/experiments.md.
 
 :data:`EXPERIMENTS` is the registry behind ``iclkd experiment``: add an experiment by adding its line
 (a one-line summary and its module, which provides ``run(opts: Options) -> Result`` and, optionally,
@@ -20,8 +20,8 @@ import json
 import sys
 import time
 
-from verification.command import Command, Group, Parser, output_dir, output_file, seed
-from verification.outputs import DEFAULT_OUTPUT_ROOT
+from verification.core.outputs import DEFAULT_OUTPUT_ROOT
+from verification.io.command import Command, Group, Parser, output_dir, output_file, seed
 
 DEFAULT_OUT = DEFAULT_OUTPUT_ROOT / "experiments"
 PLOTS_HINT = "pip install 'iclkd-jax[plots]'"
@@ -116,7 +116,7 @@ class ExperimentCommand:
             return data
 
         def reused(data: dict) -> dict:  # its files were written by the run that journaled it; the JSON again
-            from verification.outputs import write_atomic
+            from verification.core.outputs import write_atomic
 
             text = json.dumps(data, indent=2, allow_nan=False)  # as experiments.output.write_outputs writes it
             write_atomic(args.out / f"{data['experiment']}.json", text)
@@ -154,7 +154,7 @@ EXPERIMENT_GROUP = _group()
 
 def main(argv: list[str] | None = None) -> int:
     """``iclkd experiment ...`` on its own (``python -m experiments.cli NAME ...``)."""
-    from verification.command import run_registry
+    from verification.io.command import run_registry
 
     argv = list(sys.argv[1:] if argv is None else argv)
     # float64 for the checks (run_registry's default preparation); models and data are explicitly float32

@@ -1,4 +1,4 @@
-"""The experiments' shared pieces, one module per job (issue 11.4), re-exported here for the experiments.
+"""The experiments' shared pieces, one module per job, re-exported here for the experiments.
 
 * :mod:`experiments.configs`: ``Options`` (command-line options), the default model's presets, ``train_summary``;
 * :mod:`experiments.evaluation`: query predictions and errors of trained models;

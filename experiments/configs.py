@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from experiments.data import TaskConfig
+from experiments.models import ModelConfig
 from experiments.training import TrainConfig, Trained, get_or_train
-from iclkd_jax.models import ModelConfig
 
 
 @dataclasses.dataclass

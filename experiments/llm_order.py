@@ -1,4 +1,4 @@
-"""``llm-order``: log D' and attention entropy against sensitivity to demonstration order (Lemma; issue 16).
+"""``llm-order``: log D' and attention entropy against sensitivity to demonstration order (Lemma).
 
 Task ``recall`` (:mod:`experiments.llm_common`): ``N`` demonstration lines
 ``" key: value\\n"`` of random single-token words, then the query line ``" key:"`` of one
@@ -7,7 +7,7 @@ random orders of its demonstrations (the queried pair moves too).
 
 Measured per prompt: the sensitivity to order = the standard deviation of the loss over
 the ``K`` orders; and, at the query position (the ``":"`` after the key), the learning-rate
-proxy ``log D'`` (THEOREMS.md, Lemma: ``eta = N/(2D')``) and the attention entropy of
+proxy ``log D'`` (docs/statements.md#lemma-eta, Lemma: ``eta = N/(2D')``) and the attention entropy of
 every head of layer ``DEFAULT_LAYER`` (mean over heads, then over orders), both from the
 forward pass (:class:`iclkd_jax.llama.LlamaOutput`). ``N`` varies across prompts (2, 4, 8)
 so that the attention's spread varies. Reported: Spearman's rho of each with the
@@ -33,7 +33,7 @@ def recall_prompt(model, keys, values, query_index):
     colon = model.encode(":")
     newline = model.encode("\n")
     ids = []
-    for k, v in zip(keys, values):
+    for k, v in zip(keys, values, strict=False):
         ids += [int(k), *colon, int(v), *newline]
     ids += [int(keys[query_index]), *colon]
     return np.asarray(ids + [int(values[query_index])]), len(ids) - 1
@@ -98,7 +98,7 @@ def run(opts: Options) -> O.Result:
 
     def scatter(plt):
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-        for ax, name in zip(axes, ("log_partition", "attention_entropy")):
+        for ax, name in zip(axes, ("log_partition", "attention_entropy"), strict=False):
             ax.scatter([r[name] for r in rows], sens, c=[r["N"] for r in rows], s=14)
             ax.set_xlabel(name)
             ax.set_ylabel("std of the loss over orders")

@@ -1,4 +1,4 @@
-"""``llm-selection``: choosing demonstrations for SmolLM2 by MMD, at random, or by nearest neighbours (Theorem 4.2; issue 16).
+"""``llm-selection``: choosing demonstrations for SmolLM2 by MMD, at random, or by nearest neighbours (Theorem 4.2).
 
 Task ``copy`` (:mod:`experiments.llm_common`). Per prompt: a query list of ``W`` random
 single-token words and a pool of candidate demonstrations, each a list of ``W`` words

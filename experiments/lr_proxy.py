@@ -1,4 +1,5 @@
-"""``lr-proxy``: the learning-rate proxy η = N / (2D') and attention entropy vs prediction sensitivity (THEOREMS.md, Lemma).
+"""``lr-proxy``: the learning-rate proxy η = N / (2D') and attention entropy vs prediction sensitivity
+(docs/statements.md#lemma-eta).
 
 Pure softmax attention is permutation-invariant in the demonstrations, and in a
 one-layer model causal masking changes nothing for the query (the last token sees
@@ -24,7 +25,7 @@ from scipy.special import logsumexp
 
 from experiments import common as C
 from experiments.data import DTYPE, Prompts, sample_prompts
-from iclkd_jax.models import attention_weights, make_tokens
+from experiments.models import attention_weights, make_tokens
 
 NAME = "lr-proxy"
 EPS = 0.05

@@ -1,4 +1,4 @@
-"""``mmd-shift``: in-context error under a shifted demonstration distribution (THEOREMS.md, Theorems 4.1, 4.2).
+"""``mmd-shift``: in-context error under a shifted demonstration distribution (docs/statements.md#thm-4-1, Theorems 4.1, 4.2).
 
 Demonstrations come from ``Q_t`` = D translated by ``t u`` (``iclkd_jax.distributions.shift_family``,
 ``u`` a random unit direction from the seed), queries from the target D. For every
@@ -25,10 +25,10 @@ from scipy.special import logsumexp
 
 from experiments import common as C
 from experiments.data import DTYPE, flatten_queries, sample_prompts
+from experiments.models import attention_weights, make_tokens
 from iclkd_jax.distributions import shift_family
 from iclkd_jax.kernels import median_bandwidth, product_kernel, rbf_kernel
 from iclkd_jax.mmd import mmd
-from iclkd_jax.models import attention_weights, make_tokens
 
 NAME = "mmd-shift"
 

@@ -1,4 +1,4 @@
-"""``multi-layer``: are a k-layer model's predictions k KD steps? (the paper's open question; THEOREMS.md, Theorem 3.1).
+"""``multi-layer``: are a k-layer model's predictions k KD steps? (the paper's open question; docs/statements.md#thm-3-1).
 
 A k-layer residual model (``Z^{l+1} = Z^l + sum_h Attn_{l,h}(Z^l)``) is trained on the same
 task. Per layer l, two comparisons for the query token:
@@ -25,9 +25,9 @@ from scipy.special import logsumexp
 
 from experiments import common as C
 from experiments.data import flatten_queries, sample_prompts
+from experiments.models import ModelConfig, attention_weights, make_tokens, residual_states
 from experiments.training import get_or_train
 from iclkd_jax.attention import kd_decomposition
-from iclkd_jax.models import ModelConfig, attention_weights, make_tokens, residual_states
 
 NAME = "multi-layer"
 _states_jit = jax.jit(residual_states, static_argnums=0)

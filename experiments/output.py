@@ -12,7 +12,7 @@ from typing import Any
 import jax
 
 from experiments.configs import Options
-from verification.outputs import atomic_path, jsonable, write_atomic
+from verification.core.outputs import atomic_path, jsonable, write_atomic
 
 
 def pyplot():

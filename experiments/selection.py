@@ -1,4 +1,4 @@
-"""``selection``: choosing N demonstrations from a mixed-domain pool (THEOREMS.md, Theorem 4.2; seed "First 3 experiments" #1).
+"""``selection``: choosing N demonstrations from a mixed-domain pool (docs/statements.md#thm-4-2; seed "First 3 experiments" #1).
 
 Per prompt (task ``w``): a pool of ``4N`` labelled candidates, ``N`` from each of four
 domains: the target D and three copies of D translated by 0.8 in random (seeded)
@@ -26,9 +26,9 @@ import numpy as np
 
 from experiments import common as C
 from experiments.data import DTYPE, Prompts, label, sample_prompts
+from experiments.models import attention_weights
 from iclkd_jax.distributions import shift_family
 from iclkd_jax.kernels import median_bandwidth
-from iclkd_jax.models import attention_weights
 
 NAME = "selection"
 

@@ -9,13 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.data import Prompts, flatten_queries
+from experiments.models import attention_weights, make_tokens, predict
 from experiments.training import Trained
 from iclkd_jax.attention import kd_decomposition
-from iclkd_jax.models import attention_weights, make_tokens, predict
 
 
 def thm31_trained(trained: Trained, prompts: Prompts, max_prompts: int = 8) -> dict[str, Any]:
-    """Theorem 3.1(a) on the trained weights of a one-layer model (THEOREMS.md).
+    """Theorem 3.1(a) on the trained weights of a one-layer model (docs/statements.md).
 
     For each head, ``iclkd_jax.kd_decomposition`` with ``X_D`` = the demonstration
     tokens, ``X_Q`` = the query token (``M = 1``) gives ``(W_0 + ΔW) phi(q)``; summed over
@@ -33,7 +33,7 @@ def thm31_trained(trained: Trained, prompts: Prompts, max_prompts: int = 8) -> d
     scale = max(float(np.mean(np.abs(yq))), 1e-12)
     dtypes = [jnp.float32] + ([jnp.float64] if jax.config.jax_enable_x64 else [])
     for dtype in dtypes:
-        params = jax.tree.map(lambda a: jnp.asarray(a, dtype), trained.params)
+        params = jax.tree.map(lambda a, dtype=dtype: jnp.asarray(a, dtype), trained.params)
         toks = jnp.asarray(tokens, dtype)
         model = np.asarray(predict(cfg, params, toks), np.float64)
         kd = np.zeros_like(model)

@@ -1,4 +1,4 @@
-"""``thm31-trained``: Theorem 3.1(a) on trained weights (THEOREMS.md), one- and two-head models.
+"""``thm31-trained``: Theorem 3.1(a) on trained weights (docs/statements.md), one- and two-head models.
 
 The Flax model's prediction must equal ``sum_h (W_0 + ΔW)_h phi(q)`` computed by
 ``iclkd_jax.kd_decomposition`` from the trained ``(W^Q, W^K, W^V)`` of each head

@@ -22,8 +22,8 @@ import optax
 from flax import traverse_util
 
 from experiments.data import DTYPE, TaskConfig, flatten_queries, sample_prompts
-from iclkd_jax.models import ModelConfig, init_params, make_tokens, predict
-from verification.outputs import atomic_path, write_atomic
+from experiments.models import ModelConfig, init_params, make_tokens, predict
+from verification.core.outputs import atomic_path, write_atomic
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""``weight-norm``: weight decay on W^V vs the generalisation gap across tasks (THEOREMS.md, Theorem 3.2; seed check #3).
+"""``weight-norm``: weight decay on W^V vs the generalisation gap across tasks (docs/statements.md#thm-3-2; seed check #3).
 
 Models are trained on a finite pool of training tasks (``n_train_tasks``) with
 decoupled weight decay λ on ``W^V`` only (``optax.adamw`` masked to ``wv``), one model

@@ -1,6 +1,6 @@
 """iclkd-jax: numerical verification of "in-context learning is implicit knowledge distillation".
 
-The mathematics is specified in THEOREMS.md; ``docs/theorems.md`` states each statement with its
+The mathematics is specified in docs/statements.md; ``docs/theorems.md`` states each statement with its
 check and what the suite found. All
 functions are pure, jit-compatible and keep the dtype they are given; inputs are
 validated at the boundary with ``ValueError``.

@@ -1,4 +1,4 @@
-"""Softmax attention and its knowledge-distillation decomposition (THEOREMS.md, Theorem 3.1).
+"""Softmax attention and its knowledge-distillation decomposition (docs/statements.md#thm-3-1, Theorem 3.1).
 
 With keys ``k_j = W^K x_j``, values ``v_j = W^V x_j`` and query ``q = W^Q x'``,
 there is no hidden ``1/sqrt(d_k)``: a temperature is absorbed into ``W^K``::
@@ -112,7 +112,7 @@ def _softmax_attention(weights, tokens, queries):
 def softmax_attention(weights: AttentionWeights, tokens: ArrayLike, queries: ArrayLike) -> jax.Array:
     """Single-head softmax attention of ``queries (q, d)`` over ``tokens (n, d)``.
 
-    ``Attn(x') = sum_j W^V x_j softmax_j((W^K x_j) . (W^Q x'))`` (THEOREMS.md,
+    ``Attn(x') = sum_j W^V x_j softmax_j((W^K x_j) . (W^Q x'))`` (docs/statements.md#thm-3-1,
     Theorem 3.1), no ``1/sqrt(d_k)``; the softmax is max-shifted.
 
     Returns:

@@ -1,4 +1,4 @@
-"""Knowledge distillation from the frozen teacher ``W^V`` (THEOREMS.md, Theorems 3.1(b), 3.2, 4.1, 4.2).
+"""Knowledge distillation from the frozen teacher ``W^V`` (docs/statements.md#thm-3-1b, Theorems 3.1(b), 3.2, 4.1, 4.2).
 
 Teacher ``f_T(x) = W^V x``; student ``f_S(x; W) = W phi(W^K x)``; KD loss (risk) of a
 student on tokens ``x_1..x_N``
@@ -90,7 +90,7 @@ def kd_loss(w: RepresenterOperator | ArrayLike, weights: AttentionWeights, token
             feature_map: FeatureMap | None = None) -> jax.Array:
     """The KD loss ``L(W) = (1/N) sum_i ||W^V x_i - W phi(W^K x_i)||^2`` on ``tokens (N, d)``.
 
-    ``w`` as in :func:`student`. Differentiable in a matrix ``w`` (THEOREMS.md, Theorem
+    ``w`` as in :func:`student`. Differentiable in a matrix ``w`` (docs/statements.md#thm-3-1b, Theorem
     3.1(b): ``grad L(0) = -(2/N) sum_i v_i ⊗ phi(k_i)``), e.g.
     ``jax.grad(kd_loss)(w, weights, tokens, feature_map=fm)``.
 
@@ -108,7 +108,7 @@ def kd_risk(w: RepresenterOperator | ArrayLike, weights: AttentionWeights, refer
             feature_map: FeatureMap | None = None) -> jax.Array:
     """The population KD risk ``L(W) = E_x ||W^V x - W phi(W^K x)||^2`` on a reference sample.
 
-    The risk of THEOREMS.md, Theorems 3.2 and 4.2, estimated by the empirical measure of
+    The risk of docs/statements.md#thm-3-2, Theorems 3.2 and 4.2, estimated by the empirical measure of
     ``reference (N, d)``: :func:`kd_loss` on that sample (same arguments, same order).
     """
     return kd_loss(w, weights, reference, feature_map=feature_map)
@@ -133,7 +133,7 @@ def _resolve_log_eta(eta, log_eta, dtype):
 def distilled_weights(weights: AttentionWeights, tokens: ArrayLike, *, eta: ArrayLike | None = None,
                       log_eta: ArrayLike | None = None,
                       feature_map: FeatureMap | None = None) -> RepresenterOperator | jax.Array:
-    """One KD step from ``W = 0`` on ``tokens`` (THEOREMS.md, Theorem 3.1(b)).
+    """One KD step from ``W = 0`` on ``tokens`` (docs/statements.md#thm-3-1b, Theorem 3.1(b)).
 
     ``W_1 = 0 - eta grad L(0) = (2 eta / N) sum_i v_i ⊗ phi(k_i)``, with
     ``v_i = W^V x_i`` and ``k_i = W^K x_i``. With ``eta = N / (2 D')`` this is the
@@ -160,7 +160,7 @@ def distilled_weight_difference(weights: AttentionWeights, target: ArrayLike, pr
                                 log_eta: ArrayLike | None = None) -> RepresenterOperator:
     """``ΔW = W̄(𝒬) - W̄(𝒟)`` for the empirical measures of ``prompt`` (𝒬) and ``target`` (𝒟).
 
-    ``W̄(P) = 2 eta E_P[W^V x ⊗ phi(W^K x)]`` (THEOREMS.md, Theorem 4.1); equals
+    ``W̄(P) = 2 eta E_P[W^V x ⊗ phi(W^K x)]`` (docs/statements.md#thm-4-1, Theorem 4.1); equals
     ``distilled_weights(weights, prompt) - distilled_weights(weights, target)`` (Theorem
     3.1(b) with the same ``eta``) as one operator, so ``hs_norm`` of it is
     ``||ΔW||_HS^2`` with its condition.

@@ -1,4 +1,4 @@
-"""Synthetic token distributions with exact norm bounds (THEOREMS.md, Theorems 3.2, 4.1, 4.2).
+"""Synthetic token distributions with exact norm bounds (docs/statements.md#thm-3-2, Theorems 3.2, 4.1, 4.2).
 
 Bounded families carry ``radius = sup ||x||`` over their support, exactly. From it:
 
@@ -128,7 +128,7 @@ class Distribution:
           ValueError: for a Student-t with ``df <= 1`` (no mean).
         """
         if self.kind == "mixture":
-            return sum(w * c.mean for w, c in zip(self.weights, self.components))
+            return sum(w * c.mean for w, c in zip(self.weights, self.components, strict=False))
         if self.kind == "student_t" and self.df <= 1:
             raise ValueError(f"{self.name} has no mean (df = {self.df:g} <= 1)")
         return np.asarray(self.center, dtype=np.float64)
@@ -194,7 +194,7 @@ def _sample(dist: Distribution, key, n, dtype):
     if kind == "mixture":
         choice_key, *component_keys = jax.random.split(key, len(dist.components) + 1)
         labels = jax.random.choice(choice_key, len(dist.components), (n,), p=jnp.asarray(dist.weights, dtype))
-        draws = jnp.stack([c.sample(k, n, dtype) for c, k in zip(dist.components, component_keys)])
+        draws = jnp.stack([c.sample(k, n, dtype) for c, k in zip(dist.components, component_keys, strict=False)])
         return jnp.take_along_axis(draws, labels[None, :, None], axis=0)[0]
     raise ValueError(f"unknown distribution kind {kind!r}")
 
@@ -264,7 +264,7 @@ def student_t(dim: int, *, df: float = 3.0, scale: float = 1.0, center=None) -> 
 
 
 def shift_family(base: Distribution, direction, t: float) -> Distribution:
-    """``Q_t``: ``base`` translated by ``t * direction / ||direction||`` (THEOREMS.md, Theorem 4.1).
+    """``Q_t``: ``base`` translated by ``t * direction / ||direction||`` (docs/statements.md#thm-4-1, Theorem 4.1).
 
     ``Q_0 = base``; MMD(base, Q_t) grows from 0, linearly in ``t`` for small ``t``.
     """
@@ -277,7 +277,7 @@ def shift_family(base: Distribution, direction, t: float) -> Distribution:
 
 
 def scale_family(base: Distribution, t: float) -> Distribution:
-    """``Q_t``: ``base`` scaled by ``1 + t`` about its mean (THEOREMS.md, Theorem 4.1, Conjecture 4.1').
+    """``Q_t``: ``base`` scaled by ``1 + t`` about its mean (docs/statements.md#conj-4-1, Theorem 4.1, Conjecture 4.1').
 
     Same mean for every ``t > -1``, covariance ``(1 + t)^2 Cov(base)``: the linear
     kernel's MMD is 0 along the whole family while the distilled weights move, the

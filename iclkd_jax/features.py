@@ -1,4 +1,4 @@
-"""Explicit feature maps of the softmax kernel ``kappa(u, z) = exp(u . z)`` (THEOREMS.md, "Feature maps").
+"""Explicit feature maps of the softmax kernel ``kappa(u, z) = exp(u . z)`` (docs/statements.md#feature-maps, "Feature maps").
 
 Each :class:`FeatureMap` maps key-space rows ``u (n, d_k)`` to features ``(n, m)`` with
 ``<phi(u), phi(z)> ≈ exp(u . z)``:
@@ -190,5 +190,5 @@ def trig_random_features(key: jax.Array, num_features: int, *, key_dim: int, dty
 
 
 def identity_features(*, key_dim: int) -> FeatureMap:
-    """``phi(u) = u``: linear attention, kernel ``u.z`` (THEOREMS.md, special case of 3.1)."""
+    """``phi(u) = u``: linear attention, kernel ``u.z`` (docs/statements.md#thm-linear, special case of 3.1)."""
     return FeatureMap("identity", key_dim=V.positive_int(key_dim, "key_dim"))

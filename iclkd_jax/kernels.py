@@ -1,4 +1,4 @@
-"""Positive-definite kernels as Gram-matrix callables (THEOREMS.md, Theorems 4.1, Conjecture 4.1').
+"""Positive-definite kernels as Gram-matrix callables (docs/statements.md#conj-4-1, Theorems 4.1, Conjecture 4.1').
 
 A :class:`Kernel` is a pytree: its numeric parameters (bandwidth, W^K) are leaves, so
 changing a bandwidth does not recompile a jitted caller; its ``kind`` is static.
@@ -162,7 +162,7 @@ def linear_kernel() -> Kernel:
 
 
 def exp_kernel() -> Kernel:
-    """The softmax kernel ``kappa(u, z) = exp(u . z)`` of THEOREMS.md (Notation)."""
+    """The softmax kernel ``kappa(u, z) = exp(u . z)`` of docs/statements.md#notation (Notation)."""
     return Kernel("exp")
 
 

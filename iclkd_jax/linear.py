@@ -1,4 +1,4 @@
-"""Linear attention and its gradient-descent readings (THEOREMS.md, Theorem 3.1, special case).
+"""Linear attention and its gradient-descent readings (docs/statements.md#thm-linear, Theorem 3.1, special case).
 
 With ``phi`` = identity (no softmax, no normalisation) the algebra of Theorem 3.1
 is exact in finite dimension::

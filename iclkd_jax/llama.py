@@ -1,4 +1,4 @@
-"""A llama-architecture causal language model as a pure function of its weights (THEOREMS.md, "Real models").
+"""A llama-architecture causal language model as a pure function of its weights (docs/statements.md#real-models, "Real models").
 
 The forward pass of a decoder such as SmolLM2-135M: token embeddings, then per layer
 
@@ -11,14 +11,14 @@ and ``logits = RMSNorm(h) * g_out @ E^T`` with tied embeddings ``E``. ``R(p)`` r
 **adjacent** coordinate pairs ``(2i, 2i + 1)`` by the angle ``p * base^(-2i / d_head)``:
 that is the layout of GGUF files, whose conversion reorders the query and key rows of
 the Hugging Face checkpoints (whose ``rotate_half`` pairs ``i`` with ``i + d_head/2``).
-The ``1/sqrt(d_head)`` is folded into the keys (THEOREMS.md: a temperature is absorbed
+The ``1/sqrt(d_head)`` is folded into the keys (docs/statements.md: a temperature is absorbed
 into ``W^K``), so each query head is exactly Theorem 3.1's attention with
 position-dependent keys ``k_j = R(p_j) W^K x_j``.
 
 The weights are a :class:`LlamaParams` pytree with the layers stacked on a leading
 axis, so the layer loop is one ``lax.scan`` (one compilation for all layers). Every
 function keeps the dtype of the weights it is given (float32 or float64). Reading a
-checkpoint is not done here (the library has no I/O): see ``verification/smollm2.py``.
+checkpoint is not done here (the library has no I/O): see ``verification/real_models/smollm2.py``.
 """
 
 from __future__ import annotations

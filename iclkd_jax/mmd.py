@@ -1,4 +1,4 @@
-"""Maximum mean discrepancy (THEOREMS.md, Theorems 4.1 and 4.2; Conjecture 4.1').
+"""Maximum mean discrepancy (docs/statements.md#conj-4-1, Theorems 4.1 and 4.2; Conjecture 4.1').
 
 For samples ``x = (x_1..x_n)`` from P and ``y = (y_1..y_m)`` from Q and a kernel k:
 
@@ -208,7 +208,7 @@ def _combine(sums, coefficients):
     """sum_t coeff_t * scaled_t * exp(shift_t), the largest shift factored out and applied last as a power of 2."""
     shifts = jnp.stack([s for _, s in sums])
     top = jnp.max(shifts)
-    total = sum(c * scaled * jnp.exp(shift - top) for (scaled, shift), c in zip(sums, coefficients))
+    total = sum(c * scaled * jnp.exp(shift - top) for (scaled, shift), c in zip(sums, coefficients, strict=False))
     return _times_exp(total, top)
 
 

@@ -1,4 +1,4 @@
-"""Operators ``W : H -> R^{d_v}`` in representer form and their algebra (THEOREMS.md, "Weights as operators").
+"""Operators ``W : H -> R^{d_v}`` in representer form and their algebra (docs/statements.md#operators).
 
 A :class:`RepresenterOperator` holds ``W = exp(log_scale) sum_i c_i v_i ⊗ phi(k_i)``
 exactly by ``(coef, values, keys, log_scale)``; ``phi`` is the exact (infinite)

@@ -1,4 +1,4 @@
-"""Exact maximum of a quadratic over a Euclidean ball (THEOREMS.md, Theorem 3.2: the trust-region subproblem).
+"""Exact maximum of a quadratic over a Euclidean ball (docs/statements.md#thm-3-2, Theorem 3.2: the trust-region subproblem).
 
 Problem: for symmetric ``a (n, n)`` (indefinite allowed), ``b (n,)`` and ``R > 0``,
 
@@ -159,7 +159,7 @@ def max_quadratic_in_eigenbasis(eigenvalues, coefficients, radius) -> Eigenbasis
     """``max_{||c|| <= R} sum_i lambda_i c_i^2 - 2 beta_i c_i``: the ball maximum in the eigenbasis of ``a``.
 
     For ``a = Q diag(lambda) Q^T`` and ``beta = Q^T b`` this is ``max_{||w|| <= R} w^T a w - 2 b^T w``
-    with ``w = Q c`` (THEOREMS.md, Theorem 3.2). It lets a caller with structure skip the dense
+    with ``w = Q c`` (docs/statements.md#thm-3-2, Theorem 3.2). It lets a caller with structure skip the dense
     eigendecomposition: for ``a = I_p ⊗ S``, pass ``S``'s eigenvalues tiled ``p`` times.
 
     Args:
@@ -183,7 +183,7 @@ def max_quadratic_in_eigenbasis(eigenvalues, coefficients, radius) -> Eigenbasis
 def max_quadratic_on_ball(a, b, radius) -> BallMaximum:
     """Exact ``max_{||w|| <= R} w^T a w - 2 b^T w`` for symmetric ``a`` (the trust-region subproblem).
 
-    THEOREMS.md, Theorem 3.2: ``sup_{||W||_HS <= B} L(W) - L_N(W)`` is such a maximum. The
+    docs/statements.md#thm-3-2, Theorem 3.2: ``sup_{||W||_HS <= B} L(W) - L_N(W)`` is such a maximum. The
     maximiser satisfies ``(a - mu I) w = b`` with ``mu >= max(lambda_max(a), 0)`` and
     ``mu (R - ||w||) = 0``; ``mu`` solves the secular equation ``||(a - mu I)^{-1} b|| = R`` by
     safeguarded Newton in a fixed number of iterations, and the hard case (``b`` orthogonal to

@@ -1,4 +1,4 @@
-"""Empirical Rademacher complexity of the HS-ball student class (THEOREMS.md, Theorem 3.2).
+"""Empirical Rademacher complexity of the HS-ball student class (docs/statements.md#thm-3-2, Theorem 3.2).
 
 For the scalar class ``{x -> <w, phi(k(x))> : ||w|| <= B}`` on keys ``k_1..k_N`` with Gram
 matrix ``K_ij = kappa(k_i, k_j) = <phi(k_i), phi(k_j)>``,
@@ -56,7 +56,7 @@ def _check_gram(gram) -> jax.Array:
 
 
 def rademacher_closed_form(gram, radius) -> jax.Array:
-    """``(B/N) sqrt(tr K)`` (THEOREMS.md, Theorem 3.2): the Jensen bound on the empirical Rademacher complexity.
+    """``(B/N) sqrt(tr K)`` (docs/statements.md#thm-3-2, Theorem 3.2): the Jensen bound on the empirical Rademacher complexity.
 
     Args:
       gram: ``K (N, N)``, ``K_ij = kappa(k_i, k_j)``.
@@ -86,7 +86,7 @@ def _rademacher_mc(signs, gram, radius):
 def rademacher_complexity(key: jax.Array, gram, radius, *, num_signs: int = 4096) -> RademacherEstimate:
     """Monte Carlo ``R_N = (B/N) E_sigma ||sum_i sigma_i phi(k_i)||`` over i.i.d. sign vectors.
 
-    THEOREMS.md, Theorem 3.2: ``||sum_i sigma_i phi(k_i)||^2 = sigma^T K sigma``; the estimate must not
+    docs/statements.md#thm-3-2, Theorem 3.2: ``||sum_i sigma_i phi(k_i)||^2 = sigma^T K sigma``; the estimate must not
     exceed ``closed_form = (B/N) sqrt(tr K)`` beyond its standard error, and ``mean_square`` is
     unbiased for ``tr K``.
 

@@ -105,7 +105,7 @@ def _batched(fn: Callable[..., Any], mesh: Mesh, chunk_size: int, batch_impls: A
              batch_tree: Any, arg_tree: Any):
     def wrap(leaves, impls, tree):
         leaves = [leaf if impl is None else jax.random.wrap_key_data(leaf, impl=impl)
-                  for leaf, impl in zip(leaves, impls)]
+                  for leaf, impl in zip(leaves, impls, strict=False)]
         return jax.tree_util.tree_unflatten(tree, leaves)
 
     def local(batch_leaves, arg_leaves):

@@ -1,4 +1,4 @@
-"""No import-time global state (issue 11.2): importing any module of the project, in a fresh process, leaves
+"""No import-time global state: importing any module of the project, in a fresh process, leaves
 JAX's configuration (float64 mode included) exactly as it was. Float64 is switched on by the entry points
 (``iclkd``, ``python -m benchmarks.*``) and by ``verification.enable_x64()``, never by an import."""
 
@@ -54,4 +54,4 @@ def test_importing_any_module_changes_no_jax_configuration():
     assert result["changed"] == {}, result["changed"]
     assert result["x64_after"] is False
     assert {"verification", "verification.search", "benchmarks.perf", "benchmarks.tightness",
-            "verification.checks.thm_4_1", "experiments.cli"} <= set(result["imported"])
+            "verification.statements.thm_4_1.check", "experiments.cli"} <= set(result["imported"])

@@ -1,7 +1,14 @@
-"""The verification suite: every statement of THEOREMS.md as an executable, self-testing check.
+"""The verification suite: every statement of docs/statements.md as an executable, self-testing check.
 
 Writing a check of your own (outside the project): :mod:`verification.api` is the one stable
-place for everything a check needs, and ``iclkd verify --plugin FILE`` runs it (:mod:`verification.plugins`).
+place for everything a check needs, and ``iclkd verify --plugin FILE`` runs it (docs/extending.md).
+
+The package is layered; imports point downward only (``lint-imports`` checks it, contracts in
+pyproject.toml): ``cli`` and ``api`` on top, then ``io`` (command line, reports), ``engine`` (runner,
+self-test, plugins, distributed map, certify and search drivers), ``real_models``, ``statements`` (one
+folder per statement), ``search`` (the ascent engine), ``cases`` (case generation, batch numerics),
+``oracles`` (NumPy/SciPy references, ball arithmetic; no JAX) and ``core`` (the check model, the
+extension protocol, the registry, errors, process identity, tolerances, keys, atomic outputs).
 
 Importing this package changes no global state. Verification runs in float64: the ``iclkd``
 entry point switches it on, and so does :func:`runner.run_check` for the duration of a check;
@@ -16,7 +23,8 @@ process) or use it as a context manager (restored on exit)::
 
 from __future__ import annotations
 
-from verification.registry import PROFILES, Check, CheckResult, RunContext, all_checks, register
+from verification.core.model import PROFILES, Check, CheckResult, RunContext
+from verification.core.registry import register
 
 
 class enable_x64:  # noqa: N801  (used like a function: ``verification.enable_x64()``)
@@ -27,7 +35,7 @@ class enable_x64:  # noqa: N801  (used like a function: ``verification.enable_x6
     """
 
     def __init__(self, enabled: bool = True):
-        import jax
+        import jax  # here: importing the package (the parent of the JAX-free oracles) must not import JAX
 
         self.enabled = bool(enabled)
         self.previous = bool(jax.enable_x64.get_global())
@@ -35,17 +43,17 @@ class enable_x64:  # noqa: N801  (used like a function: ``verification.enable_x6
         jax.config.update("jax_enable_x64", self.enabled)
 
     def __enter__(self) -> enable_x64:
-        import jax
+        import jax  # see __init__
 
         self._scope = jax.enable_x64(self.enabled)
         self._scope.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        import jax
+        import jax  # see __init__
 
         self._scope.__exit__(*exc)
         jax.config.update("jax_enable_x64", self.previous)
 
 
-__all__ = ["PROFILES", "Check", "CheckResult", "RunContext", "all_checks", "enable_x64", "register"]
+__all__ = ["PROFILES", "Check", "CheckResult", "RunContext", "enable_x64", "register"]

@@ -3,7 +3,8 @@
 Stable: these names keep their meaning across releases (a change is announced, never silent).
 Everything else under ``verification`` is the suite's own machinery.
 
-Writing a check (a worked example is in the README, "A claim of your own")::
+Writing a check (docs/extending.md walks through a plugin that implements every hook of
+:mod:`verification.core.protocol`; the README has a short example, "A claim of your own")::
 
     from verification import api
 
@@ -38,29 +39,24 @@ Contents:
 * the case strategies: :func:`attention_cases` and :class:`AttentionCase` (``case.build()`` gives
   ``(weights, demos, context, queries)``), :func:`standard_normal_pool`;
 * judging: the module :mod:`reference` (independent float64 NumPy implementations of every
-  quantity of THEOREMS.md; compare the library with it, never with itself) and
+  quantity of docs/statements.md; compare the library with it, never with itself) and
   :func:`relative_tolerance` / :func:`eps` (round-off budgets from dtype and conditioning);
-* plugins: :func:`load_plugin`, :data:`ENTRY_POINT_GROUP`.
+* plugins: :func:`load_plugin`, :data:`ENTRY_POINT_GROUP`;
+* the extension protocol (:mod:`verification.core.protocol`): :data:`HOOKS`, :func:`offers`, :func:`offered`,
+  :class:`TightnessCell` (the ``tightness_cells`` hook), :class:`NotApplicable` and :func:`not_applicable`
+  (a hook that declines, with its reason), :func:`load_real_model` and :func:`real_model_unavailable` (the
+  ``real_model`` hook);
+* certificate claims (the ``certificate_claims`` hook) are built with ``verification.oracles.claims.Claim``
+  and the balls of ``verification.oracles.balls``, imported inside the hook: they need python-flint.
 """
 
 from __future__ import annotations
 
-from verification import enable_x64, reference
-from verification.adversary import (
-    SearchResult,
-    SearchTarget,
-    cayley,
-    project_rows_to_ball,
-    project_to_ball,
-    project_to_box,
-    project_to_simplex,
-    project_to_spectral_ball,
-    qr_isometry,
-    run_search,
-    simplex,
-)
-from verification.plugins import ENTRY_POINT_GROUP, PluginError, load_plugin
-from verification.registry import (
+from verification import enable_x64
+from verification.cases.explore import Exploration, explore
+from verification.cases.strategies import AttentionCase, attention_cases, standard_normal_pool
+from verification.core.errors import ModelUnavailable, PluginError
+from verification.core.model import (
     KINDS,
     PROFILES,
     STATUSES,
@@ -71,15 +67,55 @@ from verification.registry import (
     ProfileName,
     RunContext,
     Status,
-    all_checks,
-    register,
 )
-from verification.runner import run_check
-from verification.search import Exploration, explore
-from verification.strategies import AttentionCase, attention_cases, standard_normal_pool
-from verification.tolerances import eps, relative_tolerance
+from verification.core.protocol import (
+    HOOKS,
+    NotApplicable,
+    TightnessCell,
+    not_applicable,
+    offered,
+    offers,
+)
+from verification.core.registry import register
+from verification.core.tolerances import eps, relative_tolerance
+from verification.engine.plugins import ENTRY_POINT_GROUP, all_checks, load_plugin
+from verification.engine.runner import run_check
+from verification.oracles import reference
+from verification.real_models.checks import check_available as _check_model
+from verification.real_models.checks import loaded as load_real_model
+from verification.search.ascent import SearchResult, SearchTarget, run_search
+from verification.search.projections import (
+    cayley,
+    project_rows_to_ball,
+    project_to_ball,
+    project_to_box,
+    project_to_simplex,
+    project_to_spectral_ball,
+    qr_isometry,
+    simplex,
+)
+
+
+def real_model_unavailable(name: str) -> str | None:
+    """Why real model ``name`` (``minilm``, ``smollm2``) cannot be loaded here (the install command), or None:
+    what a plugin's real-model check returns from its ``available()`` hook."""
+    try:
+        _check_model(name)
+    except ModelUnavailable as err:
+        return str(err)
+    return None
+
 
 __all__ = [
+    "HOOKS",
+    "ModelUnavailable",
+    "NotApplicable",
+    "TightnessCell",
+    "load_real_model",
+    "not_applicable",
+    "offered",
+    "offers",
+    "real_model_unavailable",
     "ENTRY_POINT_GROUP",
     "KINDS",
     "PROFILES",

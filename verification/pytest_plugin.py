@@ -46,8 +46,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "iclkd: an iclkd-jax check collected by --iclkd")
     if not config.getoption("iclkd"):
         return
-    from verification.plugins import PluginError, load_plugin
-    from verification.registry import all_checks
+    from verification.core.errors import PluginError
+    from verification.engine.plugins import all_checks, load_plugin
 
     all_checks()  # the built-in checks first: a plugin cannot take their ids
     for spec in dict.fromkeys(config.getoption("iclkd_plugin")):
@@ -75,7 +75,7 @@ class IclkdChecks(pytest.Collector):
     """The registered checks (after ``--iclkd-only``), one :class:`CheckItem` each, in report order."""
 
     def collect(self) -> list[CheckItem]:
-        from verification.registry import all_checks
+        from verification.engine.plugins import all_checks
 
         checks = all_checks()
         only = list(dict.fromkeys(self.config.getoption("iclkd_only")))
@@ -95,7 +95,7 @@ class CheckItem(pytest.Item):
         self.add_marker(pytest.mark.iclkd)
 
     def runtest(self) -> None:
-        from verification.runner import run_check
+        from verification.engine.runner import run_check
 
         result = run_check(self.name, profile=self.config.getoption("iclkd_profile"),
                            seed=self.config.getoption("iclkd_seed"))

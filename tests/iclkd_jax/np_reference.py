@@ -1,6 +1,6 @@
 """Independent NumPy float64 references for the core library's tests.
 
-Written from THEOREMS.md, not from the library: no JAX. The attention, operator and Taylor pieces are
+Written from docs/statements.md, not from the library: no JAX. The attention, operator and Taylor pieces are
 those of :mod:`verification.reference` (the suite's one independent reference). Every
 sum of exponentials is done in log space here too (``_logsumexp``), so the
 references stay exact for logits of +-1e3 in float64.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from verification import reference
+from verification.oracles import reference
 
 
 def f64(a) -> np.ndarray:

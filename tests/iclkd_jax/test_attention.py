@@ -1,4 +1,4 @@
-"""Softmax attention and the KD decomposition (THEOREMS.md, Theorem 3.1(a) and the lemma)."""
+"""Softmax attention and the KD decomposition (docs/statements.md#thm-3-1a, Theorem 3.1(a) and the lemma)."""
 
 import chex
 import jax
@@ -181,7 +181,7 @@ def test_jit_and_vmap_agree_with_eager(key):
     batch = jax.random.normal(jax.random.fold_in(key, 1), (3, 5, D))
     batched = jax.vmap(ik.kd_decomposition, in_axes=(None, 0, None, None))(w, batch, context, queries)
     for i in range(3):
-        chex.assert_trees_all_close(jax.tree_util.tree_map(lambda a: a[i], batched),
+        chex.assert_trees_all_close(jax.tree_util.tree_map(lambda a, i=i: a[i], batched),
                                     ik.kd_decomposition(w, batch[i], context, queries), rtol=1e-13, atol=1e-300)
     attn = jax.vmap(ik.softmax_attention, in_axes=(None, None, 0))(w, demos, queries[:, None, :])[:, 0]
     chex.assert_trees_all_close(attn, ik.softmax_attention(w, demos, queries), rtol=1e-13)

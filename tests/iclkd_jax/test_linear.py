@@ -1,4 +1,4 @@
-"""iclkd_jax.linear against independent NumPy (THEOREMS.md, Theorem 3.1, special case)."""
+"""iclkd_jax.linear against independent NumPy (docs/statements.md#thm-linear, Theorem 3.1, special case)."""
 
 import jax
 import jax.numpy as jnp

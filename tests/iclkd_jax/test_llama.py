@@ -17,7 +17,7 @@ from iclkd_jax.llama import (
     config_shapes,
     llama_forward,
 )
-from verification import reference
+from verification.oracles import reference
 
 CONFIG = LlamaConfig(vocab_size=50, hidden=24, layers=2, heads=6, kv_heads=2, head_dim=4, ffn=16,
                      rope_base=100.0, rms_eps=1e-5)

@@ -60,11 +60,11 @@ def test_deterministic_in_the_key_float32_and_no_recompilation():
     assert not np.array_equal(first.permutation_statistics, again.permutation_statistics)
 
 
-@pytest.mark.parametrize("bad, match", [(dict(key=0), "key"), (dict(num_permutations=0), "num_permutations"),
-                                        (dict(estimator="v"), "estimator")])
+@pytest.mark.parametrize("bad, match", [({"key": 0}, "key"), ({"num_permutations": 0}, "num_permutations"),
+                                        ({"estimator": "v"}, "estimator")])
 def test_rejects_bad_arguments(bad, match):
     x, y = _samples(0.0)
-    kwargs = dict(key=jax.random.key(0), num_permutations=5) | bad
+    kwargs = {"key": jax.random.key(0), "num_permutations": 5} | bad
     with pytest.raises(ValueError, match=match):
         mmd_permutation_test(x, y, rbf_kernel(bandwidth=1.0), **kwargs)
 

@@ -1,4 +1,4 @@
-"""max_quadratic_on_ball: the exact trust-region maximum (THEOREMS.md, Theorem 3.2) against brute force."""
+"""max_quadratic_on_ball: the exact trust-region maximum (docs/statements.md#thm-3-2, Theorem 3.2) against brute force."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""Rademacher estimators (THEOREMS.md, Theorem 3.2): Monte Carlo vs enumeration vs the closed form."""
+"""Rademacher estimators (docs/statements.md#thm-3-2, Theorem 3.2): Monte Carlo vs enumeration vs the closed form."""
 
 import jax
 import jax.numpy as jnp

@@ -117,7 +117,7 @@ class Chromium:
     def wait_for(self, method: str, session: str | None = None) -> dict:
         """The first event ``method`` (of ``session``) not seen yet, waiting for it if need be."""
         deadline = time.monotonic() + self.timeout
-        for i, event in enumerate(self.events):
+        for _i, event in enumerate(self.events):
             if event["method"] == method and event.get("sessionId") == session and not event.get("_seen"):
                 event["_seen"] = True
                 return event

@@ -6,7 +6,8 @@ every socket it listens on is bound to loopback, and lets process 0 print the ga
 
 import sys
 
-from verification import distributed as D
+from verification.core import process as PR
+from verification.engine import distributed as D
 
 
 def _listening_addresses() -> list[str]:
@@ -39,14 +40,14 @@ def _is_loopback(hex_address: str) -> bool:
     return host in ("00000000000000000000000001000000",) or host.endswith("0100007F") and "FFFF" in host
 
 
-D.initialize()
-results = D.distributed_map(lambda x: (x, x * x, D.process_index()), list(range(7)))
+PR.initialize()
+results = D.distributed_map(lambda x: (x, x * x, PR.process_index()), list(range(7)))
 listening = _listening_addresses()
 exposed = [a for a in listening if not _is_loopback(a)]
 if exposed:
-    print(f"process {D.process_index()} listens on non-loopback addresses {exposed}", file=sys.stderr)
+    print(f"process {PR.process_index()} listens on non-loopback addresses {exposed}", file=sys.stderr)
     sys.exit(9)
-if D.is_root():
+if PR.is_root():
     print("RESULTS", [r[:2] for r in results], "COMPUTED_BY", sorted({r[2] for r in results}),
           "LISTENING", len(listening), flush=True)
 sys.exit(int(sys.argv[1]) if len(sys.argv) > 1 else 0)

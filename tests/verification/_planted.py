@@ -32,7 +32,7 @@ def near_duplicate_batch(size: int = 64, gap: float = 1e-9):
     """
     import numpy as np
 
-    from verification.shift_cases import SHAPES, ShiftBatch, draw_shift_batches
+    from verification.cases.shift_cases import SHAPES, ShiftBatch, draw_shift_batches
 
     general, _ = draw_shift_batches(jax.random.key(5), SHAPES[1], size)
     steps = np.random.default_rng(0).standard_normal(general.target.shape)

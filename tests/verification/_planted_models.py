@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 from iclkd_jax import llama
-from verification import smollm2
+from verification.real_models import smollm2
 
 
 def smollm2_gate_up_swapped(model):

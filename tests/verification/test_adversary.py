@@ -10,8 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from verification import adversary as A
-from verification import adversary_targets as T
+from verification import cli
+from verification.engine import search as ES
+from verification.search import ascent as A
+from verification.search import projections as P
+from verification.statements.thm_4_1 import search as search_41
+from verification.statements.thm_4_2 import search as search_42
 
 KEY = jax.random.key(20260101)
 
@@ -23,45 +27,45 @@ def _matrices(shape=(5, 3), count=6):
 
 def test_ball_projections_keep_constraints_and_fix_feasible_points():
     for a in _matrices():
-        rows = np.asarray(A.project_rows_to_ball(jnp.asarray(a), 2.0))
+        rows = np.asarray(P.project_rows_to_ball(jnp.asarray(a), 2.0))
         assert np.all(np.linalg.norm(rows, axis=1) <= 2.0 * (1 + 1e-15))
         inside = a[np.linalg.norm(a, axis=1) <= 2.0]
         np.testing.assert_array_equal(rows[np.linalg.norm(a, axis=1) <= 2.0], inside)
-        ball = np.asarray(A.project_to_ball(jnp.asarray(a), 1.5))
+        ball = np.asarray(P.project_to_ball(jnp.asarray(a), 1.5))
         assert np.linalg.norm(ball) <= 1.5 * (1 + 1e-15)
         # the nearest point of the ball: a positive multiple of a
         np.testing.assert_allclose(ball / np.linalg.norm(ball), a / np.linalg.norm(a), rtol=1e-14)
-        spectral = np.asarray(A.project_to_spectral_ball(jnp.asarray(a), 1.0))
+        spectral = np.asarray(P.project_to_spectral_ball(jnp.asarray(a), 1.0))
         s, s_proj = np.linalg.svd(a, compute_uv=False), np.linalg.svd(spectral, compute_uv=False)
         np.testing.assert_allclose(s_proj, np.minimum(s, 1.0), rtol=1e-12, atol=1e-14)
-        box = np.asarray(A.project_to_box(jnp.asarray(a), -0.5, 0.25))
+        box = np.asarray(P.project_to_box(jnp.asarray(a), -0.5, 0.25))
         assert box.min() >= -0.5 and box.max() <= 0.25
 
 
 def test_simplex_projection_and_reparametrisation():
     for v in _matrices(shape=(7,), count=5):
-        p = np.asarray(A.project_to_simplex(jnp.asarray(v)))
+        p = np.asarray(P.project_to_simplex(jnp.asarray(v)))
         assert np.all(p >= 0) and abs(p.sum() - 1.0) <= 1e-14
         # optimality (KKT): v - p = theta on the support, <= theta off it
         theta = (v - p)[p > 0]
         np.testing.assert_allclose(theta, theta[0], atol=1e-12)
         assert np.all((v - p)[p == 0] <= theta[0] + 1e-12)
-        w = np.asarray(A.simplex(jnp.asarray(v)))
+        w = np.asarray(P.simplex(jnp.asarray(v)))
         assert np.all(w > 0) and abs(w.sum() - 1.0) <= 1e-14
     point = np.array([0.2, 0.3, 0.5])
-    np.testing.assert_allclose(np.asarray(A.project_to_simplex(jnp.asarray(point))), point, atol=1e-15)
+    np.testing.assert_allclose(np.asarray(P.project_to_simplex(jnp.asarray(point))), point, atol=1e-15)
 
 
 def test_isometry_maps():
     for a in _matrices(shape=(5, 3)):
-        q = np.asarray(A.qr_isometry(jnp.asarray(a)))
+        q = np.asarray(P.qr_isometry(jnp.asarray(a)))
         np.testing.assert_allclose(q.T @ q, np.eye(3), atol=1e-14)
         # same column space as a, and continuous sign convention: q^T a upper triangular with a positive diagonal
         r = q.T @ a
         assert np.all(np.diag(r) > 0)
         np.testing.assert_allclose(np.tril(r, -1), 0.0, atol=1e-12 * np.abs(a).max())
     for a in _matrices(shape=(4, 4)):
-        o = np.asarray(A.cayley(jnp.asarray(a)))
+        o = np.asarray(P.cayley(jnp.asarray(a)))
         np.testing.assert_allclose(o.T @ o, np.eye(4), atol=1e-13)
 
 
@@ -75,7 +79,7 @@ def test_split_budget_counts_honestly():
 
 @pytest.fixture(scope="module")
 def thm41():
-    return T.thm_4_1()[0]
+    return search_41.targets()[0]
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +112,7 @@ def test_same_seed_same_result(thm41, thm41_result):
 
 def test_cli_json_fields(tmp_path, capsys):
     path = tmp_path / "search.json"
-    assert A.main(["thm-4.1", "--budget", "256", "--seed", "3", "--json", str(path)]) == 0
+    assert cli.main(["search", "thm-4.1", "--budget", "256", "--seed", "3", "--json", str(path)]) == 0
     payload = json.loads(path.read_text())
     entry = payload["targets"]["thm-4.1"]
     for field in ("best_ratio", "best_case", "evaluations", "random_best_ratio", "objective_ratio", "agreement",
@@ -120,16 +124,16 @@ def test_cli_json_fields(tmp_path, capsys):
 
 
 def test_cli_rejects_unknown_ids_and_small_budgets(capsys):
-    assert A.main(["no-such-check"]) == 2
+    assert cli.main(["search", "no-such-check"]) == 2
     assert "unknown check id" in capsys.readouterr().err
-    assert A.main(["thm-4.2/nothing"]) == 2
+    assert cli.main(["search", "thm-4.2/nothing"]) == 2
     assert "no search target" in capsys.readouterr().err
-    assert A.main(["thm-4.1", "--budget", "3"]) == 2
-    assert A.main(["thm-4.1", "--budget", "-3"]) == 2
+    assert cli.main(["search", "thm-4.1", "--budget", "3"]) == 2
+    assert cli.main(["search", "thm-4.1", "--budget", "-3"]) == 2
 
 
 def test_cli_lists_every_target(capsys):
-    assert A.main(["--list"]) == 0
+    assert cli.main(["search", "--list"]) == 0
     out = capsys.readouterr().out
     for name in ("thm-4.1", "thm-4.2/prediction", "thm-4.2/risk", "thm-3.2/mean", "thm-3.2/quantile", "lemma-features/trig",
                  "conj-4.1/rbf-1x", "conj-4.1/product-control"):
@@ -139,13 +143,13 @@ def test_cli_lists_every_target(capsys):
 def test_risk_frontier_formula():
     # the check's attained configuration lies on the frontier: delta = beta = rho T
     for rho in (0.01, 0.3, 1.0, 4.0):
-        assert float(T.risk_frontier(1.0, rho, rho)) == pytest.approx(T.configuration_ratio(rho), rel=1e-14)
+        assert float(search_42.risk_frontier(1.0, rho, rho)) == pytest.approx(search_42.configuration_ratio(rho), rel=1e-14)
     # below the diagonal delta <= beta: 1 - delta / (2 (T + beta))
-    assert float(T.risk_frontier(2.0, 3.0, 1.0)) == pytest.approx(1 - 1 / 10, rel=1e-14)
+    assert float(search_42.risk_frontier(2.0, 3.0, 1.0)) == pytest.approx(1 - 1 / 10, rel=1e-14)
 
 
 def test_search_targets_protocol_on_a_plugin_check():
-    from verification.registry import Check
+    from verification.core.model import Check
 
     class Plugin(Check):
         id, kind, title = "plugin-demo", "theorem", "x^2 <= 1 on the unit interval"
@@ -160,7 +164,7 @@ def test_search_targets_protocol_on_a_plugin_check():
                 remeasure=lambda p: {"ratio": float(p["x"]) ** 2},
                 describe=lambda p: {"x": float(p["x"])}, learning_rate=0.1, restarts=4)]
 
-    targets = A.targets_for(Plugin)
+    targets = ES.targets_for(Plugin)
     result = A.run_search(targets[0], budget=64, seed=0)
     assert result.best_ratio == pytest.approx(1.0, abs=1e-9)
     assert abs(result.best_case["x"]) <= 1.0
@@ -169,8 +173,8 @@ def test_search_targets_protocol_on_a_plugin_check():
     class Empty(Check):
         id, kind, title = "empty-demo", "theorem", "nothing"
 
-    with pytest.raises(ValueError, match="no search targets"):
-        A.targets_for(Empty)
+    with pytest.raises(ValueError, match="not offered: check empty-demo does not implement the search_targets hook"):
+        ES.targets_for(Empty)
 
 
 def test_requires_float64(thm41):
@@ -183,7 +187,7 @@ def test_requires_float64(thm41):
 def test_every_target_searches_and_its_remeasurement_agrees(name):
     """Every built-in target runs end to end; the check's re-measurement agrees with the objective (exactly for the
     deterministic ones, within Monte Carlo error for thm-3.2 and lemma-features) and with the reference."""
-    for target in A.resolve(name):
+    for target in ES.resolve(name):
         r = A.run_search(target, budget=64, seed=1)
         assert r.evaluations == 64 and math.isfinite(r.best_ratio) and math.isfinite(r.random_best_ratio)
         monte_carlo = name in ("thm-3.2", "lemma-features")
@@ -225,17 +229,17 @@ class SquareOnBall(api.Check):
 
 
 def test_search_runs_a_plugin_check_from_a_file(tmp_path, capsys):
-    from verification.registry import REGISTRY
+    from verification.core.registry import REGISTRY
 
     path = tmp_path / "square_plugin.py"
     path.write_text(PLUGIN)
     out = tmp_path / "plugin.json"
     try:
-        assert A.main(["plugin-square", "--plugin", str(path), "--budget", "64", "--json", str(out)]) == 0
+        assert cli.main(["search", "plugin-square", "--plugin", str(path), "--budget", "64", "--json", str(out)]) == 0
     finally:
         REGISTRY.pop("plugin-square", None)
     entry = json.loads(out.read_text())["targets"]["plugin-square"]
     assert entry["best_ratio"] == pytest.approx(1.0, abs=1e-9) and entry["evaluations"] == 64
     assert entry["random_best_ratio"] < 1.0
-    assert A.main(["x", "--plugin", str(tmp_path / "missing.py")]) == 2
+    assert cli.main(["search", "x", "--plugin", str(tmp_path / "missing.py")]) == 2
     assert "no such file" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Module boundaries (issue 11): no check imports another check, no private name crosses a package."""
+"""Module boundaries: no check imports another check, no private name crosses a package."""
 
 import ast
 from pathlib import Path

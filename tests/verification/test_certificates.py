@@ -17,7 +17,12 @@ import pytest
 C = pytest.importorskip("verification.certify")
 from flint import arb
 
-from verification import certificates as K
+from verification import cli
+from verification.core.model import Check
+from verification.engine import certify as E
+from verification.oracles import claims as CL
+from verification.oracles.instances import ShiftBalls
+from verification.statements.thm_4_1 import certificate as certificate_41
 
 
 def L(a):
@@ -54,7 +59,7 @@ def shift_instance(seed=0, attained=False, d=4, dk=2, dv=4, n=3, m=5, log_eta=0.
 
 
 def attained_4_2_instance(rows=4, kappa2=2.0, rho=0.2, value_scale=1.3, seed=5):
-    """THEOREMS.md 4.2's attained configuration: W^K = [A, 0], W^V = [0, s O], 𝒟 = {(a, 0)}, 𝒬 = {(a, -rho u)}."""
+    """docs/statements.md#thm-4-2: the attained configuration: W^K = [A, 0], W^V = [0, s O], 𝒟 = {(a, 0)}, 𝒬 = {(a, -rho u)}."""
     rng = np.random.default_rng(seed)
     a_mat, a_vec, u = rng.normal(size=(2, 2)), rng.normal(size=2), rng.normal(size=2)
     a_vec, u = a_vec / np.linalg.norm(a_vec), u / np.linalg.norm(u)
@@ -74,7 +79,7 @@ def attained_4_2_instance(rows=4, kappa2=2.0, rho=0.2, value_scale=1.3, seed=5):
 @pytest.mark.parametrize("attained", [False, True])
 def test_thm_4_1_proven(attained):
     wc = shift_instance(attained=attained)
-    cert = K.certify_instance("thm-4.1", wc)
+    cert = E.certify_instance("thm-4.1", wc)
     assert cert["status"] == "proven", cert["reason"]
     main = cert["claims"][0]
     assert main["margin"] >= 0 or main["via"]["status"] == "proven"
@@ -82,7 +87,7 @@ def test_thm_4_1_proven(attained):
 
 
 def _without_the_2(wc):
-    return K.certify_claims(lambda w: K.thm_4_1_claims(w, rhs=lambda s: s.bound / 2), wc)
+    return CL.certify_claims(lambda w: certificate_41.claims(w, rhs=lambda s: s.bound / 2), wc)
 
 
 def test_dropping_the_constant_2_is_a_proven_violation():
@@ -104,7 +109,7 @@ def test_the_mutated_bound_is_still_proven_where_it_holds():
 
 def _exact_ratio(wc) -> float:
     with C.working_precision(128):
-        s = K.ShiftBalls(wc)
+        s = ShiftBalls(wc)
         return float((s.dw / s.bound).mid())
 
 
@@ -117,7 +122,7 @@ def test_attained_4_1_ratio_is_within_round_off_of_1():
 
 
 def test_thm_4_2_attained_equality_is_proven_exactly():
-    cert = K.certify_instance("thm-4.2", attained_4_2_instance())
+    cert = E.certify_instance("thm-4.2", attained_4_2_instance())
     assert cert["status"] == "proven", cert["reason"]
     # the prediction bound is an equality there: proven through a Cauchy-Schwarz gap that is exactly 0
     cauchy = cert["claims"][0]
@@ -130,7 +135,7 @@ def test_thm_4_2_general():
     wc = shift_instance(seed=3)
     rng = np.random.default_rng(3)
     wc.update(queries=L(rng.normal(size=(2, 4))), reference=wc["target"])
-    cert = K.certify_instance("thm-4.2", wc)
+    cert = E.certify_instance("thm-4.2", wc)
     assert cert["status"] == "proven" and len(cert["claims"]) == 2 * 2 + 2
 
 
@@ -138,11 +143,11 @@ def test_thm_4_2_without_the_feature_norm_is_a_proven_violation():
     """The mutant 'no-feature-norm' of thm-4.2 at its attained worst case: ``||ΔW phi|| <= 2 eta ||W^V|| MMD``."""
     wc = attained_4_2_instance(kappa2=2.0)
     with C.working_precision(64):
-        s = K.ShiftBalls(wc)
+        s = ShiftBalls(wc)
         z = C.matvec(s.wk, C.ball_vector(wc["queries"][0]))
         prediction_shift = C.norm(C.apply_operator(s.coef, s.values, s.keys, 2 * s.eta, z))
-        assert K.Claim("mutant: no feature norm", prediction_shift, s.bound).status() == "violation proven"
-        assert K.Claim("the bound", prediction_shift, s.bound * C.feature_norm(z),
+        assert CL.Claim("mutant: no feature norm", prediction_shift, s.bound).status() == "violation proven"
+        assert CL.Claim("the bound", prediction_shift, s.bound * C.feature_norm(z),
                        alternative=None).status() in ("proven", "not proven")  # an equality: see the test above
 
 
@@ -152,17 +157,17 @@ def test_thm_4_2_without_the_feature_norm_is_a_proven_violation():
 @pytest.mark.parametrize("check_id", ["thm-3.1a", "thm-3.1b"])
 def test_attention_identities_proven_and_library_checked(check_id):
     wc = attention_instance()
-    cert = K.certify_instance(check_id, wc)
+    cert = E.certify_instance(check_id, wc)
     assert cert["status"] == "proven", cert["reason"]
     assert any("library" in c["claim"] for c in cert["claims"])
     # a planted bug in the recorded library output (the query context's term dropped)
     broken = dict(wc, dw_out=L(np.zeros_like(np.asarray(wc["dw_out"]))))
-    assert K.certify_instance(check_id, broken)["status"] == "violation proven"
+    assert E.certify_instance(check_id, broken)["status"] == "violation proven"
 
 
 def test_attention_without_library_outputs_certifies_the_identity_only():
     wc = {k: v for k, v in attention_instance(seed=4, m=0).items() if not k.endswith("_out")}
-    cert = K.certify_instance("thm-3.1a", wc)
+    cert = E.certify_instance("thm-3.1a", wc)
     assert cert["status"] == "proven" and len(cert["claims"]) == 1
 
 
@@ -182,12 +187,12 @@ def _linear_instance(seed=0):
 
 def test_thm_linear_exact_rational():
     wc = _linear_instance()
-    cert = K.certify_instance("thm-linear", wc)
+    cert = E.certify_instance("thm-linear", wc)
     assert cert["status"] == "proven"
     assert all(c["exact_rational"] for c in cert["claims"])
     assert cert["claims"][0]["lhs"] == "0 ± 0 (exact)"
     twice = dict(wc, prediction=L(2 * np.asarray(wc["prediction"])))  # a step size off by 2 shows as a wrong prediction
-    bad = K.certify_instance("thm-linear", twice)
+    bad = E.certify_instance("thm-linear", twice)
     assert bad["status"] == "violation proven" and "prediction" in bad["claim"]
 
 
@@ -203,11 +208,11 @@ def test_lemma_eta_proven_and_missing_half():
     wc = {"logits": L(logits), "n_demos": n, "n_context": m, "log_partition": L(log_d),
           "log_eta": L(math.log(n / 2) - log_d), "log_eta_context": L(math.log(m / 2) - log_d),
           "entropy": L(-(p * (logits - log_d[:, None])).sum(axis=1))}
-    assert K.certify_instance("lemma-eta", wc)["status"] == "proven"
+    assert E.certify_instance("lemma-eta", wc)["status"] == "proven"
     bad = dict(wc, log_eta=L(math.log(n) - log_d))  # eta = N/D': the 1/2 dropped
-    assert K.certify_instance("lemma-eta", bad)["status"] == "violation proven"
+    assert E.certify_instance("lemma-eta", bad)["status"] == "violation proven"
     no_context = dict(wc, n_context=0, log_eta_context=["-inf", "-inf"])  # as written by the JSON report
-    assert K.certify_instance("lemma-eta", no_context)["status"] in ("proven", "violation proven")
+    assert E.certify_instance("lemma-eta", no_context)["status"] in ("proven", "violation proven")
 
 
 # ---------------------------------------------------------------- Conjecture 4.1'
@@ -218,7 +223,7 @@ def test_conj_4_1_linear_counterexample_is_exact():
     a = rng.normal(size=(2, 3))
     wc = {"kernel": "linear", "wk": L(rng.normal(size=(2, 3))), "wv": L(rng.normal(size=(2, 3))),
           "target": L(np.concatenate([a, -a])), "prompt": L(np.concatenate([2 * a, -2 * a]))}
-    cert = K.certify_instance("conj-4.1", wc, kind="conjecture")
+    cert = E.certify_instance("conj-4.1", wc, kind="conjecture")
     assert cert["status"] == "proven"
     assert any(c["exact_rational"] and "= 0 exactly" in c["claim"] for c in cert["claims"])
 
@@ -230,40 +235,52 @@ def test_conj_4_1_threshold_counterexample_and_false_one():
     prompt = mean + 2.0 * (target - mean)  # equal means up to rounding: exact MMD^2 tiny but not 0
     wc = {"kernel": "linear", "wk": L(rng.normal(size=(2, 2))), "wv": L(rng.normal(size=(2, 2))),
           "target": L(target), "prompt": L(prompt)}
-    cert = K.certify_instance("conj-4.1", wc, kind="conjecture")
+    cert = E.certify_instance("conj-4.1", wc, kind="conjecture")
     assert cert["status"] == "proven" and "threshold" in cert["claim"]
     # not a counterexample (a plain shift: MMD of the normalised linear kernel is large): a proven violation
     far = dict(wc, prompt=L(target + 3.0), kernel="rbf-1x", bandwidth=1.0)
-    assert K.certify_instance("conj-4.1", far, kind="conjecture")["status"] == "violation proven"
+    assert E.certify_instance("conj-4.1", far, kind="conjecture")["status"] == "violation proven"
 
 
 # ---------------------------------------------------------------- dispatch, escalation
 
 
 def test_not_applicable_and_missing_instances():
-    assert K.certify_instance("thm-3.2", {"x": 1.0})["status"] == "not applicable"
-    assert K.certify_instance("thm-4.1", None)["status"] == "not applicable"
-    assert "survive" in K.certify_instance("conj-4.1", None, kind="conjecture", status="survives")["reason"]
-    assert "no worst_case" in K.certify_instance("conj-4.1", None, kind="conjecture", status="refuted")["reason"]
-    cert = K.certify_instance("thm-4.1", {"wk": [[1.0]]})
-    assert cert["status"] == "not applicable" and "lacks" in cert["reason"]
+    assert E.certify_instance("thm-3.2", {"x": 1.0})["status"] == "not applicable"
+    assert E.certify_instance("thm-4.1", None)["status"] == "not applicable"
+    assert "survive" in E.certify_instance("conj-4.1", None, kind="conjecture", status="survives")["reason"]
+    assert "no worst_case" in E.certify_instance("conj-4.1", None, kind="conjecture", status="refuted")["reason"]
+    assert "probabilistic" in E.certify_instance("thm-3.2", None)["reason"]
+
+
+def test_a_claim_naming_a_missing_key_is_an_error_not_a_silent_skip():
+    cert = E.certify_instance("thm-4.1", {"wk": [[1.0]]})
+    assert cert["status"] == "error" and "lacks" in cert["reason"] and "'wv'" in cert["reason"]
+
+
+def test_a_check_without_certificate_claims_is_reported_not_offered():
+    class Uncertified(Check):
+        id, kind, title = "uncertified-demo", "theorem", "no certificate hook"
+
+    cert = E.certify_instance(Uncertified, {"x": 1.0})
+    assert cert["status"] == "not offered" and "certificate_claims" in cert["reason"]
 
 
 def test_precision_escalates_until_decided():
     def build(_):
         third = arb(1) / 3
-        return [K.Claim("3 (1/3) <= 1 + 1e-30", 3 * third, 1 + arb(10) ** -30)]
+        return [CL.Claim("3 (1/3) <= 1 + 1e-30", 3 * third, 1 + arb(10) ** -30)]
 
-    cert = K.certify_claims(build, {})
+    cert = CL.certify_claims(build, {})
     assert cert["status"] == "proven" and cert["precisions_tried"] == [64, 128]
 
 
 def test_undecidable_equality_stays_not_proven():
     def build(_):
-        return [K.Claim("exp(1) <= exp(1)", arb(1).exp(), arb(1).exp())]
+        return [CL.Claim("exp(1) <= exp(1)", arb(1).exp(), arb(1).exp())]
 
-    cert = K.certify_claims(build, {})
-    assert cert["status"] == "not proven" and cert["precisions_tried"] == list(K.PRECISIONS)
+    cert = CL.certify_claims(build, {})
+    assert cert["status"] == "not proven" and cert["precisions_tried"] == list(CL.PRECISIONS)
     assert "radius" in cert["reason"]
 
 
@@ -273,19 +290,19 @@ def test_single_query_token_and_float32_cases():
     wc = {k: L(np.asarray(v, np.float32)) for k, v in wc.items()}
     wc["query"] = wc.pop("queries")[0]
     wc["dtype_bits"] = 32
-    cert = K.certify_instance("thm-3.1a", wc)
+    cert = E.certify_instance("thm-3.1a", wc)
     assert cert["status"] == "proven"
     assert float(cert["rhs"].split(" ± ")[0]) >= 64 * float(np.finfo(np.float32).eps)  # float32's tolerance
 
 
 def test_report_certificate_column_and_json():
-    from verification import report
-    from verification.registry import CheckResult
+    from verification.core.model import CheckResult
+    from verification.io import report
 
     plain = CheckResult(id="thm-4.1", kind="theorem", status="holds", cases=3, worst=0.5, worst_label="ratio",
                         worst_case=shift_instance())
     assert "certificate" not in report.table([plain])  # no column without --certify
-    certified = CheckResult(**{**plain.__dict__, "certificate": K.certify_result(plain)})
+    certified = CheckResult(**{**plain.__dict__, "certificate": E.certify_result(plain)})
     table = report.table([certified])
     assert table.splitlines()[0].split()[-1] == "certificate" and "proven (64 bits)" in table
     md = report.markdown([certified], profile="quick", seed=0)
@@ -298,12 +315,12 @@ def test_report_certificate_column_and_json():
 def test_lemma_eta_sharp_entropy_bound():
     gaps = [1.0, 5.0, 50.0, 800.0]
     rows = [[-500.0 + g, -500.0, -500.0 - 3.0, -501.0] for g in gaps]
-    cert = K.certify_instance("lemma-eta", {"logits": rows, "n_demos": 3, "n_context": 1})
+    cert = E.certify_instance("lemma-eta", {"logits": rows, "n_demos": 3, "n_context": 1})
     assert cert["status"] == "proven" and len(cert["claims"]) == len(gaps)
     # a bound one factor e^-g too small is a proven violation at a moderate gap
     with C.working_precision(64):
         lb = [C.ball(v) for v in rows[1]]
-        assert K.Claim("mutant", C.entropy(lb), 3 * (1 + arb(5)) * arb(-10).exp()).status() == "violation proven"
+        assert CL.Claim("mutant", C.entropy(lb), 3 * (1 + arb(5)) * arb(-10).exp()).status() == "violation proven"
 
 
 def test_certify_an_existing_json_report(tmp_path, capsys):
@@ -312,15 +329,15 @@ def test_certify_an_existing_json_report(tmp_path, capsys):
                          {"id": "conj-4.1", "kind": "conjecture", "worst_case": None}]}
     path, out = tmp_path / "r.json", tmp_path / "c.json"
     path.write_text(json.dumps(report))
-    assert K.main([str(path), "--output", str(out)]) == 0
+    assert cli.main(["certify", str(path), "--output", str(out)]) == 0
     certified = json.loads(out.read_text())
     assert [c["certificate"]["status"] for c in certified["checks"]] == ["proven", "not applicable", "not applicable"]
     assert "thm-4.1" in capsys.readouterr().out
-    assert K.main([str(tmp_path / "missing.json")]) == 2
+    assert cli.main(["certify", str(tmp_path / "missing.json")]) == 2
 
 
 def _fake_results(*_, **__):
-    from verification.registry import CheckResult
+    from verification.core.model import CheckResult
 
     yield CheckResult(id="thm-4.1", kind="theorem", status="holds", cases=1, worst=0.6, worst_label="ratio",
                       worst_case=shift_instance(attained=True))
@@ -328,7 +345,8 @@ def _fake_results(*_, **__):
 
 
 def test_cli_certify_adds_certificates(tmp_path, monkeypatch, capsys):
-    from verification import cli, runner
+    from verification import cli
+    from verification.engine import runner
 
     monkeypatch.setattr(runner, "iter_checks", _fake_results)
     path, md = tmp_path / "r.json", tmp_path / "r.md"
@@ -346,7 +364,8 @@ def test_cli_certify_adds_certificates(tmp_path, monkeypatch, capsys):
 def test_cli_certify_without_python_flint_stops_before_running(monkeypatch, capsys):
     import sys
 
-    from verification import cli, runner
+    from verification import cli
+    from verification.engine import runner
 
     def must_not_run(*_, **__):
         raise AssertionError("a check ran although --certify cannot work")
@@ -370,7 +389,7 @@ def test_thm_3_1b_checks_the_recorded_step_size():
     logits = np.concatenate([demos, context]) @ np.asarray(wc["wk"]).T @ (np.asarray(wc["wq"]) @ wc["queries"][0])
     log_d = logits.max() + math.log(np.exp(logits - logits.max()).sum())
     good = dict(wc, log_eta=math.log(len(demos) / 2) - log_d)
-    cert = K.certify_instance("thm-3.1b", good)
+    cert = E.certify_instance("thm-3.1b", good)
     assert cert["status"] == "proven" and any("log eta" in c["claim"] for c in cert["claims"])
     doubled = dict(good, log_eta=good["log_eta"] + math.log(2))  # eta off by 2
-    assert K.certify_instance("thm-3.1b", doubled)["status"] == "violation proven"
+    assert E.certify_instance("thm-3.1b", doubled)["status"] == "violation proven"

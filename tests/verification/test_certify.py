@@ -35,7 +35,7 @@ def d_exp(x: Decimal) -> Decimal:
 
 
 def d_dot(a, b) -> Decimal:
-    return sum((D(u) * D(v) for u, v in zip(a, b)), Decimal(0))
+    return sum((D(u) * D(v) for u, v in zip(a, b, strict=False)), Decimal(0))
 
 
 def d_mean(values) -> Decimal:
@@ -56,7 +56,7 @@ def d_product_kernel(wk):
 
 def d_rbf(bandwidth):
     def k(a, b):
-        sq = sum(((D(u) - D(v)) ** 2 for u, v in zip(a, b)), Decimal(0))
+        sq = sum(((D(u) - D(v)) ** 2 for u, v in zip(a, b, strict=False)), Decimal(0))
         return d_exp(-sq / (2 * D(bandwidth) ** 2))
     return k
 
@@ -229,8 +229,8 @@ def test_hs_norm2_in_representer_form(data):
         v = [[d_dot(r, t) for r in wv] for t in z]
         k = [[d_dot(r, t) for r in wk] for t in z]
         cd = [Decimal(1) / len(y)] * len(y) + [Decimal(-1) / len(x)] * len(x)
-        ref = D(scale) ** 2 * sum(cd[i] * cd[j] * sum((a * b for a, b in zip(v[i], v[j])), Decimal(0))
-                                   * d_exp(sum((a * b for a, b in zip(k[i], k[j])), Decimal(0)))
+        ref = D(scale) ** 2 * sum(cd[i] * cd[j] * sum((a * b for a, b in zip(v[i], v[j], strict=False)), Decimal(0))
+                                   * d_exp(sum((a * b for a, b in zip(k[i], k[j], strict=False)), Decimal(0)))
                                    for i in range(len(z)) for j in range(len(z)))
 
     def compute():
@@ -259,7 +259,7 @@ def test_apply_operator_and_feature_norm(data):
                                xb * C.ball_matrix(wk).transpose(), arb(0.5), C.ball_vector(q))
         fnorm = C.feature_norm(C.ball_vector(q))
     ref = 0.5 * ((x @ wv.T).T @ np.exp((x @ wk.T) @ q))
-    for b, r in zip(out, ref):
+    for b, r in zip(out, ref, strict=False):
         assert contains_float(b, float(r), 1e-13 * np.abs(ref).max())
     assert contains_float(fnorm, math.exp(q @ q / 2), 1e-15 * math.exp(q @ q / 2))
     with pytest.raises(ValueError, match="do not match"):
@@ -278,7 +278,7 @@ def test_logsumexp_softmax_entropy(centre):
         ld = [D(v) for v in logits]
         ref = d_logsumexp(ld)
         ref_p = [d_exp(v - ref) for v in ld]
-        ref_h = -sum((p * (v - ref) for p, v in zip(ref_p, ld)), Decimal(0))
+        ref_h = -sum((p * (v - ref) for p, v in zip(ref_p, ld, strict=False)), Decimal(0))
     balls = _radii(lambda: C.logsumexp([C.ball(v) for v in logits]))
     assert all(encloses(b, ref) for b in balls)
     _assert_shrinks(balls)
@@ -288,7 +288,7 @@ def test_logsumexp_softmax_entropy(centre):
     with C.working_precision(128):
         p = C.softmax([C.ball(v) for v in logits])
         h = C.entropy([C.ball(v) for v in logits])
-    assert all(encloses(b, r, rel=1e-30) for b, r in zip(p, ref_p) if r > Decimal("1e-300"))
+    assert all(encloses(b, r, rel=1e-30) for b, r in zip(p, ref_p, strict=False) if r > Decimal("1e-300"))
     assert encloses(h, ref_h, rel=1e-30)
     assert C.ball_sum(p).contains(arb(1))
 

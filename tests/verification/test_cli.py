@@ -5,8 +5,9 @@ import json
 import pytest
 
 from verification import cli
-from verification.registry import REGISTRY, Check, register
-from verification.report import strip_timing
+from verification.core.model import Check
+from verification.core.registry import REGISTRY, register
+from verification.io.report import strip_timing
 
 
 class _AlwaysViolated(Check):

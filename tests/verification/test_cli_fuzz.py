@@ -1,4 +1,4 @@
-"""The command line never loses a run (issue 17): bad input to every subcommand gets one line and the documented
+"""The command line never loses a run: bad input to every subcommand gets one line and the documented
 exit status (verification.command.ExitStatus), before anything is computed; interrupted runs exit 130 and write
 no report; the help of each subcommand lists what it runs.
 
@@ -15,9 +15,11 @@ import pytest
 
 from benchmarks import BENCHMARKS
 from experiments import cli as experiments_cli
-from verification import cli, runner
-from verification.command import ExitStatus
-from verification.registry import REGISTRY, Check, register
+from verification import cli
+from verification.core.model import Check
+from verification.core.registry import REGISTRY, register
+from verification.engine import runner
+from verification.io.command import ExitStatus
 
 PROC = "/proc/iclkd-no-such-dir"  # cannot be created even by root
 
@@ -45,7 +47,7 @@ BAD_INPUTS = [
     (["bench", "tightness", "--out", "{file}"], "not a folder"),
     (["bench", "tightness", "--out", f"{PROC}/t"], "cannot create folder"),
     (["bench", "tightness", "--seed", "nan"], "not an integer"),
-    (["bench", "tightness", "--only", "thm-9.9"], "invalid choice"),
+    (["bench", "tightness", "--only", "thm-9.9"], "offer(s) no tightness cells"),
     # bench mutation (benchmarks/mutation.py)
     (["bench", "mutation", "--jobs", "0"], "must be a positive integer"),
     (["bench", "mutation", "--timeout", "-5"], "finite positive number"),
@@ -115,8 +117,8 @@ def nothing_runs(monkeypatch):
     monkeypatch.setattr(perf, "machine_rates", fail)
     monkeypatch.setattr(tightness, "run_cells", fail)
     monkeypatch.setattr(mmd_shift, "run", fail)
-    monkeypatch.setattr("verification.adversary.run_search", fail)
-    monkeypatch.setattr("verification.distributed.launch", fail)
+    monkeypatch.setattr("verification.engine.search.run_search", fail)
+    monkeypatch.setattr("verification.engine.distributed.launch", fail)
     monkeypatch.setattr("benchmarks.mutation.make_copy", fail)
 
 
@@ -259,7 +261,7 @@ def test_bench_exit_statuses(tmp_path, monkeypatch, capsys):
 
 
 def test_a_missing_module_is_a_usage_error(monkeypatch, capsys):
-    from verification.command import Command
+    from verification.io.command import Command
 
     monkeypatch.setitem(BENCHMARKS, "perf", Command("gone", "benchmarks.no_such_module"))
     assert cli.main(["bench", "perf"]) == ExitStatus.USAGE
@@ -331,7 +333,7 @@ def test_help_lists_what_each_command_runs(capsys):
         assert f"{name} {line}" in out
     assert cli.main(["bench", "tightness", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert all(f"{name} {line}" in out for name, line in tightness.SWEEPS.items())
+    assert all(f"{name} {line}" in out for name, line in tightness.sweeps().items())
     assert cli.main(["verify", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--self-test" in out and f"with --self-test: {cli.SELF_TEST_PROFILE}" in " ".join(out.split())
@@ -344,7 +346,7 @@ def test_search_interrupted_or_failing(failure, status, tmp_path, monkeypatch, c
     def run_search(*args, **kwargs):
         raise failure("planted")
 
-    monkeypatch.setattr("verification.adversary.run_search", run_search)
+    monkeypatch.setattr("verification.engine.search.run_search", run_search)
     path = tmp_path / "s.json"
     assert cli.main(["search", "thm-4.1", "--budget", "16", "--json", str(path)]) == status
     assert not path.exists()

@@ -1,4 +1,4 @@
-from verification.runner import run_check
+from verification.engine.runner import run_check
 
 
 def test_rate_is_n_to_the_minus_half_not_one_over_n():

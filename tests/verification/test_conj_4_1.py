@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import iclkd_jax as ik
-from verification import mmd_agreement
-from verification.checks import conj_4_1
-from verification.runner import run_check
+from verification.cases import mmd_agreement
+from verification.engine.runner import run_check
+from verification.statements.conj_4_1 import check as conj_4_1
 
 mmd_module = importlib.import_module("iclkd_jax.mmd")  # the package exports a function named mmd
 

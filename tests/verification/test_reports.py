@@ -222,9 +222,7 @@ def test_screenshot_in_the_readme_exists():
 
 def test_search_page_and_the_verify_page_links_to_its_siblings(tmp_path, capsys):
     pytest.importorskip("matplotlib", reason="the plots extra")
-    from verification import adversary
-
-    assert adversary.main(["thm-4.1", "--budget", "64", "--html", str(tmp_path / "search.html")]) == 0
+    assert cli.main(["search", "thm-4.1", "--budget", "64", "--html", str(tmp_path / "search.html")]) == 0
     page = (tmp_path / "search.html").read_text()
     assert '<meta name="iclkd-page" content="search">' in page and "<script" not in page
     assert page.count("<svg") == page.count('class="card"') >= 1 and "best ratio (gradient)" in page

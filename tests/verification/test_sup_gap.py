@@ -1,7 +1,7 @@
 import jax
 import numpy as np
 
-from verification import sup_gap
+from verification.cases import sup_gap
 
 
 def test_exact_supremum_matches_a_dense_solver():

@@ -3,7 +3,7 @@ import pytest
 from _planted import planted
 
 import iclkd_jax as ik
-from verification.runner import run_check
+from verification.engine.runner import run_check
 
 
 def test_holds_on_the_real_implementation():

@@ -4,7 +4,7 @@ import pytest
 from _planted import planted
 
 from iclkd_jax import features
-from verification.runner import run_check
+from verification.engine.runner import run_check
 
 
 def test_holds_on_the_real_implementation():

@@ -6,9 +6,9 @@ import pytest
 
 import iclkd_jax as ik
 from iclkd_jax import distributions as dists
-from verification import sup_gap
-from verification.checks import thm_3_2
-from verification.runner import run_check
+from verification.cases import sup_gap
+from verification.engine.runner import run_check
+from verification.statements.thm_3_2 import check as thm_3_2
 
 
 def test_holds_with_the_quick_profile():

@@ -8,9 +8,9 @@ import pytest
 from _planted import near_duplicate_batch
 
 import iclkd_jax as ik
-from verification.checks import thm_4_2
-from verification.runner import run_check
-from verification.shift_cases import ShiftBatch, library_shift, map_batches
+from verification.cases.shift_cases import ShiftBatch, library_shift, map_batches
+from verification.engine.runner import run_check
+from verification.statements.thm_4_2 import check as thm_4_2
 
 
 def test_holds_with_the_prediction_bound_attained():

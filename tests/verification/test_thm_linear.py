@@ -1,6 +1,6 @@
 from _planted import planted
 
-from verification.runner import run_check
+from verification.engine.runner import run_check
 
 
 def test_holds_on_the_real_implementation():

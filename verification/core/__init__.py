@@ -1,1 +1,3 @@
-"""The leaf of the verification package: the check model, errors, tolerances (nothing here imports above it)."""
+"""The leaf of the suite: the check model, the registry, the extension protocol, errors and exit statuses,
+process identity, tolerances, the false-alarm budget, PRNG keys and atomic outputs. It imports nothing else
+from ``verification``."""

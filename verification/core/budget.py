@@ -47,7 +47,7 @@ class Judgement:
 
 def normal_quantile(upper_tail: float) -> float:
     """``z`` with ``P(N(0, 1) > z) = upper_tail``."""
-    from scipy import stats
+    from scipy import stats  # here: the check model imports this module, and importing it must stay light
 
     return float(stats.norm.isf(upper_tail))
 

@@ -1,1 +1,2 @@
-"""The engine: running checks, mutants, searches and sweeps, and the run journal behind ``--resume``."""
+"""The engine: the runner and self-test, plugin discovery, the distributed map, the certify and search drivers, and
+the run journal behind ``--resume``."""

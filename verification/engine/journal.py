@@ -12,17 +12,17 @@ the experiments of ``iclkd experiment``. Each unit's result is a function of its
   ==============  ===========================================================================
   ``library``     every ``.py`` file of ``iclkd_jax/`` (whole-library hash: every check,
                   mutant, target, cell and experiment calls the library)
-  ``reference``   the independent float64 reference (``verification/reference.py``)
-  ``suite``       every other ``.py`` file of ``verification/`` except the built-in check modules
+  ``reference``   the independent float64 reference (``verification/oracles/reference.py``)
+  ``suite``       every other ``.py`` file of ``verification/`` except the statement folders
                   (runner, strategies, tolerances, batch numerics, search engine, ...)
-  ``unit``        the unit's own files: a check's (or a mutant's, a search target's) own module,
+  ``unit``        the unit's own code: a built-in statement's folder (``verification/statements/<id>/``),
                   a plugin's file; none for cells and experiments
   ``benchmarks``  every ``.py`` file of ``benchmarks/`` (``bench tightness`` cells only)
   ``experiments`` every ``.py`` file of ``experiments/`` (``iclkd experiment`` only)
   ==============  ===========================================================================
 
   So a change anywhere in ``iclkd_jax/`` invalidates every unit; a change to
-  ``verification/checks/thm_4_1.py`` invalidates only thm-4.1's check, mutants and search targets;
+  ``verification/statements/thm_4_1/check.py`` invalidates only thm-4.1's check, mutants and search targets;
   a change under ``benchmarks/`` invalidates only tightness cells.
 * the **versions** of Python, JAX, jaxlib, NumPy, SciPy, this package, and the JAX backend.
 
@@ -82,7 +82,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from verification.command import CommandError, ExitStatus, positive_float
+from verification.core import process
+from verification.core.arguments import positive_float
+from verification.core.errors import CommandError, ExitStatus
+from verification.engine import distributed
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -133,24 +136,18 @@ def _module_file(name: str) -> Path:
 
 def check_module_files() -> set[Path]:
     """The source files of the registered checks (their own modules; the ``unit`` scope)."""
-    from verification.registry import all_checks
+    from verification.engine.plugins import all_checks
 
-    files = set()
-    for cls in all_checks().values():
-        try:
-            files.add(Path(inspect.getsourcefile(cls)).resolve())
-        except (TypeError, OSError):  # a class defined interactively has no file
-            pass
-    return files
+    return {Path(path) for cls in all_checks().values() for path in check_sources(cls)}
 
 
 def _scope_files(scope: str) -> list[Path]:
     if scope == "library":
         return _py_files(_module_file("iclkd_jax").parent)
     if scope == "reference":
-        return [_module_file("verification.reference")]
+        return [_module_file("verification.oracles.reference")]
     if scope == "suite":
-        excluded = {_module_file("verification.reference")} | check_module_files()
+        excluded = {_module_file("verification.oracles.reference")} | check_module_files()
         return [p for p in _py_files(_PACKAGE_ROOT) if p.resolve() not in excluded]
     if scope in ("benchmarks", "experiments"):
         return _py_files(_REPO_ROOT / scope)
@@ -158,8 +155,8 @@ def _scope_files(scope: str) -> list[Path]:
 
 
 #: the named code scopes a fingerprint can cover (module docstring), with what each names in a reason
-SCOPES = {"library": "iclkd_jax/", "reference": "verification/reference.py", "suite": "verification/",
-          "unit": "the unit's own module", "benchmarks": "benchmarks/", "experiments": "experiments/"}
+SCOPES = {"library": "iclkd_jax/", "reference": "verification/oracles/reference.py", "suite": "verification/",
+          "unit": "the unit's own code", "benchmarks": "benchmarks/", "experiments": "experiments/"}
 #: the scopes every unit covers; a command adds its own (``benchmarks``, ``experiments``)
 BASE_SCOPES = ("library", "reference", "suite")
 
@@ -174,11 +171,16 @@ def scope_hash(scope: str) -> str:
 
 
 def check_sources(cls: type) -> tuple[str, ...]:
-    """A check class's own module (the ``unit`` scope of its check, mutants and search targets)."""
+    """The ``unit`` scope of a check, its mutants and search targets: a built-in statement's whole folder
+    (``verification/statements/<id>/``: its check, search targets, certificate claims and tightness cells), else
+    the check class's own module (a plugin's file)."""
     try:
-        return (str(Path(inspect.getsourcefile(cls)).resolve()),)
-    except (TypeError, OSError):
+        path = Path(inspect.getsourcefile(cls)).resolve()
+    except (TypeError, OSError):  # a class defined interactively has no file
         return ()
+    if path.parent.parent == _PACKAGE_ROOT / "statements":
+        return tuple(str(p.resolve()) for p in _py_files(path.parent))
+    return (str(path),)
 
 
 def versions() -> dict[str, str]:
@@ -478,8 +480,6 @@ class Journal:
         Raises:
           CommandError: ``--resume`` with other arguments or selection than the journaled run (exit 2).
         """
-        from verification import distributed
-
         self.units = list(units)
         found = self._check_arguments() if self.resume else False
         decision: dict[str, Any] = {"reused": {}, "reasons": {}, "warnings": [], "inflight": {}}
@@ -540,10 +540,8 @@ class Journal:
         return found
 
     def _mark(self, unit: Unit | None) -> None:
-        from verification import distributed
-
         self._current = unit
-        marker = self.folder / "inflight" / f"process-{distributed.process_index() if _multi_process() else 0}"
+        marker = self.folder / "inflight" / f"process-{process.process_index() if _multi_process() else 0}"
         try:
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(unit.key if unit else "")
@@ -585,15 +583,11 @@ class Journal:
 
 
 def _multi_process() -> bool:
-    from verification import distributed
-
-    return distributed.process_count() > 1
+    return process.process_count() > 1
 
 
 def _is_root() -> bool:
-    from verification import distributed
-
-    return distributed.is_writer()
+    return process.is_writer()
 
 
 # ------------------------------------------------------------------------------------------ running units
@@ -611,9 +605,7 @@ def map_units(items: Sequence[T], compute: Callable[[T], R], *, journal: Journal
     in every unit (the tightness cells shard their draws over all processes' devices); process 0
     journals them.
     """
-    from verification import distributed
-
-    count = 1 if collective else distributed.process_count()
+    count = 1 if collective else process.process_count()
     if journal is None:
         if count > 1:
             yield from distributed.distributed_map(compute, items)
@@ -634,7 +626,7 @@ def map_units(items: Sequence[T], compute: Callable[[T], R], *, journal: Journal
 
     todo = [j for j, unit in enumerate(units) if unit.key not in reused]
     if count > 1:
-        computed = dict(zip(todo, distributed.distributed_map(run_one, todo)))
+        computed = dict(zip(todo, distributed.distributed_map(run_one, todo), strict=False))
         for j, unit in enumerate(units):
             yield computed[j] if j in computed else decode(reused[unit.key])
         return
@@ -684,7 +676,7 @@ def checkpoint(ctx, name: str, compute: Callable[[], Any]) -> Any:
 
 
 def _install_step_runner() -> None:
-    from verification import registry
+    from verification.core import model as registry
 
     registry.STEP_RUNNER = checkpoint  # RunContext.checkpoint journals its steps
 
@@ -724,7 +716,8 @@ def from_args(args, command: str, arguments: Mapping[str, Any], *, selection: Ma
               default: Path | None, prog: str) -> Journal | None:
     """The run's :class:`Journal` from ``--journal``/``--resume``/``--grace`` (None: no journal: neither
     ``--journal`` nor a report to put it beside)."""
-    from verification.outputs import OutputError, check_output_dir
+    from verification.core.errors import OutputError
+    from verification.core.outputs import check_output_dir
 
     folder = getattr(args, "journal", None) or default
     if folder is None:

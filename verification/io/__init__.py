@@ -1,1 +1,2 @@
-"""Outputs and reports of a run: the HTML page (:mod:`verification.io.html`) and JUnit XML (:mod:`verification.io.junit`)."""
+"""Input and output: the command-line machinery (argument types, dispatch) and the reports of a run (JSON, Markdown,
+console; the HTML page, :mod:`verification.io.html`; JUnit XML, :mod:`verification.io.junit`)."""

@@ -47,6 +47,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from verification.core.outputs import write_atomic
+
 #: the project's statements document: one section per statement, and a table of ids with each statement in maths
 STATEMENTS_DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "theorems.md"
 
@@ -292,7 +294,7 @@ def plot_linear_growth(growth: Mapping) -> Any:
         return None
     fig, (left, right) = _figure(5.6, 2.8, ncols=2, bottom=0.6, right=0.4)
     for offset, (key, label, colour) in zip((-0.12, 0.12), (("exponent_dw", "‖ΔW‖", "#1f5fa8"),
-                                                             ("exponent_mmd", "MMD", "#e07b00"))):
+                                                             ("exponent_mmd", "MMD", "#e07b00")), strict=False):
         mean = [growth[f][key][0] for f in families]
         err = [[growth[f][key][0] - growth[f][key][1] for f in families],
                [growth[f][key][2] - growth[f][key][0] for f in families]]
@@ -745,9 +747,7 @@ def figures_page(*, kind: str, title: str, meta: str, sections: Sequence[tuple[s
 
 
 def write_page(path: str | Path, text: str) -> Path:
-    """Writes a page atomically (:func:`verification.outputs.write_atomic`)."""
-    from verification.outputs import write_atomic
-
+    """Writes a page atomically (:func:`verification.core.outputs.write_atomic`)."""
     return write_atomic(path, text)
 
 

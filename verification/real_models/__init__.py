@@ -1,1 +1,2 @@
-"""The real models (all-MiniLM-L6-v2, SmolLM2-135M): the validation of their forward passes against golden values."""
+"""Real pretrained models: the MiniLM and SmolLM2 loaders, the validation of their forward passes against
+golden values, and the checks run on their attention layers."""

@@ -68,7 +68,10 @@ import json
 import weakref
 from pathlib import Path
 
+import jax
 import numpy as np
+
+from verification.real_models import minilm
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 GOLDEN_FILES = {"smollm2": "smollm2.npz", "minilm": "minilm.npz"}
@@ -250,11 +253,9 @@ def validate_smollm2(model, dtype: str = "float64") -> Validation:
     """SmolLM2's tokenizer, per-layer attention inputs and logits against ``golden/smollm2.npz`` (module docstring).
 
     Args:
-      model: a :class:`verification.smollm2.SmolLM2` (its ``encode`` and ``forward`` are what is validated).
+      model: a :class:`verification.real_models.smollm2.SmolLM2` (its ``encode`` and ``forward`` are what is validated).
       dtype: the forward pass's dtype, ``float64`` (what the checks use) or ``float32``.
     """
-    import jax
-
     meta, arrays = load_golden("smollm2")
     u = float(np.finfo(np.dtype(dtype)).eps) / 2
     state_tol = state_tolerances(arrays["roundoff32_states"], u)
@@ -302,8 +303,6 @@ def validate_minilm(model) -> Validation:
 
 def validate(model) -> Validation:
     """:func:`validate_minilm` or :func:`validate_smollm2` (float64, the checks' dtype) by the model's type."""
-    from verification import minilm
-
     return validate_minilm(model) if isinstance(model, minilm.MiniLM) else validate_smollm2(model)
 
 

@@ -1,0 +1,1 @@
+"""Case generation and batch numerics: Hypothesis strategies and exploration, the attention, shift and sup-gap batches."""

@@ -1,0 +1,22 @@
+"""The learning-rate lemma, eta = N/(2D') in log space (docs/statements.md#lemma-eta).
+
+The folder holds everything the suite knows about the statement: ``check.py`` (the check and its mutants),
+``certificate.py`` (its certificate claims). This module registers the check with the hooks it offers
+(verification.core.protocol).
+"""
+
+from __future__ import annotations
+
+from verification.core.registry import register
+from verification.statements.lemma_eta import check
+
+
+@register
+class LemmaEta(check.LemmaEta):
+    """The learning-rate lemma, eta = N/(2D') in log space: the check of ``check.py`` with its hooks."""
+
+    @staticmethod
+    def certificate_claims(worst_case: dict) -> list:
+        from verification.statements.lemma_eta import certificate  # here: python-flint is optional (certify)
+
+        return certificate.claims(worst_case)
