@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-C = pytest.importorskip("verification.certify")
+C = pytest.importorskip("verification.oracles.balls")
 from flint import arb
 
 from verification import cli

@@ -14,7 +14,7 @@ from decimal import Decimal, localcontext
 import numpy as np
 import pytest
 
-C = pytest.importorskip("verification.certify")
+C = pytest.importorskip("verification.oracles.balls")
 import itertools
 
 from flint import arb
