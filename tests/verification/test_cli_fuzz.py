@@ -263,9 +263,20 @@ def test_bench_exit_statuses(tmp_path, monkeypatch, capsys):
 def test_a_missing_module_is_a_usage_error(monkeypatch, capsys):
     from verification.io.command import Command
 
-    monkeypatch.setitem(BENCHMARKS, "perf", Command("gone", "benchmarks.no_such_module"))
+    def load():
+        from benchmarks import no_such_module  # noqa: F401  (the command's module is not installed)
+
+    monkeypatch.setitem(BENCHMARKS, "perf", Command("gone", load))
     assert cli.main(["bench", "perf"]) == ExitStatus.USAGE
-    assert "not available in this installation" in _one_line_error(capsys)
+    assert "not available in this installation: iclkd bench perf: cannot import name 'no_such_module'" in \
+        _one_line_error(capsys)
+    import benchmarks
+
+    monkeypatch.delitem(sys.modules, "benchmarks.tightness", raising=False)  # imported afresh, without tqdm
+    monkeypatch.delattr(benchmarks, "tightness", raising=False)
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # a dependency of the command's module is missing
+    assert cli.main(["bench", "tightness", "--help"]) == ExitStatus.USAGE
+    assert "iclkd bench tightness needs 'tqdm', which is not installed" in _one_line_error(capsys)
 
 
 def _fake_result(name):

@@ -4,10 +4,11 @@ The exit statuses (one table for every subcommand) and :class:`CommandError` liv
 :mod:`verification.core.errors`; this module re-exports them for the benchmarks and experiments.
 
 A subcommand is a :class:`Command`: a one-line summary and the object that provides
-``add_arguments(parser)`` and ``run(args) -> int`` (``iclkd``'s own commands are imported explicitly by
-:mod:`verification.cli`; the benchmark and experiment groups name their modules, so that ``iclkd verify``
-does not pay for importing Flax or matplotlib). A :class:`Group` (``bench``, ``experiment``) is a
-registry of commands under one name.
+``add_arguments(parser)`` and ``run(args) -> int``, or a function that imports that object and returns
+it. Every command is imported explicitly: ``iclkd``'s own in :mod:`verification.cli`, the benchmarks and
+experiments inside such functions (``def load(): from benchmarks import perf; return perf``), so that
+``iclkd verify`` does not pay for importing Flax or matplotlib, and only the command that runs is
+imported. A :class:`Group` (``bench``, ``experiment``) is a registry of commands under one name.
 
 Errors: a subcommand raises :class:`CommandError` (message, exit status); :func:`dispatch` prints
 ``iclkd SUB: message`` in one line and returns the status. Argument types (:func:`output_file`,
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import inspect
 import os
 import sys
@@ -55,25 +55,32 @@ class Runnable(Protocol):
 class Command:
     """A subcommand: ``summary`` (one line, shown by ``--help``) and ``target``.
 
-    ``target`` is a module name, ``"module:object"``, or the object itself; the module (or object)
-    provides ``add_arguments(parser)`` and ``run(args) -> int``. ``description`` (optional) is the longer text
-    of the command's own ``--help``; by default the target module's docstring.
+    ``target`` provides ``add_arguments(parser)`` and ``run(args) -> int``, or is a function without
+    arguments that imports such an object and returns it (called only when the command runs or prints
+    its own ``--help``). ``description`` (optional) is the longer text of the command's own ``--help``; by
+    default the target's docstring.
     """
 
     summary: str
-    target: str | Runnable
+    target: Runnable | Callable[[], Runnable]
     description: str | None = None
 
-    def load(self) -> Runnable:
-        if not isinstance(self.target, str):
+    def load(self, name: str = "this command") -> Runnable:
+        """The runnable object; a module it needs that is not installed is a :class:`CommandError` (usage)."""
+        if is_runnable(self.target):
             return self.target
-        module_name, _, attr = self.target.partition(":")
         try:
-            obj = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:  # the command's module, or a dependency of it, is not installed
-            what = "is missing" if err.name == module_name else f"needs {err.name!r}, which is not installed"
-            raise CommandError(f"not available in this installation: {module_name} {what}") from None
-        return getattr(obj, attr) if attr else obj
+            return self.target()
+        except ModuleNotFoundError as err:  # a module the command's module imports is not installed
+            raise CommandError(f"not available in this installation: {name} needs {err.name!r}, which is not "
+                               f"installed") from None
+        except ImportError as err:  # ``from package import module``: the command's module itself is missing
+            raise CommandError(f"not available in this installation: {name}: {err}") from None
+
+
+def is_runnable(obj: Any) -> bool:
+    """Whether ``obj`` provides ``add_arguments`` and ``run`` (else it is a function that imports such an object)."""
+    return callable(getattr(obj, "add_arguments", None)) and callable(getattr(obj, "run", None))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +108,7 @@ def _add_entries(parser: Parser, registry: Registry, argv: Sequence[str], path: 
         if isinstance(entry, Group):
             _add_entries(child, entry.commands, argv[1:], (*path, name), entry.metavar)
             continue
-        runnable = entry.load()
+        runnable = entry.load(child.prog)
         if entry.description is None and inspect.getdoc(runnable):
             child.description = inspect.getdoc(runnable)
         runnable.add_arguments(child)
