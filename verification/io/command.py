@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import inspect
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -128,11 +130,70 @@ def build_parser(prog: str, description: str, registry: Registry, argv: Sequence
     return parser
 
 
+#: the entry-point group through which an installed distribution adds ``iclkd`` commands
+COMMAND_GROUP = "iclkd.commands"
+
+
+@functools.cache
+def installed_commands() -> dict[str, Command]:
+    """The commands installed distributions declare in the entry-point group :data:`COMMAND_GROUP`, loaded
+    once per process: ``{name: Command}``, where the name is the command's place (``"tool"`` adds ``iclkd
+    tool``, ``"bench.tool"`` adds ``iclkd bench tool``) and the value names a :class:`Command`
+    (``"my_package.commands:TOOL"``; its target may import the heavy parts only when it runs).
+
+    Raises:
+      CommandError: an entry point fails to load or names something that is not a :class:`Command`.
+    """
+    found = {}
+    for ep in metadata.entry_points(group=COMMAND_GROUP):
+        dist = getattr(getattr(ep, "dist", None), "name", "?")
+        try:
+            command = ep.load()
+        except Exception as err:  # noqa: BLE001  (any failure of a third-party module: one line naming it)
+            raise CommandError(f"the command {ep.name} = {ep.value} (entry points {COMMAND_GROUP}, distribution "
+                               f"{dist}) failed to load: {type(err).__name__}: {err}") from None
+        if not isinstance(command, Command):
+            raise CommandError(f"the command {ep.name} = {ep.value} (entry points {COMMAND_GROUP}, distribution "
+                               f"{dist}) is a {type(command).__name__}, not a verification.io.command.Command")
+        found[ep.name] = command
+    return found
+
+
+def with_installed(registry: Registry) -> dict[str, Command | Group]:
+    """``registry`` with :func:`installed_commands` added in their places; one may not replace a built-in command.
+
+    Raises:
+      CommandError: an installed command names a place that is taken or a group that does not exist.
+    """
+    out = dict(registry)
+    for name, command in installed_commands().items():
+        group_name, _, leaf = name.rpartition(".")
+        if not group_name:
+            if name in out:
+                raise CommandError(f"the installed command {name!r} ({COMMAND_GROUP}) would replace iclkd {name}")
+            out[name] = command
+            continue
+        group = out.get(group_name)
+        if not isinstance(group, Group):
+            raise CommandError(f"the installed command {name!r} ({COMMAND_GROUP}): iclkd has no group {group_name!r}")
+        if leaf in group.commands:
+            raise CommandError(f"the installed command {name!r} ({COMMAND_GROUP}) would replace iclkd {group_name} "
+                               f"{leaf}")
+        out[group_name] = dataclasses.replace(group, commands={**group.commands, leaf: command})
+    return out
+
+
 def run_registry(prog: str, description: str, registry: Registry, argv: Sequence[str], *,
-                 prepare: Callable[[argparse.Namespace], None] | None = prepare_entry_point) -> int:
-    """An entry point over ``registry`` (``iclkd``, ``python -m experiments.cli``): build, parse, run."""
+                 prepare: Callable[[argparse.Namespace], None] | None = prepare_entry_point,
+                 installed: bool = False) -> int:
+    """An entry point over ``registry`` (``iclkd``, ``python -m experiments.cli``): build, parse, run; with
+    ``installed``, the commands of the entry-point group :data:`COMMAND_GROUP` too (:func:`with_installed`)."""
     argv = list(argv)
-    return dispatch(lambda: build_parser(prog, description, registry, argv), argv, prepare=prepare, prog=prog)
+
+    def parser() -> Parser:
+        return build_parser(prog, description, with_installed(registry) if installed else registry, argv)
+
+    return dispatch(parser, argv, prepare=prepare, prog=prog)
 
 
 def dispatch(parser: Parser | Callable[[], Parser], argv: Sequence[str], *,
