@@ -53,6 +53,9 @@ def test_files_and_schema(run):
     assert len(table) == len(doc["rows"]) and list(table[0])[:7] == list(tightness.ROW_KEYS)
     summary = (out / "summary.md").read_text()
     assert "![thm-3.2](thm-3.2.png)" in summary and "## Slopes" in summary
+    # a hook a swept statement does not implement is reported, in the JSON and the summary
+    assert list(doc["not_offered"]) == ["thm-4.2"] and list(doc["not_offered"]["thm-4.2"]) == ["tightness_fits"]
+    assert doc["not_offered"]["thm-4.2"]["tightness_fits"] in summary
     # statistical rows of thm-3.2 carry their interval; the pieces add up to the bound
     for row in (r for r in doc["rows"] if r["theorem"] == "thm-3.2"):
         assert row["observed_lo"] is not None
