@@ -47,6 +47,8 @@ ROW_KEYS = ("theorem", "parameter", "value", "bound", "observed", "observed_lo",
 REL_TOL = 1e-9
 BOOT_WIDTH = 4096  # the most draws a bootstrapped cell may have
 BOOTSTRAP = {"tiny": 100, "quick": 1000, "full": 2000}
+#: what every fit of a ``tightness_fits`` hook holds (the summary's slope table reads them)
+FIT_KEYS = ("x", "y", "slope", "slope_lo", "slope_hi")
 
 # ---------------------------------------------------------------------------------------- sweeps
 
@@ -175,8 +177,15 @@ def slopes_of(records: list[dict], mode: str, seed: int) -> dict:
     out = {}
     for cid, cls in sweeping_checks().items():
         own = [r for r in records if r["theorem"] == cid]
-        if own and protocol.offers(cls, "tightness_fits"):
-            out.update(cls.tightness_fits(own, bootstrap))
+        if not own or not protocol.offers(cls, "tightness_fits"):
+            continue
+        fits = cls.tightness_fits(own, bootstrap)
+        for name, fit in fits.items():
+            missing = [k for k in FIT_KEYS if not isinstance(fit, dict) or k not in fit]
+            if missing or name in out:
+                raise protocol.HookError(f"{cid}.tightness_fits(): fit {name!r} "
+                                         + (f"lacks {', '.join(missing)}" if missing else "is another statement's"))
+            out[name] = fit
     return out
 
 

@@ -113,3 +113,18 @@ def test_same_results_on_two_forced_host_devices(run, tmp_path):
     for path in cells:
         two, one = json.loads(path.read_text()), json.loads((out / "cells" / path.name).read_text())
         assert two["rows"] == one["rows"] and two["raw"] == one["raw"]
+
+
+def test_a_fit_without_its_slope_is_a_hook_error(monkeypatch):
+    from verification.core import protocol
+    from verification.core.model import Check
+
+    class BrokenFits(Check):
+        id = "broken-fits"
+        kind = "theorem"
+        tightness_cells = staticmethod(lambda mode: [])
+        tightness_fits = staticmethod(lambda cells, bootstrap: {"broken": {"x": "log n"}})
+
+    monkeypatch.setattr(tightness, "sweeping_checks", lambda: {"broken-fits": BrokenFits})
+    with pytest.raises(protocol.HookError, match="fit 'broken' lacks y, slope, slope_lo, slope_hi"):
+        tightness.slopes_of([{"theorem": "broken-fits"}], "tiny", 0)
