@@ -10,9 +10,10 @@ reports, per check, the count of each status and its **margin**:
 where a component is one judged quantity ``q_c`` of the check (an error, a growth exponent's
 deviation, a confidence limit) and ``threshold_c`` the value past which the check says
 ``violated``. A margin below 1 means no seed came closer than that fraction of the way to a false
-alarm; above 1 is a violation. :data:`MARGINS` says, per check, which quantities the margin is
-made of and what it does not measure (pass/fail judgements that report no number); a check that is
-not listed (a plugin) uses ``worst / tolerance`` of its :class:`~verification.registry.CheckResult`.
+alarm; above 1 is a violation. Each check's ``false_alarm_margin`` hook (verification.core.protocol,
+in its statement's folder) says which quantities the margin is made of and what it does not measure
+(pass/fail judgements that report no number); a check that does not offer the hook (a plugin) uses
+``worst / tolerance`` of its :class:`~verification.core.model.CheckResult`, and its meaning says so.
 A non-finite component (NaN or infinity) makes the margin infinite and is named in the report.
 
 Efficiency: the checks compile their programs once per process and per shape, and every seed of a
@@ -36,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import dataclasses
 import math
 import multiprocessing
 import signal
@@ -45,6 +45,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from verification.core.margins import worst_over_tolerance
+from verification.core.protocol import Margin, offers
+
 #: the statuses that are false alarms when the library is correct, and the one that is no verdict
 ALARMS = ("violated", "error")
 INCONCLUSIVE = "inconclusive"
@@ -52,163 +55,17 @@ INCONCLUSIVE = "inconclusive"
 
 # ------------------------------------------------------------------------------------------- margins
 
-
-@dataclasses.dataclass(frozen=True)
-class Margin:
-    """How a check's margin is read from its result.
-
-    ``components(result)`` returns ``{name: judged quantity / its violation threshold}`` (> 1 is a
-    violation); a component the result does not carry is left out. ``meaning`` says in one sentence what
-    the margin measures and what it leaves out; the reports print it.
-    """
-
-    meaning: str
-    components: Callable[[Any], dict[str, float]]
-
-
-def _number(value: Any) -> float | None:
-    """``value`` as a float (NaN and infinities included: they make the margin infinite), None if missing."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def worst_over_tolerance(result) -> dict[str, float]:
-    """``worst / tolerance``, when the result has both and the tolerance is positive."""
-    worst, tolerance = _number(result.worst), _number(result.tolerance)
-    if worst is None or tolerance is None or not tolerance > 0:
-        return {}
-    return {"worst/tolerance": worst / tolerance}
-
-
-def _figure(result, *path: str) -> Any:
-    value: Any = result.figures
-    for key in path:
-        if not isinstance(value, Mapping) or key not in value:
-            return None
-        value = value[key]
-    return value
-
-
-def _max_of(values: Iterable[Any]) -> float | None:
-    numbers = [v for v in (_number(x) for x in values) if v is not None]
-    if any(math.isnan(v) for v in numbers):
-        return math.nan
-    return max(numbers, default=None)
-
-
-def _components(**named: float | None) -> dict[str, float]:
-    return {name.replace("_", " "): value for name, value in named.items() if value is not None}
-
-
-def _thm_3_1b(result) -> dict[str, float]:
-    operators = _figure(result, "operator_algebra_over_tolerance") or {}
-    return _components(
-        taylor_step_over_remainder=_number(_figure(result, "max_step_error_over_taylor_bound")),
-        explicit_maps_round_off=_max_of([_figure(result, f"max_{name}_over_tolerance") for name in (
-            "grad_error", "to_matrix_error", "feature_error", "to_matrix_general")]
-            + [v for k, v in operators.items() if k != "hs_condition_max"]),
-        every_judgement=_number(result.worst))
-
-
-def _lemma_features(result) -> dict[str, float]:
-    slopes = _figure(result, "slopes_[value,se]") or {}
-    z = _number(_figure(result, "slope_z"))  # the budget's z that the run judged the slopes at
-    reference = _figure(result, "feature_maps_vs_reference_over_tolerance")
-    return _components(
-        taylor_remainder=_number(_figure(result, "taylor_max_error_over_remainder")),
-        slopes=_max_of(abs(value + 0.5) / (z * se) for value, se in slopes.values() if se and z),
-        features_vs_reference=_max_of(reference.values()) if isinstance(reference, Mapping) else _number(reference),
-        **{f"{name}_deviation_over_allowance": _number(value)
-           for name, value in (_figure(result, "deviation_over_allowance") or {}).items()},
-        every_judgement=_number(result.worst))
-
-
-def _thm_4_1(result) -> dict[str, float]:
-    growth = _figure(result, "linear_growth") or {}
-    return _components(
-        linear_growth=_max_of(f.get("score") for f in growth.values() if isinstance(f, Mapping)),
-        every_score=_number(_figure(result, "max_score")),
-        blocked_mmd2_agreement=_number(_figure(result, "max_agreement_in_round_off_units", "mmd2_blocked")))
-
-
-def _thm_4_2(result) -> dict[str, float]:
-    return _components(every_score=_number(_figure(result, "max_score")))
-
-
-def _thm_3_2(result) -> dict[str, float]:
-    settings = [s for s in (_figure(result, "settings") or []) if isinstance(s, Mapping)]
-    delta = _number(_figure(result, "delta"))
-    cp = _max_of(s.get("cp_lower") for s in settings)
-    agreement = _max_of([v for s in settings for v in (
-        s.get("sup_gap_vs_reference_round_off_units"), s.get("max_quadratic_on_ball_vs_reference"),
-        s.get("constants_vs_reference"),
-        None if s.get("law_radial_moment_z") is None or not s.get("law_radial_moment_z_limit")
-        else _number(s["law_radial_moment_z"]) / _number(s["law_radial_moment_z_limit"]))])
-    return _components(clopper_pearson_lower_over_delta=None if cp is None or not delta else cp / delta,
-                       reference_agreement=agreement)
-
-
-def _conj_3_2(result) -> dict[str, float]:
-    return _components(reference_agreement=_number(_figure(result, "sup_gap_vs_reference_round_off_units")))
-
-
-def _conj_4_1(result) -> dict[str, float]:
-    per_kernel = _figure(result, "per_kernel") or {}
-    library = _figure(result, "library_checks_in_round_off_units") or {}
-    return _components(
-        kernel_agreement=_max_of(k.get("max_agreement_in_round_off_units") for k in per_kernel.values()
-                                 if isinstance(k, Mapping)),
-        library_checks=_max_of(library.values()))
-
-
-_ALREADY_A_RATIO = "its `worst` is already a ratio to the tolerance (tolerance 1): "
-
-#: per check, what its margin is made of (module docstring); other checks: ``worst / tolerance``
-MARGINS: dict[str, Margin] = {
-    "thm-3.1a": Margin(_ALREADY_A_RATIO + "max error/tolerance over every case, library against the reference.",
-                       worst_over_tolerance),
-    "thm-3.1b": Margin(_ALREADY_A_RATIO + "max error/tolerance over every case and the explicit maps, and the "
-                       "Taylor step's error over its Lagrange remainder bound (plus round-off), which is nearly "
-                       "attained for small positive logits: a margin near 1 from that component is the bound's "
-                       "tightness, not a tolerance about to fail.", _thm_3_1b),
-    "lemma-eta": Margin(_ALREADY_A_RATIO + "max abs log-space error/tolerance (random cases and anchors); the "
-                        "sharp-gap entropy sweep is pass/fail and not in it.", worst_over_tolerance),
-    "lemma-features": Margin(_ALREADY_A_RATIO + "max of |slope+1/2|/(z se), the means', MSEs' and "
-                             "orthogonal-vs-iid deviations over their allowances (the statistical judgements, at "
-                             "the budget's level), features/reference error/tolerance and the Taylor error over its "
-                             "Lagrange remainder (plus round-off), which tends to 1 as the logit tends to 0: a "
-                             "margin near 1 from that component is the bound's tightness, not a tolerance about to "
-                             "fail.", _lemma_features),
-    "thm-linear": Margin(_ALREADY_A_RATIO + "max error/tolerance over every case.", worst_over_tolerance),
-    "thm-3.2": Margin("max of the Clopper-Pearson lower limit of the violation rate over δ (the statistical "
-                      "judgement) and the library/reference agreement in its tolerance units (sup gaps, quadratic "
-                      "maximum, constants, the law's radial moment in units of its z limit); its `worst` (gap/bound) "
-                      "may exceed 1 on a fraction δ of draws by the theorem and is not a margin; the solver guard "
-                      "and the Rademacher tests are pass/fail and not in it.", _thm_3_2),
-    "conj-3.2": Margin("the library/reference agreement of the sup gaps in round-off units (the conjecture's only "
-                       "`violated`); refuted/survives/inconclusive are counted, its slope CI is not a margin.",
-                       _conj_3_2),
-    "thm-4.1": Margin("max of every per-case score (bound ratio, attained two-sided ratio, library/reference "
-                      "agreement, each over its tolerance), the linear-growth score (exponent deviation over its "
-                      "tolerance, slope ratios) and the blocked-MMD agreement; Hypothesis edge cases are pass/fail.",
-                      _thm_4_1),
-    "thm-4.2": Margin("max of every per-case score (prediction and risk bounds, attained two-sided ratios, "
-                      "library/reference agreement, each over its tolerance); Hypothesis edge cases are pass/fail.",
-                      _thm_4_2),
-    "conj-4.1": Margin("max library/reference agreement in round-off units over the kernels and the library's own "
-                       "checks (the conjecture's only `violated`); refuted/survives are counted; the permutation "
-                       "test is pass/fail.", _conj_4_1),
-}
-GENERIC_MARGIN = Margin("worst/tolerance of the check's result (a check without its own margin definition).",
-                        worst_over_tolerance)
+#: the margin of a check that does not offer the ``false_alarm_margin`` hook
+GENERIC_MARGIN = Margin("worst/tolerance of the check's result (not offered: the check does not implement the "
+                        "false_alarm_margin hook of verification.core.protocol).", worst_over_tolerance)
 
 
 def margin_of(check_id: str) -> Margin:
-    return MARGINS.get(check_id, GENERIC_MARGIN)
+    """The check's ``false_alarm_margin`` hook (verification.core.protocol), else :data:`GENERIC_MARGIN`."""
+    from verification.engine.plugins import all_checks
+
+    cls = all_checks().get(check_id)
+    return cls.false_alarm_margin if cls is not None and offers(cls, "false_alarm_margin") else GENERIC_MARGIN
 
 
 def rejected_counts(figures: Any) -> dict[str, int]:
@@ -239,7 +96,7 @@ def record(result) -> dict[str, Any]:
     ``margin`` is the largest component (infinite when one is NaN or infinite, named in ``nonfinite``),
     None when the result carries none of them (a check that raised); ``rejected``: :func:`rejected_counts`.
     """
-    components = margin_of(result.id).components(result) if result.status != "error" else {}
+    components = margin_of(result.id)(result) if result.status != "error" else {}
     nonfinite = [name for name, value in components.items() if not math.isfinite(value)]
     margin = math.inf if nonfinite else max(components.values(), default=None)
     component = nonfinite[0] if nonfinite else (max(components, key=components.get) if components else None)

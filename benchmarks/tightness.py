@@ -1,22 +1,16 @@
 """``iclkd bench tightness [--quick] --out DIR``: how tight the bounds of docs/statements.md are.
 
-Sweeps (every cell one point of one sweep, its draws vmapped and sharded over the JAX devices):
+Sweeps: every registered check that offers the ``tightness_cells`` hook (verification.core.protocol; the
+built-in statements keep theirs in ``verification/statements/<id>/tightness.py``, listed below with what
+they measure). Every cell is one point of one sweep, its draws vmapped and sharded over the JAX devices;
+a statement's ``tightness_fits`` hook fits its slopes (log-log, percentile-bootstrap CIs), its
+``tightness_figures`` hook draws its plot and its ``tightness_table`` hook chooses its table's columns.
+docs/tightness.md describes each sweep.
 
-* ``thm-3.2``: the (1-δ)-quantile of the exact supremum gap ``sup_{||W||<=B} L - L_N`` (order-statistic
-  CI) against the bound ``4BC(T+BC)/sqrt(N) + (T+BC)^2 sqrt(log(1/δ)/(2N))`` and its two pieces, across
-  N (log-log slopes with bootstrap CIs), d, B and δ. Taylor map of order 2 (thm-3.2's), population
-  moments exact (uniform ball), so the only statistical error is the draws'.
-* ``thm-4.1``: ``||ΔW||_HS`` against ``2η ||W^V||_op MMD_k`` along the translation and scale families
-  and the attained family (``W^V = s Q``, Q orthogonal, d_v = d: equality), across t, d and d_k;
-  slopes of both in t. ``conj-4.1``: ``sup ||ΔW|| / MMD_rbf`` found, across RBF bandwidths (no bound).
-* ``thm-4.2``: prediction and KD-risk shifts against their bounds, across t.
-* ``lemma-features``: RMS relative error of positive (iid, orthogonal) and trigonometric random
-  features against m (slope, predicted -1/2), and the m needed for a fixed RMS relative error as
-  ``|k+q|`` grows (predicted ``(exp(|k+q|^2) - 1)/ε^2``).
-
-Outputs in DIR: ``tightness.json`` (``meta``, ``rows``, ``slopes``), ``tightness.csv``, one PNG per
-statement, ``summary.md``; finished cells in ``DIR/cells/*.json`` (written atomically, keyed by a hash
-of the cell's parameters and the seed), so a killed sweep restarted with the same arguments resumes.
+Outputs in DIR: ``tightness.json`` (``meta``, ``rows``, ``slopes``, ``figures``, ``cells``,
+``not_offered``), ``tightness.csv``, one PNG per statement that draws one, ``summary.md``; finished cells
+in ``DIR/cells/*.json`` (written atomically, keyed by a hash of the cell's parameters and the seed), so a
+killed sweep restarted with the same arguments resumes.
 """
 
 from __future__ import annotations
@@ -25,19 +19,17 @@ import argparse
 import hashlib
 import inspect
 import json
-import math
 import os
 import sys
 import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
 from benchmarks import _tightness_report as report
-from verification.cases.sweeps import ols_slope, subkey
+from verification.cases.sweeps import Bootstrap
 from verification.core import protocol
 from verification.core.outputs import DEFAULT_OUTPUT_ROOT, write_atomic
 from verification.core.outputs import write_csv as _write_csv_atomic
@@ -55,6 +47,8 @@ ROW_KEYS = ("theorem", "parameter", "value", "bound", "observed", "observed_lo",
 REL_TOL = 1e-9
 BOOT_WIDTH = 4096  # the most draws a bootstrapped cell may have
 BOOTSTRAP = {"tiny": 100, "quick": 1000, "full": 2000}
+#: what every fit of a ``tightness_fits`` hook holds (the summary's slope table reads them)
+FIT_KEYS = ("x", "y", "slope", "slope_lo", "slope_hi")
 
 # ---------------------------------------------------------------------------------------- sweeps
 
@@ -176,105 +170,49 @@ def rows_of(records: list[dict]) -> list[dict]:
     return rows
 
 
-def _boot_ci(values, level=0.95):
-    values = np.asarray(values)
-    a = (1 - level) / 2
-    return float(np.quantile(values, a)), float(np.quantile(values, 1 - a))
-
-
-def _sweep(records, theorem, parameter):
-    """The finished cells of one sweep, by increasing value."""
-    return sorted((r for r in records if r["theorem"] == theorem and r["parameter"] == parameter),
-                  key=lambda r: r["value"])
-
-
 def slopes_of(records: list[dict], mode: str, seed: int) -> dict:
-    """Log-log slopes with percentile-bootstrap CIs (draws resampled within each cell; jax.random indices)."""
-    boots = BOOTSTRAP[mode]
+    """Every swept statement's slope fits (its ``tightness_fits`` hook), in report order: log-log slopes with
+    percentile-bootstrap CIs (draws resampled within each cell; jax.random indices from ``seed``)."""
+    bootstrap = Bootstrap(seed, BOOTSTRAP[mode], BOOT_WIDTH)
     out = {}
-
-    def indices(tag, n, k):
-        # one fixed shape of random bits (a single compilation for every n); modulo bias < n / 2^32
-        bits = np.asarray(jax.random.bits(subkey(seed, "bootstrap", tag, k), (boots, BOOT_WIDTH), jnp.uint32))
-        if n > BOOT_WIDTH:
-            raise ValueError(f"bootstrap over {n} draws needs BOOT_WIDTH >= {n}")
-        return (bits[:, :n] % n).astype(np.int64)
-
-    # thm-3.2: quantile gap and bound against N
-    n_cells = _sweep(records, "thm-3.2", "N")
-    if len(n_cells) >= 2:
-        ns = np.array([r["value"] for r in n_cells], float)
-        delta = n_cells[0]["spec"]["delta"]
-        qs = np.array([r["rows"][0]["observed"] for r in n_cells])
-        boot_q = np.empty((boots, len(n_cells)))
-        for j, r in enumerate(n_cells):
-            g = np.sort(np.asarray(r["raw"]["gaps"]))
-            idx = indices("thm-3.2", g.size, j)
-            boot_q[:, j] = np.quantile(g[idx], 1 - delta, axis=1, method="inverted_cdf")
-        xs = np.log(ns)
-        fits = [ols_slope(xs, np.log(np.maximum(b, 1e-300))) for b in boot_q]
-        lo, hi = _boot_ci(fits)
-        pieces = {k: np.array([r["rows"][0][k] for r in n_cells]) for k in ("bound", "rademacher_term",
-                                                                             "deviation_term")}
-        out["thm-3.2"] = {"x": "log N", "y": "log (1-δ)-quantile of the sup gap", "N": ns.tolist(),
-                          "slope": ols_slope(xs, np.log(qs)), "slope_lo": lo, "slope_hi": hi,
-                          "bound_slope": ols_slope(xs, np.log(pieces["bound"])),
-                          "rademacher_term_slope": ols_slope(xs, np.log(pieces["rademacher_term"])),
-                          "deviation_term_slope": ols_slope(xs, np.log(pieces["deviation_term"])),
-                          "bootstrap": boots, "level": 0.95, "delta": delta}
-    # thm-4.1: ||ΔW|| and bound against t, per family (same draws at every t: resample jointly)
-    for fam in ("translation", "scale", "attained"):
-        fc = _sweep(records, "thm-4.1", f"t ({fam})")
-        if len(fc) < 2:
+    for cid, cls in sweeping_checks().items():
+        own = [r for r in records if r["theorem"] == cid]
+        if not own or not protocol.offers(cls, "tightness_fits"):
             continue
-        ts = np.log([r["value"] for r in fc])
-        obs = np.array([r["raw"]["observed"] for r in fc])   # (t, draws)
-        bnd = np.array([r["raw"]["bound"] for r in fc])
-        idx = indices(f"thm-4.1/{fam}", obs.shape[1], 0)
-        f_obs = [ols_slope(ts, np.log(obs[:, i].mean(axis=1))) for i in idx]
-        f_bnd = [ols_slope(ts, np.log(bnd[:, i].mean(axis=1))) for i in idx]
-        out[f"thm-4.1 ({fam})"] = {
-            "x": "log t", "y": "log mean ||ΔW||_HS", "t": np.exp(ts).tolist(),
-            "slope": ols_slope(ts, np.log(obs.mean(axis=1))), "slope_lo": _boot_ci(f_obs)[0],
-            "slope_hi": _boot_ci(f_obs)[1], "bound_slope": ols_slope(ts, np.log(bnd.mean(axis=1))),
-            "bound_slope_lo": _boot_ci(f_bnd)[0], "bound_slope_hi": _boot_ci(f_bnd)[1],
-            # the slope in t itself (not log-log): d||ΔW||/dt at the smallest t, observed <= bound
-            "dw_over_t_smallest_t": float(obs[0].mean() / np.exp(ts[0])),
-            "bound_over_t_smallest_t": float(bnd[0].mean() / np.exp(ts[0])), "bootstrap": boots}
-    # lemma-features: RMS error against m per kind; m needed against |k+q|^2
-    for kind in ("positive", "orthogonal", "trig"):
-        fc = _sweep(records, "lemma-features", f"m ({kind})")
-        if len(fc) < 2:
-            continue
-        ms = np.log([r["value"] for r in fc])
-        errs = [np.asarray(r["raw"]["err"]) for r in fc]
-        rms = np.array([math.sqrt(np.mean(e**2)) for e in errs])
-        boot = np.empty((boots, len(fc)))
-        for j, e in enumerate(errs):
-            boot[:, j] = np.sqrt(np.mean(e[indices(f"features/{kind}", e.size, j)] ** 2, axis=1))
-        fits = [ols_slope(ms, np.log(b)) for b in boot]
-        out[f"lemma-features ({kind})"] = {"x": "log m", "y": "log RMS relative error",
-                                           "m": np.exp(ms).tolist(), "slope": ols_slope(ms, np.log(rms)),
-                                           "slope_lo": _boot_ci(fits)[0], "slope_hi": _boot_ci(fits)[1],
-                                           "predicted_slope": -0.5, "bootstrap": boots}
-    fc = _sweep(records, "lemma-features", "|k+q| (positive)")
-    if len(fc) >= 2:
-        r2 = np.array([r["value"] ** 2 for r in fc])
-        need = np.array([r["rows"][0]["observed"] for r in fc])
-        pred = np.array([r["rows"][0]["bound"] for r in fc])
-        m0 = fc[0]["spec"]["m"]
-        eps = fc[0]["spec"]["target_error"]
-        boot = np.empty((boots, len(fc)))
-        for j, r in enumerate(fc):
-            e = np.asarray(r["raw"]["err"])
-            boot[:, j] = m0 * np.mean(e[indices("features/growth", e.size, j)] ** 2, axis=1) / eps**2
-        fits = [ols_slope(r2, np.log(b)) for b in boot]
-        out["lemma-features (m needed vs |k+q|^2)"] = {
-            "x": "|k+q|^2", "y": f"log m needed for RMS relative error {eps:g}", "|k+q|": np.sqrt(r2).tolist(),
-            "slope": ols_slope(r2, np.log(need)), "slope_lo": _boot_ci(fits)[0], "slope_hi": _boot_ci(fits)[1],
-            "predicted_slope": ols_slope(r2, np.log(pred)), "bootstrap": boots,
-            "note": "log m_needed = log((exp(|k+q|^2) - 1)/eps^2): slope in |k+q|^2 tends to 1"}
+        fits = cls.tightness_fits(own, bootstrap)
+        for name, fit in fits.items():
+            missing = [k for k in FIT_KEYS if not isinstance(fit, dict) or k not in fit]
+            if missing or name in out:
+                raise protocol.HookError(f"{cid}.tightness_fits(): fit {name!r} "
+                                         + (f"lacks {', '.join(missing)}" if missing else "is another statement's"))
+            out[name] = fit
     return out
+
+
+def not_offered(records: list[dict]) -> dict[str, dict[str, str]]:
+    """``{check id: {hook: reason}}`` for each swept statement's fits and figure it does not offer."""
+    swept = dict.fromkeys(r["theorem"] for r in records)
+    checks = sweeping_checks()
+    return {cid: missing for cid in swept if cid in checks
+            and (missing := {hook: protocol.not_offered(checks[cid], hook)
+                             for hook in ("tightness_fits", "tightness_figures")
+                             if not protocol.offers(checks[cid], hook)})}
+
+
+def tables() -> dict[str, protocol.TightnessTable]:
+    """``{check id: its summary table}`` for the statements that offer the ``tightness_table`` hook."""
+    return {cid: cls.tightness_table for cid, cls in sweeping_checks().items()
+            if protocol.offers(cls, "tightness_table")}
+
+
+def figures_of(out: Path, rows: list[dict], slopes: dict) -> list[str]:
+    """Each swept statement's figure (its ``tightness_figures`` hook) as ``out/<id>.png``; the file names."""
+    plots = []
+    for cid, cls in sweeping_checks().items():
+        own = [r for r in rows if r["theorem"] == cid]
+        if own and protocol.offers(cls, "tightness_figures"):
+            plots.append((cid, cls.tightness_figures, own))
+    return report.plots(out, plots, slopes)
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -342,15 +280,16 @@ def run(args: argparse.Namespace) -> int:
             "cells": len(records), "cells_computed": len(log["computed"]), "cells_loaded": len(log["loaded"]),
             "elapsed_s": None,
             "jax": jax.__version__, "rows_bound_below_observed": len(violated)}
-    figures = report.plots(out, rows, slopes) if plots else []
+    figures = figures_of(out, rows, slopes) if plots else []
     meta.update(elapsed_s=time.perf_counter() - start, cpu_s=time.process_time(), slopes_s=slopes_s,
                 plots_s=time.perf_counter() - cells_done - slopes_s, cells_wall_s=cells_done - start,
                 cells_cpu_s=cpu_done, cpu_count=os.cpu_count(),
                 load_average=os.getloadavg() if hasattr(os, "getloadavg") else None)
-    doc = {"meta": meta, "rows": rows, "slopes": slopes, "figures": figures, "cells": log}
+    missing = not_offered(records)
+    doc = {"meta": meta, "rows": rows, "slopes": slopes, "figures": figures, "cells": log, "not_offered": missing}
     write_atomic(out / "tightness.json", json.dumps(doc, indent=1, allow_nan=False, default=_json_default) + "\n")
     write_csv(out / "tightness.csv", rows)
-    write_atomic(out / "summary.md", report.summary(meta, rows, slopes, figures))
+    write_atomic(out / "summary.md", report.summary(meta, rows, slopes, figures, tables(), missing))
     if args.html:
         write_atomic(args.html, tightness_page(json.loads(json.dumps(doc, default=_json_default)), out))
     print(report.console(meta, rows, slopes))

@@ -7,18 +7,19 @@ skipped with a note and everything else is written. What each experiment measure
 about docs/statements.md: docs/experiments.md.
 
 :data:`EXPERIMENTS` is the registry behind ``iclkd experiment``: add an experiment by adding its line
-(a one-line summary and its module, which provides ``run(opts: Options) -> Result`` and, optionally,
-``add_arguments(parser)`` for flags of its own, read back from ``opts.args``).
+(a one-line summary and the function that imports its module, which provides ``run(opts: Options) ->
+Result`` and, optionally, ``add_arguments(parser)`` for flags of its own, read back from ``opts.args``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
 import sys
 import time
+from collections.abc import Callable
+from types import ModuleType
 
 from verification.core.outputs import DEFAULT_OUTPUT_ROOT
 from verification.io.command import Command, Group, Parser, output_dir, output_file, seed
@@ -29,30 +30,81 @@ PLOTS_HINT = "pip install 'iclkd-jax[plots]'"
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
-    """One registered experiment: a one-line ``summary`` and the ``module`` that runs it."""
+    """One registered experiment: a one-line ``summary`` and ``load``, the function that imports its module
+    (only when it runs: the models need Flax, the LLM experiments torch and transformers)."""
 
     summary: str
-    module: str
+    load: Callable[[], ModuleType]
+
+
+def _mmd_shift() -> ModuleType:
+    from experiments import mmd_shift
+
+    return mmd_shift
+
+
+def _selection() -> ModuleType:
+    from experiments import selection
+
+    return selection
+
+
+def _lr_proxy() -> ModuleType:
+    from experiments import lr_proxy
+
+    return lr_proxy
+
+
+def _weight_norm() -> ModuleType:
+    from experiments import weight_norm
+
+    return weight_norm
+
+
+def _multi_layer() -> ModuleType:
+    from experiments import multi_layer
+
+    return multi_layer
+
+
+def _thm31_trained() -> ModuleType:
+    from experiments import thm31_trained
+
+    return thm31_trained
+
+
+def _llm_mmd() -> ModuleType:
+    from experiments import llm_mmd
+
+    return llm_mmd
+
+
+def _llm_order() -> ModuleType:
+    from experiments import llm_order
+
+    return llm_order
+
+
+def _llm_selection() -> ModuleType:
+    from experiments import llm_selection
+
+    return llm_selection
 
 
 EXPERIMENTS: dict[str, Experiment] = {
-    "mmd-shift": Experiment("in-context error under shifted demonstrations against Theorems 4.1 and 4.2",
-                            "experiments.mmd_shift"),
-    "selection": Experiment("choosing demonstrations from a mixed-domain pool by MMD (Theorem 4.2)",
-                            "experiments.selection"),
+    "mmd-shift": Experiment("in-context error under shifted demonstrations against Theorems 4.1 and 4.2", _mmd_shift),
+    "selection": Experiment("choosing demonstrations from a mixed-domain pool by MMD (Theorem 4.2)", _selection),
     "lr-proxy": Experiment("the learning-rate proxy eta = N/(2D') and entropy vs prediction sensitivity (Lemma)",
-                           "experiments.lr_proxy"),
-    "weight-norm": Experiment("weight decay on W^V vs the generalisation gap across tasks (Theorem 3.2)",
-                              "experiments.weight_norm"),
+                           _lr_proxy),
+    "weight-norm": Experiment("weight decay on W^V vs the generalisation gap across tasks (Theorem 3.2)", _weight_norm),
     "multi-layer": Experiment("are a k-layer model's predictions k KD steps? (Theorem 3.1, open question)",
-                              "experiments.multi_layer"),
-    "thm31-trained": Experiment("Theorem 3.1(a) on trained one- and two-head models", "experiments.thm31_trained"),
-    "llm-mmd": Experiment("SmolLM2-135M: MMD(demonstrations, queries) vs in-context loss (Theorems 4.1/4.2)",
-                          "experiments.llm_mmd"),
+                              _multi_layer),
+    "thm31-trained": Experiment("Theorem 3.1(a) on trained one- and two-head models", _thm31_trained),
+    "llm-mmd": Experiment("SmolLM2-135M: MMD(demonstrations, queries) vs in-context loss (Theorems 4.1/4.2)", _llm_mmd),
     "llm-order": Experiment("SmolLM2-135M: log D' and attention entropy vs sensitivity to demonstration order (Lemma)",
-                            "experiments.llm_order"),
+                            _llm_order),
     "llm-selection": Experiment("SmolLM2-135M: demonstrations chosen by MMD vs random vs nearest neighbours",
-                                "experiments.llm_selection"),
+                                _llm_selection),
 }
 
 
@@ -81,7 +133,7 @@ class ExperimentCommand:
 
         journal.add_arguments(p, default="DIR/journal")
         for name in self.names:
-            module = importlib.import_module(EXPERIMENTS[name].module)
+            module = EXPERIMENTS[name].load()
             if hasattr(module, "add_arguments"):
                 module.add_arguments(p)
 
@@ -107,7 +159,7 @@ class ExperimentCommand:
                              plots=plots, task=args.task, verbose=not args.quiet)
             opts.args = args  # flags an experiment adds itself (add_arguments) are read from here
             started = time.perf_counter()
-            module = importlib.import_module(EXPERIMENTS[name].module)
+            module = EXPERIMENTS[name].load()
             result = module.run(opts)
             data = C.write_outputs(result, opts, started)
             print(f"{name}: wrote {args.out / (name + '.json')} ({data['wall_seconds']:.1f} s)")

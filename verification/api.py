@@ -43,7 +43,10 @@ Contents:
   :func:`relative_tolerance` / :func:`eps` (round-off budgets from dtype and conditioning);
 * plugins: :func:`load_plugin`, :data:`ENTRY_POINT_GROUP`;
 * the extension protocol (:mod:`verification.core.protocol`): :data:`HOOKS`, :func:`offers`, :func:`offered`,
-  :class:`TightnessCell` (the ``tightness_cells`` hook), :class:`NotApplicable` and :func:`not_applicable`
+  :class:`TightnessCell` (the ``tightness_cells`` hook), :class:`Bootstrap`, :func:`ols_slope` and
+  :func:`points` (the ``tightness_fits`` and ``tightness_figures`` hooks), :class:`TightnessTable` (the
+  ``tightness_table`` hook), :class:`Margin` and :func:`worst_over_tolerance` (the ``false_alarm_margin``
+  hook; more readers in :mod:`verification.core.margins`), :class:`NotApplicable` and :func:`not_applicable`
   (a hook that declines, with its reason), :func:`load_real_model` and :func:`real_model_unavailable` (the
   ``real_model`` hook);
 * certificate claims (the ``certificate_claims`` hook) are built with ``verification.oracles.claims.Claim``
@@ -55,7 +58,9 @@ from __future__ import annotations
 from verification import enable_x64
 from verification.cases.explore import Exploration, explore
 from verification.cases.strategies import AttentionCase, attention_cases, standard_normal_pool
+from verification.cases.sweeps import Bootstrap, ols_slope, points
 from verification.core.errors import ModelUnavailable, PluginError
+from verification.core.margins import worst_over_tolerance
 from verification.core.model import (
     KINDS,
     PROFILES,
@@ -70,8 +75,10 @@ from verification.core.model import (
 )
 from verification.core.protocol import (
     HOOKS,
+    Margin,
     NotApplicable,
     TightnessCell,
+    TightnessTable,
     not_applicable,
     offered,
     offers,
@@ -111,6 +118,12 @@ __all__ = [
     "ModelUnavailable",
     "NotApplicable",
     "TightnessCell",
+    "TightnessTable",
+    "Margin",
+    "Bootstrap",
+    "ols_slope",
+    "points",
+    "worst_over_tolerance",
     "load_real_model",
     "not_applicable",
     "offered",

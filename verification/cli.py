@@ -11,9 +11,12 @@ Extending the command line (see :mod:`verification.io.command` for the machinery
 * a new top-level subcommand (``iclkd search``, ``iclkd launch``): a class with ``add_arguments(parser)``
   and ``run(args) -> int`` (:class:`Search`, :class:`Launch` below) and one line in :data:`COMMANDS`,
   ``"search": Command("one-line summary", Search)``;
-* a new benchmark (``iclkd bench mutation``): one line in ``benchmarks.BENCHMARKS``, same protocol;
+* a new benchmark (``iclkd bench mutation``): one line in ``benchmarks.BENCHMARKS``, same protocol, with
+  the function that imports its module;
 * a new experiment (``iclkd experiment llm-...``): one line in ``experiments.cli.EXPERIMENTS``
   (its module provides ``run(opts) -> Result`` and, optionally, ``add_arguments(parser)``);
+* a command of another distribution: an entry point of the group ``iclkd.commands``
+  (``"bench.my-bench" = "my_package.commands:MY_BENCH"``, a :class:`~verification.io.command.Command`);
 * a new flag of ``iclkd verify`` (``--certify``, ``--real-model smollm2``, ``--plugin``): a
   :class:`VerifyOption` appended to :data:`VERIFY_OPTIONS`: ``add_arguments(parser)``;
   ``prepare(args)`` runs after parsing and before any check (load plugins, fail fast on a missing
@@ -534,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         except DistributedConfigError as err:
             print(f"iclkd: {err}", file=sys.stderr)
             return ExitStatus.USAGE
-    return run_registry("iclkd", description, COMMANDS, argv, prepare=_prepare)
+    return run_registry("iclkd", description, COMMANDS, argv, prepare=_prepare, installed=True)
 
 
 if __name__ == "__main__":

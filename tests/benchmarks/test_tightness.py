@@ -53,6 +53,9 @@ def test_files_and_schema(run):
     assert len(table) == len(doc["rows"]) and list(table[0])[:7] == list(tightness.ROW_KEYS)
     summary = (out / "summary.md").read_text()
     assert "![thm-3.2](thm-3.2.png)" in summary and "## Slopes" in summary
+    # a hook a swept statement does not implement is reported, in the JSON and the summary
+    assert list(doc["not_offered"]) == ["thm-4.2"] and list(doc["not_offered"]["thm-4.2"]) == ["tightness_fits"]
+    assert doc["not_offered"]["thm-4.2"]["tightness_fits"] in summary
     # statistical rows of thm-3.2 carry their interval; the pieces add up to the bound
     for row in (r for r in doc["rows"] if r["theorem"] == "thm-3.2"):
         assert row["observed_lo"] is not None
@@ -110,3 +113,18 @@ def test_same_results_on_two_forced_host_devices(run, tmp_path):
     for path in cells:
         two, one = json.loads(path.read_text()), json.loads((out / "cells" / path.name).read_text())
         assert two["rows"] == one["rows"] and two["raw"] == one["raw"]
+
+
+def test_a_fit_without_its_slope_is_a_hook_error(monkeypatch):
+    from verification.core import protocol
+    from verification.core.model import Check
+
+    class BrokenFits(Check):
+        id = "broken-fits"
+        kind = "theorem"
+        tightness_cells = staticmethod(lambda mode: [])
+        tightness_fits = staticmethod(lambda cells, bootstrap: {"broken": {"x": "log n"}})
+
+    monkeypatch.setattr(tightness, "sweeping_checks", lambda: {"broken-fits": BrokenFits})
+    with pytest.raises(protocol.HookError, match="fit 'broken' lacks y, slope, slope_lo, slope_hi"):
+        tightness.slopes_of([{"theorem": "broken-fits"}], "tiny", 0)

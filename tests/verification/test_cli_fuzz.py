@@ -263,10 +263,86 @@ def test_bench_exit_statuses(tmp_path, monkeypatch, capsys):
 def test_a_missing_module_is_a_usage_error(monkeypatch, capsys):
     from verification.io.command import Command
 
-    monkeypatch.setitem(BENCHMARKS, "perf", Command("gone", "benchmarks.no_such_module"))
-    assert cli.main(["bench", "perf"]) == ExitStatus.USAGE
-    assert "not available in this installation" in _one_line_error(capsys)
+    def load():
+        from benchmarks import no_such_module  # noqa: F401  (the command's module is not installed)
 
+    monkeypatch.setitem(BENCHMARKS, "perf", Command("gone", load))
+    assert cli.main(["bench", "perf"]) == ExitStatus.USAGE
+    assert "not available in this installation: iclkd bench perf: cannot import name 'no_such_module'" in \
+        _one_line_error(capsys)
+    import benchmarks
+
+    monkeypatch.delitem(sys.modules, "benchmarks.tightness", raising=False)  # imported afresh, without tqdm
+    monkeypatch.delattr(benchmarks, "tightness", raising=False)
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # a dependency of the command's module is missing
+    assert cli.main(["bench", "tightness", "--help"]) == ExitStatus.USAGE
+    assert "iclkd bench tightness needs 'tqdm', which is not installed" in _one_line_error(capsys)
+
+
+
+def _install(root, entry_points: str, module: str) -> None:
+    """A distribution ``hello-iclkd`` installed under ``root`` (a sys.path entry): its module and entry points."""
+    (root / "hello_iclkd.py").write_text(module)
+    info = root / "hello_iclkd-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: hello-iclkd\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[iclkd.commands]\n{entry_points}\n")
+
+
+HELLO = """
+from verification.io.command import Command
+
+
+class Hello:
+    \"\"\"Greets.\"\"\"
+
+    @staticmethod
+    def add_arguments(parser):
+        parser.add_argument("--name", default="world")
+
+    @staticmethod
+    def run(args):
+        print(f"hello {args.name}")
+        return 0
+
+
+HELLO = Command("says hello", Hello)
+NOT_A_COMMAND = 42
+"""
+
+
+@pytest.fixture
+def installed(tmp_path, monkeypatch):
+    from verification.io import command
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    command.installed_commands.cache_clear()
+    yield tmp_path
+    command.installed_commands.cache_clear()
+    sys.modules.pop("hello_iclkd", None)
+
+
+def test_an_installed_distribution_adds_commands(installed, capsys):
+    _install(installed, "hello = hello_iclkd:HELLO\nbench.hello = hello_iclkd:HELLO", HELLO)
+    assert cli.main(["hello", "--name", "suite"]) == ExitStatus.OK
+    assert capsys.readouterr().out == "hello suite\n"
+    assert cli.main(["bench", "hello"]) == ExitStatus.OK
+    assert capsys.readouterr().out == "hello world\n"
+    assert cli.main(["bench", "--help"]) == ExitStatus.OK
+    assert "says hello" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("entry, fragment", [
+    ("verify = hello_iclkd:HELLO", "would replace iclkd verify"),
+    ("bench.perf = hello_iclkd:HELLO", "would replace iclkd bench perf"),
+    ("nowhere.hello = hello_iclkd:HELLO", "iclkd has no group 'nowhere'"),
+    ("hello = hello_iclkd:NOT_A_COMMAND", "is a int, not a verification.io.command.Command"),
+    ("hello = hello_iclkd:MISSING", "failed to load: AttributeError"),
+])
+def test_a_bad_installed_command_is_a_usage_error(installed, capsys, entry, fragment):
+    _install(installed, entry, HELLO)
+    assert cli.main(["verify", "--list"]) == ExitStatus.USAGE
+    assert fragment in _one_line_error(capsys)
 
 def _fake_result(name):
     from experiments.common import Result

@@ -1,9 +1,11 @@
 """docs/extending.md, executed: its plugin (a file outside the repository, every hook of
-verification.core.protocol) runs through iclkd verify, search, verify --certify, bench tightness,
-verify --self-test and launch -n 2 with no edit to the suite; its other Python blocks run as written."""
+verification.core.protocol) runs through iclkd verify, search, verify --certify, bench tightness (cells, fits,
+figure, table), verify --self-test, launch -n 2 and the false-alarm margin with no edit to the suite; its other
+Python blocks run as written."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
@@ -13,6 +15,7 @@ import pytest
 
 from verification import cli
 from verification.core.registry import REGISTRY
+from verification.engine.runner import run_check
 from verification.io.report import strip_timing
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "extending.md"
@@ -69,10 +72,29 @@ def test_certify(plugin, tmp_path):
 
 def test_bench_tightness(plugin, tmp_path):
     out = tmp_path / "tightness"
+    plots = [] if importlib.util.find_spec("matplotlib") else ["--no-plots"]
     assert cli.main(["bench", "tightness", "--tiny", "--plugin", plugin, "--only", "convex-attention", "--out", str(out),
-                     "--no-plots", "--no-progress"]) == 0
-    rows = json.loads((out / "tightness.json").read_text())["rows"]
-    assert [r["value"] for r in rows] == [2, 8] and all(r["bound_ge_observed"] for r in rows)
+                     "--no-progress", *plots]) == 0
+    doc = json.loads((out / "tightness.json").read_text())
+    assert [r["value"] for r in doc["rows"]] == [2, 8] and all(r["bound_ge_observed"] for r in doc["rows"])
+    fit = doc["slopes"]["convex-attention"]  # the tightness_fits hook
+    assert fit["slope_lo"] <= fit["slope"] <= fit["slope_hi"] and fit["bound_slope"] == 0.0
+    assert doc["not_offered"] == {}
+    summary = (out / "summary.md").read_text()
+    assert "| parameter | value | bound | observed |" in summary  # the tightness_table hook
+    assert "`observed`: the largest position over the cell's draws." in summary
+    if not plots:  # the tightness_figures hook
+        assert doc["figures"] == ["convex-attention.png"] and (out / "convex-attention.png").stat().st_size > 0
+
+
+def test_false_alarm_margin(plugin):
+    from benchmarks import false_alarms
+
+    cli.main(["verify", "--plugin", plugin, "--list"])  # loads the plugin into this process
+    margin = false_alarms.margin_of("convex-attention")
+    assert margin.meaning == "the largest distance outside [0, 1] of a position, over its tolerance."
+    row = false_alarms.record(run_check("convex-attention", profile="smoke", seed=0))
+    assert row["status"] == "holds" and set(row["components"]) == {"worst/tolerance"} and row["margin"] <= 1.0
 
 
 def test_launch_two_processes_gives_the_one_process_report(plugin, tmp_path):

@@ -19,6 +19,7 @@ that ``vmap`` traces (those two check helpers leave JAX for NumPy per case).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import math
@@ -97,17 +98,54 @@ def rms_ci(err, level=LEVEL):
     return math.sqrt(m), math.sqrt(max(lo, 0.0)), math.sqrt(hi)
 
 
+def points(items, parameter: str, quantity: str = "") -> list[dict]:
+    """The cell records (or rows) of one sweep, by increasing value: those of ``parameter`` whose
+    ``quantity`` starts with the given prefix (records have no quantity: the empty prefix keeps them)."""
+    return sorted((r for r in items if r["parameter"] == parameter and r.get("quantity", "").startswith(quantity)),
+                  key=lambda r: r["value"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Bootstrap:
+    """The percentile bootstrap behind a statement's slope fits (the ``tightness_fits`` hook, ``iclkd bench
+    tightness``): ``resamples`` resamples of each cell's draws, drawn from the run's seed.
+
+    Attributes:
+      seed: the run's seed; ``resamples``: the number of resamples (the sweep's mode decides it);
+      width: the most draws a bootstrapped cell may have (one shape of random bits, one compilation).
+    """
+
+    seed: int
+    resamples: int
+    width: int = 4096
+
+    def indices(self, tag: str, n: int, k: int) -> np.ndarray:
+        """``(resamples, n)`` indices into ``n`` draws, from the key of ``(seed, "bootstrap", tag, k)``:
+        the same ``tag`` and ``k`` give the same resamples (cells resampled jointly share them)."""
+        # one fixed shape of random bits (a single compilation for every n); modulo bias < n / 2^32
+        bits = np.asarray(jax.random.bits(subkey(self.seed, "bootstrap", tag, k), (self.resamples, self.width),
+                                          jnp.uint32))
+        if n > self.width:
+            raise ValueError(f"bootstrap over n={n} draws needs width >= {n}, got width={self.width}")
+        return (bits[:, :n] % n).astype(np.int64)
+
+    @staticmethod
+    def ci(values, level: float = LEVEL) -> tuple[float, float]:
+        """The percentile interval of the resampled fits ``values`` at ``level``."""
+        values = np.asarray(values)
+        a = (1 - level) / 2
+        return float(np.quantile(values, a)), float(np.quantile(values, 1 - a))
+
+
 # ------------------------------------------------------------------------------ shift families
 
-#: the label the shift families' draws are keyed by (a different label would draw different samples)
-SHIFT_STREAM = "thm-4.1"
 #: the base of every shift family: 𝒟 uniform on the unit ball of R^d centred at (0.5, 0, ...), ``2 eta = 1``
 SHIFT_BASE = {"d": 4, "dk": 2, "t": 0.1, "log_eta": math.log(0.5), "wk_norm": 1.5, "wv_scale": 1.7}
 
-def _shift_weights(seed, spec):
+def _shift_weights(seed, stream, spec):
     """W^K with ||W^K||_op = wk_norm; W^V random (op norm 1) or, for ``attained``, s Q with Q orthogonal (d_v = d)."""
     d, dk = spec["d"], spec["dk"]
-    kk, kv = jax.random.split(subkey(seed, f"{SHIFT_STREAM}/weights", d, dk))
+    kk, kv = jax.random.split(subkey(seed, f"{stream}/weights", d, dk))
     wk = np.asarray(jax.random.normal(kk, (dk, d), jnp.float64))
     wk = spec["wk_norm"] * wk / np.linalg.norm(wk, 2)
     g = np.asarray(jax.random.normal(kv, (d, d), jnp.float64))
@@ -164,14 +202,18 @@ def _shift_fn(family: str, d: int, n: int, bandwidths: tuple):
     return one
 
 
-def shift_draws(spec: dict, seed: int, bandwidths=()) -> tuple[dict, dict]:
-    """Per-draw quantities of Theorems 4.1 and 4.2 at one point of a shift family (NumPy arrays)."""
-    wk, wv = _shift_weights(seed, spec)
+def shift_draws(spec: dict, seed: int, stream: str, bandwidths=()) -> tuple[dict, dict]:
+    """Per-draw quantities of Theorems 4.1 and 4.2 at one point of a shift family (NumPy arrays).
+
+    ``stream`` labels the keys of the weights and the draws (with ``seed`` and the family's parameters):
+    statements that pass the same label are swept on the same samples, a different label draws others.
+    """
+    wk, wv = _shift_weights(seed, stream, spec)
     base, law = _family(spec, spec["t"])
     t_bound, log_c = max(base.value_bound(wv), law.value_bound(wv)), max(base.log_feature_bound(wk),
                                                                         law.log_feature_bound(wk))
     # the same draws at every t of a family (coupled across t): the key omits t
-    key = subkey(seed, f"{SHIFT_STREAM}/draws", spec["family"], spec["d"], spec["dk"], spec["n"])
+    key = subkey(seed, f"{stream}/draws", spec["family"], spec["d"], spec["dk"], spec["n"])
     wv_op = float(np.linalg.norm(np.asarray(wv), 2))
     family = "scale" if spec["family"] == "scale" else "translation"  # attained: a translation, another W^V
     out = draws_of(_shift_fn(family, spec["d"], spec["n"], tuple(bandwidths)), key, spec["draws"],

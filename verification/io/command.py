@@ -4,10 +4,11 @@ The exit statuses (one table for every subcommand) and :class:`CommandError` liv
 :mod:`verification.core.errors`; this module re-exports them for the benchmarks and experiments.
 
 A subcommand is a :class:`Command`: a one-line summary and the object that provides
-``add_arguments(parser)`` and ``run(args) -> int`` (``iclkd``'s own commands are imported explicitly by
-:mod:`verification.cli`; the benchmark and experiment groups name their modules, so that ``iclkd verify``
-does not pay for importing Flax or matplotlib). A :class:`Group` (``bench``, ``experiment``) is a
-registry of commands under one name.
+``add_arguments(parser)`` and ``run(args) -> int``, or a function that imports that object and returns
+it. Every command is imported explicitly: ``iclkd``'s own in :mod:`verification.cli`, the benchmarks and
+experiments inside such functions (``def load(): from benchmarks import perf; return perf``), so that
+``iclkd verify`` does not pay for importing Flax or matplotlib, and only the command that runs is
+imported. A :class:`Group` (``bench``, ``experiment``) is a registry of commands under one name.
 
 Errors: a subcommand raises :class:`CommandError` (message, exit status); :func:`dispatch` prints
 ``iclkd SUB: message`` in one line and returns the status. Argument types (:func:`output_file`,
@@ -19,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
+import functools
 import inspect
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,25 +57,32 @@ class Runnable(Protocol):
 class Command:
     """A subcommand: ``summary`` (one line, shown by ``--help``) and ``target``.
 
-    ``target`` is a module name, ``"module:object"``, or the object itself; the module (or object)
-    provides ``add_arguments(parser)`` and ``run(args) -> int``. ``description`` (optional) is the longer text
-    of the command's own ``--help``; by default the target module's docstring.
+    ``target`` provides ``add_arguments(parser)`` and ``run(args) -> int``, or is a function without
+    arguments that imports such an object and returns it (called only when the command runs or prints
+    its own ``--help``). ``description`` (optional) is the longer text of the command's own ``--help``; by
+    default the target's docstring.
     """
 
     summary: str
-    target: str | Runnable
+    target: Runnable | Callable[[], Runnable]
     description: str | None = None
 
-    def load(self) -> Runnable:
-        if not isinstance(self.target, str):
+    def load(self, name: str = "this command") -> Runnable:
+        """The runnable object; a module it needs that is not installed is a :class:`CommandError` (usage)."""
+        if is_runnable(self.target):
             return self.target
-        module_name, _, attr = self.target.partition(":")
         try:
-            obj = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:  # the command's module, or a dependency of it, is not installed
-            what = "is missing" if err.name == module_name else f"needs {err.name!r}, which is not installed"
-            raise CommandError(f"not available in this installation: {module_name} {what}") from None
-        return getattr(obj, attr) if attr else obj
+            return self.target()
+        except ModuleNotFoundError as err:  # a module the command's module imports is not installed
+            raise CommandError(f"not available in this installation: {name} needs {err.name!r}, which is not "
+                               f"installed") from None
+        except ImportError as err:  # ``from package import module``: the command's module itself is missing
+            raise CommandError(f"not available in this installation: {name}: {err}") from None
+
+
+def is_runnable(obj: Any) -> bool:
+    """Whether ``obj`` provides ``add_arguments`` and ``run`` (else it is a function that imports such an object)."""
+    return callable(getattr(obj, "add_arguments", None)) and callable(getattr(obj, "run", None))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +110,7 @@ def _add_entries(parser: Parser, registry: Registry, argv: Sequence[str], path: 
         if isinstance(entry, Group):
             _add_entries(child, entry.commands, argv[1:], (*path, name), entry.metavar)
             continue
-        runnable = entry.load()
+        runnable = entry.load(child.prog)
         if entry.description is None and inspect.getdoc(runnable):
             child.description = inspect.getdoc(runnable)
         runnable.add_arguments(child)
@@ -121,11 +130,70 @@ def build_parser(prog: str, description: str, registry: Registry, argv: Sequence
     return parser
 
 
+#: the entry-point group through which an installed distribution adds ``iclkd`` commands
+COMMAND_GROUP = "iclkd.commands"
+
+
+@functools.cache
+def installed_commands() -> dict[str, Command]:
+    """The commands installed distributions declare in the entry-point group :data:`COMMAND_GROUP`, loaded
+    once per process: ``{name: Command}``, where the name is the command's place (``"tool"`` adds ``iclkd
+    tool``, ``"bench.tool"`` adds ``iclkd bench tool``) and the value names a :class:`Command`
+    (``"my_package.commands:TOOL"``; its target may import the heavy parts only when it runs).
+
+    Raises:
+      CommandError: an entry point fails to load or names something that is not a :class:`Command`.
+    """
+    found = {}
+    for ep in metadata.entry_points(group=COMMAND_GROUP):
+        dist = getattr(getattr(ep, "dist", None), "name", "?")
+        try:
+            command = ep.load()
+        except Exception as err:  # noqa: BLE001  (any failure of a third-party module: one line naming it)
+            raise CommandError(f"the command {ep.name} = {ep.value} (entry points {COMMAND_GROUP}, distribution "
+                               f"{dist}) failed to load: {type(err).__name__}: {err}") from None
+        if not isinstance(command, Command):
+            raise CommandError(f"the command {ep.name} = {ep.value} (entry points {COMMAND_GROUP}, distribution "
+                               f"{dist}) is a {type(command).__name__}, not a verification.io.command.Command")
+        found[ep.name] = command
+    return found
+
+
+def with_installed(registry: Registry) -> dict[str, Command | Group]:
+    """``registry`` with :func:`installed_commands` added in their places; one may not replace a built-in command.
+
+    Raises:
+      CommandError: an installed command names a place that is taken or a group that does not exist.
+    """
+    out = dict(registry)
+    for name, command in installed_commands().items():
+        group_name, _, leaf = name.rpartition(".")
+        if not group_name:
+            if name in out:
+                raise CommandError(f"the installed command {name!r} ({COMMAND_GROUP}) would replace iclkd {name}")
+            out[name] = command
+            continue
+        group = out.get(group_name)
+        if not isinstance(group, Group):
+            raise CommandError(f"the installed command {name!r} ({COMMAND_GROUP}): iclkd has no group {group_name!r}")
+        if leaf in group.commands:
+            raise CommandError(f"the installed command {name!r} ({COMMAND_GROUP}) would replace iclkd {group_name} "
+                               f"{leaf}")
+        out[group_name] = dataclasses.replace(group, commands={**group.commands, leaf: command})
+    return out
+
+
 def run_registry(prog: str, description: str, registry: Registry, argv: Sequence[str], *,
-                 prepare: Callable[[argparse.Namespace], None] | None = prepare_entry_point) -> int:
-    """An entry point over ``registry`` (``iclkd``, ``python -m experiments.cli``): build, parse, run."""
+                 prepare: Callable[[argparse.Namespace], None] | None = prepare_entry_point,
+                 installed: bool = False) -> int:
+    """An entry point over ``registry`` (``iclkd``, ``python -m experiments.cli``): build, parse, run; with
+    ``installed``, the commands of the entry-point group :data:`COMMAND_GROUP` too (:func:`with_installed`)."""
     argv = list(argv)
-    return dispatch(lambda: build_parser(prog, description, registry, argv), argv, prepare=prepare, prog=prog)
+
+    def parser() -> Parser:
+        return build_parser(prog, description, with_installed(registry) if installed else registry, argv)
+
+    return dispatch(parser, argv, prepare=prepare, prog=prog)
 
 
 def dispatch(parser: Parser | Callable[[], Parser], argv: Sequence[str], *,

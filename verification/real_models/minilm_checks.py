@@ -8,7 +8,7 @@ similarities in the tests); what follows describes one layer (layer 0 shown).
 Two checks, kind ``theorem``, outside the registry (they need the ``real`` extra
 and the model package; see :mod:`verification.minilm`):
 
-``thm-3.1a-real`` (docs/statements.md#thm-3-1a, Theorem 3.1(a)).
+``thm-3.1a@minilm`` (docs/statements.md#thm-3-1a, Theorem 3.1(a)).
   Inputs: ICL prompts written here (sentiment, medical triage, programming
   language; demonstrations then a query), tokenised by the shipped tokenizer,
   embedded as BERT does (word + position + token type, LayerNorm). Each of the
@@ -26,7 +26,7 @@ and the model package; see :mod:`verification.minilm`):
   the query segment. Errors are relative to ``max_j |v_j|`` (an attention output
   is a convex combination of the values).
 
-``thm-4.1-real`` (docs/statements.md#thm-4-1, Theorem 4.1, empirical measures).
+``thm-4.1@minilm`` (docs/statements.md#thm-4-1, Theorem 4.1, empirical measures).
   Token samples: layer-0 inputs of sentences from three domains (movie reviews,
   medical notes, code), ``n`` tokens each (a seeded subsample). For every head and
   every pair of domains (P, Q): ``ΔW = 2η (mean_Q − mean_P) v ⊗ phi(k)`` as a

@@ -13,7 +13,7 @@ rotations by :func:`iclkd_jax.llama.apply_rope`), with the maps ``W^K = [0 I 0]`
 ``W^Q = [0 0 I]``, ``W^V = [W^V_g 0 0]``: then ``W^K z_j . W^Q z_t`` is the model's
 logit and ``W^V z_j`` its value, exactly.
 
-``thm-3.1a-real`` (Theorem 3.1(a)). Inputs: ICL prompts written here (demonstration
+``thm-3.1a@smollm2`` (Theorem 3.1(a)). Inputs: ICL prompts written here (demonstration
 lines, then a query line), tokenised by the model's tokenizer, positions from 0 (no
 BOS). For every layer, head and query position ``t`` of the query line:
 ``kd_decomposition(W, Z[demonstrations], Z[query line up to t], Z[t]).output`` against
@@ -23,7 +23,7 @@ forward pass's own per-head outputs against the same reference (the "mapping").
 Errors are relative to the head's ``max_j |v_j|``. Tolerance ``64 eps64 (1 + max|q||k|)``
 capped at 1e-10.
 
-``thm-4.1-real`` (Theorem 4.1 on empirical measures, position-aware product kernel
+``thm-4.1@smollm2`` (Theorem 4.1 on empirical measures, position-aware product kernel
 ``k((x,p),(x',p')) = (x.x') exp((R(p)W^K x).(R(p')W^K x'))``). Token samples: the
 hidden states of each layer at ``n`` seeded positions of plain text of three domains
 (movie reviews, medical notes, code; the sentences of :mod:`verification.real_model`).

@@ -8,13 +8,14 @@ The folder holds everything the suite knows about the statement: ``check.py`` (t
 from __future__ import annotations
 
 from verification.core.registry import register
-from verification.statements.conj_4_1 import check, search, tightness
+from verification.statements.conj_4_1 import check, margin, search, tightness
 
 
 @register
 class Conjecture41(check.Conjecture41):
     """Conjecture 4.1', any characteristic kernel: the check of ``check.py`` with its hooks."""
 
+    false_alarm_margin = margin.MARGIN
     search_targets = staticmethod(search.targets)
     tightness_cells = staticmethod(tightness.cells)
 

@@ -8,13 +8,14 @@ The folder holds everything the suite knows about the statement: ``check.py`` (t
 from __future__ import annotations
 
 from verification.core.registry import register
-from verification.statements.lemma_eta import check
+from verification.statements.lemma_eta import check, margin
 
 
 @register
 class LemmaEta(check.LemmaEta):
     """The learning-rate lemma, eta = N/(2D') in log space: the check of ``check.py`` with its hooks."""
 
+    false_alarm_margin = margin.MARGIN
     @staticmethod
     def certificate_claims(worst_case: dict) -> list:
         from verification.statements.lemma_eta import certificate  # here: python-flint is optional (certify)

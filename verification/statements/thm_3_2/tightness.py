@@ -12,12 +12,15 @@ import numpy as np
 from iclkd_jax import distributions as dists
 from verification.cases import sup_gap
 from verification.cases.sweeps import (
+    Bootstrap,
     clopper_pearson,
     draws_of,
+    ols_slope,
+    points,
     quantile_ci,
     subkey,
 )
-from verification.core.protocol import TightnessCell
+from verification.core.protocol import TightnessCell, TightnessTable
 
 
 def ball_population(wk, wv, dim: int, radius: float):
@@ -132,3 +135,50 @@ def cells(mode: str) -> list[TightnessCell]:
     c = MODES[mode]
     return [TightnessCell(name, value, {**BASE, name: value, "draws": c["draws"]}, compute)
             for name in ("N", "B", "delta", "d") for value in c[name]]
+
+
+#: the columns of Theorem 3.2's table in ``summary.md``: the bound's two pieces beside it
+TABLE = TightnessTable(("parameter", "value", "bound", "rademacher_term", "deviation_term", "observed", "observed_lo",
+                        "observed_hi", "ratio", "violation_rate", "draws"))
+
+
+def fits(records: list[dict], bootstrap: Bootstrap) -> dict:
+    """The (1-δ)-quantile of the sup gap, the bound and its two pieces against N: log-log slopes (the
+    quantile's with a bootstrap CI, draws resampled within each cell)."""
+    n_cells = points(records, "N")
+    if len(n_cells) < 2:
+        return {}
+    ns = np.array([r["value"] for r in n_cells], float)
+    delta = n_cells[0]["spec"]["delta"]
+    qs = np.array([r["rows"][0]["observed"] for r in n_cells])
+    boot_q = np.empty((bootstrap.resamples, len(n_cells)))
+    for j, r in enumerate(n_cells):
+        g = np.sort(np.asarray(r["raw"]["gaps"]))
+        idx = bootstrap.indices("thm-3.2", g.size, j)
+        boot_q[:, j] = np.quantile(g[idx], 1 - delta, axis=1, method="inverted_cdf")
+    xs = np.log(ns)
+    lo, hi = bootstrap.ci([ols_slope(xs, np.log(np.maximum(b, 1e-300))) for b in boot_q])
+    pieces = {k: np.array([r["rows"][0][k] for r in n_cells]) for k in ("bound", "rademacher_term", "deviation_term")}
+    return {"thm-3.2": {"x": "log N", "y": "log (1-δ)-quantile of the sup gap", "N": ns.tolist(),
+                        "slope": ols_slope(xs, np.log(qs)), "slope_lo": lo, "slope_hi": hi,
+                        "bound_slope": ols_slope(xs, np.log(pieces["bound"])),
+                        "rademacher_term_slope": ols_slope(xs, np.log(pieces["rademacher_term"])),
+                        "deviation_term_slope": ols_slope(xs, np.log(pieces["deviation_term"])),
+                        "bootstrap": bootstrap.resamples, "level": 0.95, "delta": delta}}
+
+
+def figure(rows: list[dict], slopes: dict, plot) -> None:
+    """The quantile of the sup gap, the bound and its two pieces against N (log-log)."""
+    s = points(rows, "N")
+    if not s:
+        return
+    fig, ax = plot.subplots(figsize=(6.4, 4.4))
+    n = [r["value"] for r in s]
+    sl = slopes.get("thm-3.2", {})
+    plot.band(ax, s, f"(1-δ)-quantile of sup gap (slope {sl.get('slope', float('nan')):.2f})", "C0")
+    ax.plot(n, [r["bound"] for r in s], "k-", label=f"bound (slope {sl.get('bound_slope', float('nan')):.2f})")
+    ax.plot(n, [r["rademacher_term"] for r in s], "k--", label="Rademacher term 4BC(T+BC)/√N")
+    ax.plot(n, [r["deviation_term"] for r in s], "k:", label="deviation term (T+BC)²√(log(1/δ)/2N)")
+    plot.axes(ax, "N (demonstrations)", "sup_{‖W‖≤B} L(W) − L_N(W)  (squared value units)",
+              f"Theorem 3.2, δ={s[0]['quantity'].split('δ=')[-1]}, uniform ball d=3")
+    plot.save(fig)

@@ -8,15 +8,18 @@ The folder holds everything the suite knows about the statement: ``check.py`` (t
 from __future__ import annotations
 
 from verification.core.registry import register
-from verification.statements.thm_4_1 import check, search, tightness
+from verification.statements.thm_4_1 import check, margin, search, tightness
 
 
 @register
 class Theorem41(check.Theorem41):
     """Theorem 4.1, the distilled weights' bias is linear in MMD: the check of ``check.py`` with its hooks."""
 
+    false_alarm_margin = margin.MARGIN
     search_targets = staticmethod(search.targets)
     tightness_cells = staticmethod(tightness.cells)
+    tightness_fits = staticmethod(tightness.fits)
+    tightness_figures = staticmethod(tightness.figure)
 
     @staticmethod
     def certificate_claims(worst_case: dict) -> list:

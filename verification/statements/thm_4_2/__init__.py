@@ -8,15 +8,17 @@ The folder holds everything the suite knows about the statement: ``check.py`` (t
 from __future__ import annotations
 
 from verification.core.registry import register
-from verification.statements.thm_4_2 import check, search, tightness
+from verification.statements.thm_4_2 import check, margin, search, tightness
 
 
 @register
 class Theorem42(check.Theorem42):
     """Theorem 4.2, the bias propagates to predictions and the KD risk: the check of ``check.py`` with its hooks."""
 
+    false_alarm_margin = margin.MARGIN
     search_targets = staticmethod(search.targets)
     tightness_cells = staticmethod(tightness.cells)
+    tightness_figures = staticmethod(tightness.figure)
 
     @staticmethod
     def certificate_claims(worst_case: dict) -> list:

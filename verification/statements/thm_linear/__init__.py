@@ -8,13 +8,14 @@ The folder holds everything the suite knows about the statement: ``check.py`` (t
 from __future__ import annotations
 
 from verification.core.registry import register
-from verification.statements.thm_linear import check
+from verification.statements.thm_linear import check, margin
 
 
 @register
 class TheoremLinear(check.TheoremLinear):
     """The linear special case, dual form and one GD step: the check of ``check.py`` with its hooks."""
 
+    false_alarm_margin = margin.MARGIN
     @staticmethod
     def certificate_claims(worst_case: dict) -> list:
         from verification.statements.thm_linear import certificate  # here: python-flint is optional (certify)

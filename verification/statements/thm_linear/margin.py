@@ -1,0 +1,9 @@
+"""The linear special case's false-alarm margin (the ``false_alarm_margin`` hook; ``iclkd bench false-alarms``): which of its
+judged quantities, each over its violation threshold, the margin is made of."""
+
+from __future__ import annotations
+
+from verification.core.margins import ALREADY_A_RATIO, worst_over_tolerance
+from verification.core.protocol import Margin
+
+MARGIN = Margin(ALREADY_A_RATIO + "max error/tolerance over every case.", worst_over_tolerance)
