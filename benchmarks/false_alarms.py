@@ -20,7 +20,7 @@ Efficiency: the checks compile their programs once per process and per shape, an
 profile uses the same shapes, so all the seeds of one process run in that process (the first seed
 pays the compilation, the others reuse it). ``--jobs J`` runs J worker processes, each taking the
 next seed when it finishes one; under ``iclkd launch -n N`` seed ``j`` runs on process ``j mod N``
-(:func:`verification.distributed.distributed_map`) and the JSON report is the one-process report
+(:func:`verification.engine.distributed.distributed_map`) and the JSON report is the one-process report
 (timing fields aside). The JSON report is rewritten atomically after every seed (``complete:
 false`` until the end), so a long sweep that is stopped keeps what it measured.
 
@@ -342,7 +342,7 @@ def sweep(seeds: Sequence[int], ids: Sequence[str], profile: str, *, jobs: int =
 
 
 def add_arguments(p) -> None:
-    """The flags of ``iclkd bench false-alarms`` (``p``: a :class:`verification.command.Parser`)."""
+    """The flags of ``iclkd bench false-alarms`` (``p``: a :class:`verification.io.command.Parser`)."""
     from verification.core.model import PROFILES
     from verification.io.command import LazyChoices, check_ids, output_file, positive_int, seeds
 

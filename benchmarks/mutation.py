@@ -421,7 +421,7 @@ def select(args) -> tuple[list[Mutant], list[dict]]:
 
 
 def add_arguments(p) -> None:
-    """The flags of ``iclkd bench mutation`` (``p``: a :class:`verification.command.Parser`)."""
+    """The flags of ``iclkd bench mutation`` (``p``: a :class:`verification.io.command.Parser`)."""
     from verification.core.model import PROFILES
     from verification.io.command import (
         LazyChoices,

@@ -19,7 +19,7 @@ layer's attention sees (``attn_inputs``), with two kernels:
   ``k((x,p),(x',p')) = (x.x') exp((R(p)W^K_g x).(R(p')W^K_g x'))`` averaged over the 3
   key/value heads ``g``: the squared distance of the mean embeddings of
   ``x ⊗ phi(R(p) W^K x)``, computed by :func:`iclkd_jax.distilled_weight_difference` with
-  ``W^V = I`` and :func:`iclkd_jax.hs_norm` (as in ``thm-4.1-real``), in float64;
+  ``W^V = I`` and :func:`iclkd_jax.hs_norm` (as in ``thm-4.1@smollm2``), in float64;
   reported as ``log MMD^2`` (the exponentials span hundreds of orders of magnitude);
 * a Gaussian RBF kernel on the hidden states (median bandwidth), :func:`iclkd_jax.mmd2`.
 

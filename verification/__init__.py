@@ -11,7 +11,7 @@ folder per statement), ``search`` (the ascent engine), ``cases`` (case generatio
 extension protocol, the registry, errors, process identity, tolerances, keys, atomic outputs).
 
 Importing this package changes no global state. Verification runs in float64: the ``iclkd``
-entry point switches it on, and so does :func:`runner.run_check` for the duration of a check;
+entry point switches it on, and so does :func:`engine.runner.run_check` for the duration of a check;
 library users who compute with the suite's pieces themselves call :func:`enable_x64` (for the whole
 process) or use it as a context manager (restored on exit)::
 

@@ -21,7 +21,7 @@ Writing a check (docs/extending.md walks through a plugin that implements every 
                                tolerance=tol, tolerance_reason="why this tolerance")
 
 and run it with ``iclkd verify --plugin my_claim.py`` (``--self-test`` runs its mutants), or declare
-it as an entry point of the group ``iclkd.checks`` (:mod:`verification.plugins`).
+it as an entry point of the group ``iclkd.checks`` (:mod:`verification.engine.plugins`).
 
 Contents:
 
@@ -32,7 +32,7 @@ Contents:
   :func:`enable_x64`;
 * searching: :func:`explore` (Hypothesis cases, shrunk counterexamples) and :class:`Exploration`;
   worst-case search by gradient ascent (``iclkd search``): a check's ``search_targets()`` classmethod
-  returns :class:`SearchTarget` objects (protocol in :mod:`verification.adversary`), run by
+  returns :class:`SearchTarget` objects (protocol in :mod:`verification.search.ascent`), run by
   :func:`run_search`; constraint maps :func:`project_to_ball`, :func:`project_rows_to_ball`,
   :func:`project_to_spectral_ball`, :func:`project_to_box`, :func:`project_to_simplex`, :func:`simplex`,
   :func:`qr_isometry`, :func:`cayley`;

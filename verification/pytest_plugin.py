@@ -6,7 +6,7 @@ files and modules given with ``--iclkd-plugin`` (repeatable), and any check that
 ``conftest.py`` registers with :func:`verification.api.register`. They run beside the project's own tests
 (select them alone with ``-k iclkd`` or ``--iclkd-only ID ...``).
 
-The outcome is the verdict (:func:`verification.runner.run_check`, float64, an exception inside a check
+The outcome is the verdict (:func:`verification.engine.runner.run_check`, float64, an exception inside a check
 is status ``error``): ``holds``, ``survives`` and ``refuted`` pass (a refuted conjecture is the suite's
 finding, not a failure), ``violated`` and ``error`` fail with the check's summary as the message (and
 the traceback of an ``error``), ``inconclusive`` is skipped with its summary.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-#: the profiles of ``iclkd verify`` (verification.registry.PROFILES; listed here so that registering the
+#: the profiles of ``iclkd verify`` (verification.core.model.PROFILES; listed here so that registering the
 #: options imports nothing)
 PROFILES = ("smoke", "quick", "default", "thorough")
 

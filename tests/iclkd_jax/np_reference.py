@@ -1,7 +1,7 @@
 """Independent NumPy float64 references for the core library's tests.
 
 Written from docs/statements.md, not from the library: no JAX. The attention, operator and Taylor pieces are
-those of :mod:`verification.reference` (the suite's one independent reference). Every
+those of :mod:`verification.oracles.reference` (the suite's one independent reference). Every
 sum of exponentials is done in log space here too (``_logsumexp``), so the
 references stay exact for logits of +-1e3 in float64.
 """
@@ -23,13 +23,13 @@ def _logsumexp(a: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def attention_parts(wq, wk, wv, demos, context, queries) -> dict[str, np.ndarray]:
-    """Theorem 3.1 per query: :func:`verification.reference.attention_split` (the suite's one reference)."""
+    """Theorem 3.1 per query: :func:`verification.oracles.reference.attention_split` (the suite's one reference)."""
     context = np.zeros((0, np.shape(demos)[1])) if context is None else context
     return reference.attention_split(wq, wk, wv, demos, context, queries)
 
 
 def apply_representer(coef, values, keys, log_scale, z) -> np.ndarray:
-    """``exp(log_scale) sum_i c_i v_i exp(k_i . z)``: :func:`verification.reference.apply_representer`."""
+    """``exp(log_scale) sum_i c_i v_i exp(k_i . z)``: :func:`verification.oracles.reference.apply_representer`."""
     return reference.apply_representer(coef, values, keys, log_scale, z)
 
 

@@ -1,6 +1,6 @@
 """The llama forward pass on a tiny random model, against a NumPy float64 forward written here.
 
-The attention is the independent reference ``verification.reference.llama_head_attention``
+The attention is the independent reference ``verification.oracles.reference.llama_head_attention``
 (complex-number rotations, explicit loops); the rest of the block (RMSNorm, SwiGLU,
 residuals, tied read-out) is re-derived below in NumPy.
 """

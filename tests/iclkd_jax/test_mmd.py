@@ -245,7 +245,7 @@ def test_product_kernel_large_logits_float64(key, estimator):
 
 
 def _log_reference(kind, x, y, estimator, **params):
-    """The float64 log-space reference (``verification.reference.log_mmd2``): ``(value, log of sum|terms|)``."""
+    """The float64 log-space reference (``verification.oracles.reference.log_mmd2``): ``(value, log of sum|terms|)``."""
     from verification.oracles import reference as vref
     total = vref.log_mmd2(np.asarray(x, np.float64), np.asarray(y, np.float64), kind, estimator=estimator, **params)
     assert total.log_abs < np.log(np.finfo(np.float64).max)

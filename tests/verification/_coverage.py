@@ -34,11 +34,11 @@ OUTSIDE_STATEMENTS: dict[str, str] = {
                                         "(tests/verification/test_thm_3_2.py); used by the experiments",
     "iclkd_jax.distributions.student_t": "an unbounded (heavy-tailed) token law, refused by Theorem 3.2 like gaussian",
     "iclkd_jax.distributions.shift_family": "a family of token laws for the experiments and the tightness benchmark; "
-                                            "the checks build their shift cases in verification/shift_cases.py",
+                                            "the checks build their shift cases in verification/cases/shift_cases.py",
     "iclkd_jax.distributions.scale_family": "as shift_family: an input family, not a quantity",
     "iclkd_jax.distributions.mixture_weight_family": "as shift_family: an input family, not a quantity",
     "iclkd_jax.random.random_attention_weights": "draws random weights for examples and experiments; the checks draw "
-                                                 "theirs from verification/strategies.py",
+                                                 "theirs from verification/cases/strategies.py",
     # the trained Flax model of the experiments (docs/experiments.md), not a statement
     # spreading draws over devices: changes where, not what, is computed
     "iclkd_jax.sharding.device_mesh": "device plumbing; results are the same on 1 or N devices "
@@ -53,15 +53,15 @@ OUTSIDE_STATEMENTS: dict[str, str] = {
 EXERCISED_ELSEWHERE: dict[str, str] = dict.fromkeys(
     ("iclkd_jax.llama.apply_rope", "iclkd_jax.llama.config_shapes", "iclkd_jax.llama.llama_forward",
      "iclkd_jax.llama.rms_norm", "iclkd_jax.llama.rope_angles", "iclkd_jax.llama.validate_params"),
-    "iclkd verify --real-model smollm2 (thm-3.1a-real, thm-4.1-real; needs the llm extra and the model file; "
-    "tests/verification/test_real_smollm2.py)")
+    "iclkd verify --real-model smollm2 (thm-3.1a@smollm2, thm-4.1@smollm2; needs the llm extra and the model file; "
+    "tests/verification/test_smollm2.py)")
 
 #: public functions that compute a quantity of a statement but that no check calls yet: ``{name: what is missing}``
 NOT_YET_COVERED: dict[str, str] = {}
 
 
 def public_functions() -> dict[str, Callable]:
-    """``{"iclkd_jax.module.name": function}`` for every public function defined in a public module of ``iclkd_jax``.
+    """``{"iclkd_jax.<module>.<name>": function}`` for every public function defined in a public module of ``iclkd_jax``.
 
     Public: the name and its module have no leading underscore (re-exports by ``iclkd_jax/__init__``
     resolve to their defining module). Classes (results, weights, kernels as data) are not listed.

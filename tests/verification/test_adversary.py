@@ -1,4 +1,5 @@
-"""verification.adversary: constraint maps, the gradient search, its re-measurement, the CLI's JSON."""
+"""The search engine (verification.search, verification.engine.search): constraint maps, the gradient search, its
+re-measurement, the CLI's JSON."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Module boundaries: no check imports another check, no private name crosses a package."""
+"""Module boundaries: no statement imports another statement, no private name crosses a package."""
 
 import ast
 from pathlib import Path
@@ -25,19 +25,29 @@ def _sources():
         yield from sorted((REPO / package).rglob("*.py"))
 
 
-def _is_check_module(dotted: str) -> bool:
-    """``verification.checks.NAME`` with a public NAME (a private ``_helper`` module of the package is not a check)."""
+def _other_statement(dotted: str, folder: str) -> str | None:
+    """The statement folder that ``dotted`` (a module, or a name in one) belongs to, if it is not ``folder``."""
     parts = dotted.split(".")
-    return len(parts) == 3 and parts[:2] == ["verification", "checks"] and not parts[2].startswith("_")
+    if len(parts) >= 3 and parts[:2] == ["verification", "statements"] and parts[2] != folder:
+        return parts[2]
+    return None
 
 
-def test_no_check_imports_another_check():
+def test_no_statement_imports_another_statement():
+    """A statement's folder imports nothing of another statement's folder, except that a tightness sweep may run on
+    another statement's samples (its ``tightness`` module's stream name)."""
+    folders = sorted(p.parent for p in (REPO / "verification" / "statements").glob("*/__init__.py"))
+    assert len(folders) >= 10
     offenders = []
-    for path in sorted((REPO / "verification" / "checks").glob("*.py")):
-        for module, names in _imports(path):
-            targets = [module] + [f"{module}.{n}" for n in names]
-            if any(_is_check_module(t) for t in targets):
-                offenders.append(f"{path.relative_to(REPO)} imports {module} {names}")
+    for folder in folders:
+        for path in sorted(folder.glob("*.py")):
+            for module, names in _imports(path):
+                for target in [module] + [f"{module}.{n}" for n in names]:
+                    other = _other_statement(target, folder.name)
+                    shared_samples = path.name == "tightness.py" and module == f"verification.statements.{other}.tightness"
+                    if other and not shared_samples:
+                        offenders.append(f"{path.relative_to(REPO)} imports {module} {names}")
+                        break
     assert not offenders, offenders
 
 

@@ -1,4 +1,5 @@
-"""Certificates (verification/certificates.py): proven on true instances, a proven violation on planted bugs.
+"""Certificates (verification/engine/certify.py, each statement's certificate.py): proven on true instances, a proven
+violation on planted bugs.
 
 Instances are built here in NumPy (the checks' worst-case recorders are exercised by the
 CLI test): a random and an attained instance per bound, library outputs computed in

@@ -1,4 +1,4 @@
-"""Certified primitives (verification/certify.py) against an independent 60-digit Decimal reference.
+"""Certified primitives (verification/oracles/balls.py) against an independent 60-digit Decimal reference.
 
 Python's ``decimal`` module converts a float exactly and computes exp/ln/sqrt correctly
 rounded at any precision, so it is an oracle independent of Arb. Each primitive must

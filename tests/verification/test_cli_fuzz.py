@@ -1,5 +1,5 @@
 """The command line never loses a run: bad input to every subcommand gets one line and the documented
-exit status (verification.command.ExitStatus), before anything is computed; interrupted runs exit 130 and write
+exit status (verification.core.errors.ExitStatus), before anything is computed; interrupted runs exit 130 and write
 no report; the help of each subcommand lists what it runs.
 
 To cover a new subcommand or flag, add its bad inputs to ``BAD_INPUTS`` (argv, a fragment of the message).
@@ -79,7 +79,7 @@ BAD_INPUTS = [
     (["experiment", "mmd-shift", "--seed", "-3"], "seed must be in"),
     (["experiment", "mmd-shift", "--task", "poetry"], "invalid choice"),
     (["experiment", "all", "--json", "{tmp}/a.json"], "unrecognized arguments"),
-    # search (verification/adversary.py)
+    # search (verification/engine/search.py)
     (["search", "thm-4.1", "--budget", "-5"], "must be a positive integer"),
     (["search", "thm-4.1", "--budget", "0"], "must be a positive integer"),
     (["search", "thm-4.1", "--budget", "4"], "--budget must be >= 8"),
@@ -90,7 +90,7 @@ BAD_INPUTS = [
     (["search", "thm-4.1", "--plot", "{tmp}"], "is a folder"),
     (["search", "no-such-target"], "error"),
     (["search"], "ID is required"),
-    # launch (verification/distributed.py)
+    # launch (verification/engine/distributed.py)
     (["launch", "-n", "0", "--", "verify"], "must be a positive integer"),
     (["launch", "-n", "-2", "--", "verify"], "must be a positive integer"),
     (["launch", "-n", "two", "--", "verify"], "not an integer"),

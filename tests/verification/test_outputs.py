@@ -1,4 +1,4 @@
-"""verification.outputs: atomic writes (an interrupted write leaves the previous file or none), output paths
+"""verification.core.outputs: atomic writes (an interrupted write leaves the previous file or none), output paths
 checked before any work, one JSON convention."""
 
 from __future__ import annotations

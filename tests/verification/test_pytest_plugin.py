@@ -82,7 +82,7 @@ def test_project_own(project_value):
 
 def test_suite_not_imported_without_the_flag(request):
     if not request.config.getoption("iclkd"):
-        assert not {"jax", "iclkd_jax", "verification.checks", "verification.runner"} & set(sys.modules)
+        assert not {"jax", "iclkd_jax", "verification.statements", "verification.engine.runner"} & set(sys.modules)
 '''
 
 IDS = ("proj-log1p-holds", "proj-log1p-false")

@@ -136,6 +136,9 @@ def test_statement_text_reads_the_statements_document(tmp_path):
     assert "MMD" in statement.maths and "W̄(P)" in statement.words
     assert html.statement_text("thm-3.1b").title.startswith("Theorem 3.1(b)")
     assert html.statement_text("lemma-eta").title.startswith("Lemma: the learning-rate proxy")
+    # sections whose heading names neither the id nor a numbered statement: found by the check's folder
+    assert html.statement_text("lemma-features").title.startswith("Lemma: the feature maps converge")
+    assert html.statement_text("thm-linear").title.startswith("Special case: linear attention")
     assert html.statement_text("no-such-claim") is None
     other = tmp_path / "statements.md"
     other.write_text("| id | kind | statement |\n|---|---|---|\n| `my-claim` | lemma | `a ≤ b` |\n\n"
@@ -145,10 +148,37 @@ def test_statement_text_reads_the_statements_document(tmp_path):
                                                                                            "exceeds b.")
 
 
+def test_real_model_card_states_its_statement():
+    """A real-model check ``ID@MODEL`` is stated by the section of ``ID``."""
+    card = html.check_card({"id": "thm-4.1@minilm", "kind": "theorem", "status": "holds"}, plots=False)
+    assert "Theorem 4.1: the bias of the distilled weights is linear in MMD" in card
+    assert html.markdown_inline(html.statement_text("thm-4.1").maths) in card
+
+
+def test_cards_state_the_statement_without_the_statements_document(monkeypatch, tmp_path):
+    """An installed package has no docs/: each card states what its registered check states of itself."""
+    import verification.real_models.checks  # noqa: F401  (registers the real-model checks)
+    import verification.statements  # noqa: F401  (registers the statements)
+
+    in_checkout = html.check_card({"id": "thm-4.1", "kind": "theorem", "status": "holds"}, plots=False)
+    monkeypatch.setattr(html, "STATEMENTS_DOCUMENT", tmp_path / "absent.md")
+    assert html.statement_text("thm-4.1") is None
+    for cid, sentence in [("thm-4.1", "Theorem 4.1, the distilled weights&#x27; bias is linear in MMD"),
+                          ("thm-4.1@minilm", "Theorem 4.1, the distilled weights&#x27; bias is linear in MMD"),
+                          ("lemma-eta", "The learning-rate lemma, eta = N/(2D&#x27;) in log space")]:
+        card = html.check_card({"id": cid, "kind": "theorem", "status": "holds"}, plots=False)
+        statement = re.search(r'<div class="statement">(.*?)</div>', card).group(1)
+        assert f"<p><strong>{sentence} (docs/statements.md#" in statement, statement
+        assert html.html.escape(html.REGISTRY[cid].title) in statement
+    installed = html.check_card({"id": "thm-4.1", "kind": "theorem", "status": "holds"}, plots=False)
+    assert "Theorem 4.1: the bias" in in_checkout and "Theorem 4.1: the bias" not in installed
+    assert html.statement_html("no-such-claim", None, "my title") == '<div class="statement"><p>my title</p></div>'
+
+
 def test_real_model_figures_become_layer_by_head_heatmaps():
     pytest.importorskip("matplotlib", reason="the plots extra")
     layers, heads = 3, 4
-    check = {"id": "thm-4.1-real", "kind": "theorem", "status": "holds", "cases": 24, "worst": 0.5,
+    check = {"id": "thm-4.1@smollm2", "kind": "theorem", "status": "holds", "cases": 24, "worst": 0.5,
              "figures": {"layers": [0, 1, 2], "per_head_ratio": [[0.1 * (h + 1) for h in range(heads)]] * layers,
                          "ratio_by_layer_head_pair": [[[0.2, 0.4]] * heads] * layers,
                          "per_layer_head_rel_error": [[1e-15] * heads] * layers,

@@ -1,4 +1,4 @@
-"""verification.runner: the one wrapper of every check (registered or real-model): float64, timed, and an
+"""verification.engine.runner: the one wrapper of every check (registered or real-model): float64, timed, and an
 exception becomes status ``error`` with its summary; Ctrl-C is not swallowed."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Shared by thm-3.1a, thm-3.1b and lemma-eta: the library's single-example
 functions are traced once per ``(shape, dtype)`` under ``jax.vmap`` and ``jax.jit``, so the
 three checks reuse one compiled program per shape. Every quantity is compared with
-:mod:`verification.reference` (float64 NumPy, never the library) on the same inputs.
+:mod:`verification.oracles.reference` (float64 NumPy, never the library) on the same inputs.
 
 Round-off budget (per case and query row, ``u = eps(dtype)/2``; :func:`tolerances`):
 
@@ -93,7 +93,7 @@ def library_quantities(batch: AttentionBatch) -> dict[str, np.ndarray]:
 
 
 def reference_quantities(batch: AttentionBatch) -> dict[str, np.ndarray]:
-    """The same quantities from :mod:`verification.reference` (vectorised over the batch)."""
+    """The same quantities from :mod:`verification.oracles.reference` (vectorised over the batch)."""
     wq, wk, wv, demos, context, queries = batch.arrays
     split = reference.attention_split(wq, wk, wv, demos, context, queries)
     tokens = np.concatenate([demos, context], axis=1)
@@ -200,7 +200,7 @@ class SweepResult:
     ratios: list[np.ndarray] = dataclasses.field(default_factory=list)
 
     def case_quantiles(self, measure: str = "error / tolerance") -> dict:
-        """The distribution of the cases' error / tolerance (:func:`verification.registry.case_quantiles`)."""
+        """The distribution of the cases' error / tolerance (:func:`verification.core.model.case_quantiles`)."""
         return case_quantiles(np.concatenate(self.ratios) if self.ratios else np.zeros(0), measure, 1.0)
 
     def add(self, batch, measured: Measured, *, rows: int, describe: Callable[[int], dict]) -> None:

@@ -1,5 +1,5 @@
-"""The library's kernels and MMD estimators against :mod:`verification.reference` (docs/statements.md#conj-4-1, Theorem 4.1 and
-Conjecture 4.1'), used by conj-4.1.
+"""The library's kernels and MMD estimators against :mod:`verification.oracles.reference` (docs/statements.md#conj-4-1,
+Theorem 4.1 and Conjecture 4.1'), used by conj-4.1.
 
 Each function returns the largest disagreement in units of its round-off budget (<= 1 agrees):
 

@@ -13,7 +13,7 @@ Contents:
 * :class:`ShiftCase` and :func:`shift_cases`: the same cases built from Hypothesis-drawn parameters
   (edge cases and shrinking), as batches of one;
 * :func:`reference_weight_shift`: ``||ΔW||^2``, ``MMD_k^2`` (biased and unbiased) and ``||W^V||_op``
-  from :mod:`verification.reference`, with their conditions (:class:`ReferenceShift`);
+  from :mod:`verification.oracles.reference`, with their conditions (:class:`ReferenceShift`);
 * :func:`library_shift`: the library's side of Theorems 4.1 and 4.2 for a batch (one ``jax.vmap``-ed,
   jitted program per shape, shared by both checks), run in fixed-size chunks by :func:`map_batches`;
 * :func:`agreement`: the library-reference disagreement of a double sum in units of its round-off budget.
@@ -178,7 +178,7 @@ class ReferenceShift:
     """The reference side of Theorem 4.1 per case (arrays over the batch).
 
     Attributes:
-      dw: ``||ΔW||_HS^2`` (:class:`verification.reference.LogSum`).
+      dw: ``||ΔW||_HS^2`` (:class:`verification.oracles.reference.LogSum`).
       mmd2: biased ``MMD_k^2``; ``mmd2_unbiased``: the U-statistic (both LogSums).
       wv_op: ``||W^V||_op`` (SVD).
       max_logit: ``max_i ||W^K x_i||^2`` over both samples (bounds every ``|k_i . k_j|``).

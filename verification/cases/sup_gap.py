@@ -258,7 +258,7 @@ def clopper_pearson_lower(k: int, n: int, confidence: float = CONFIDENCE) -> flo
 
 
 def reference_population(pop: Population, wk, wv):
-    """:func:`population`'s moments recomputed by :mod:`verification.reference` from the same atoms or reference
+    """:func:`population`'s moments recomputed by :mod:`verification.oracles.reference` from the same atoms or reference
     sample: ``(E phi phi^T, E t phi^T, E||t||^2)`` and the number of tokens averaged (the summation-error scale)."""
     wk, wv = np.asarray(wk, np.float64), np.asarray(wv, np.float64)
     tokens = pop.samples
@@ -268,7 +268,7 @@ def reference_population(pop: Population, wk, wv):
 
 
 def reference_sup_gaps(tokens, n: int, wk, wv, population_moments, ball, *, cross_sign: float = 1.0) -> np.ndarray:
-    """Per draw, ``sup_{||W||_HS <= B} L - L_N`` by :func:`verification.reference.sup_gap` on the first ``n`` rows of
+    """Per draw, ``sup_{||W||_HS <= B} L - L_N`` by :func:`verification.oracles.reference.sup_gap` on the first ``n`` rows of
     ``tokens (draws, N_MAX, TOKEN_DIM)`` (the dense ``d_v m``-dimensional problem, the dual bisection)."""
     demos = np.asarray(tokens, np.float64)[:, :n]
     wk, wv = np.asarray(wk, np.float64), np.asarray(wv, np.float64)

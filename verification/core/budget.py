@@ -8,7 +8,7 @@ a Monte Carlo rate, a fitted slope, a permutation test's size) with some probabi
 
 and splits it by Bonferroni over every statistical judgement of every registered check for the run's
 profile (a union bound: no independence assumed): each check declares its judgements with
-:meth:`verification.registry.Check.statistical_judgements` (a count per kind of judgement for the profile,
+:meth:`verification.core.model.Check.statistical_judgements` (a count per kind of judgement for the profile,
 and whether it is one- or two-sided), and each single judgement runs at level
 ``alpha = FALSE_ALARM_BUDGET / (total count)``, a two-sided normal interval at ``z = Phi^{-1}(1 - alpha/2)``,
 a one-sided one at ``z = Phi^{-1}(1 - alpha)``. The levels multiply out to the budget:

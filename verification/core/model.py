@@ -15,7 +15,9 @@ theorem or lemma) or differs from the unmutated status (for a conjecture).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
+import sys
 import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
@@ -168,6 +170,8 @@ class Check:
       order: the check's place in the report (and in ``--list``): checks are sorted by ``(order, id)``. The
         built-in statements use their section of docs/statements.md (3.1 -> 310, ...); a check that declares
         none follows them, sorted by id.
+    The HTML report states each check's statement from docs/theorems.md where it can, else from
+    :meth:`stated`.
     """
 
     id: ClassVar[str]
@@ -178,6 +182,19 @@ class Check:
 
     def run(self, ctx: RunContext) -> CheckResult:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    @classmethod
+    def stated(cls) -> str:
+        """The statement in one sentence (Markdown), for a report that finds no section of docs/theorems.md for the
+        check: an installed package carries no docs/, a plugin has no section there.
+
+        By default the first paragraph of the docstring of the module that defines the class: for a built-in
+        statement its folder's docstring, which names the statement and its section of docs/statements.md; ""
+        without a docstring. A check may override it.
+        """
+        module = sys.modules.get(cls.__module__)
+        doc = inspect.getdoc(module) if module is not None else None
+        return " ".join(doc.split("\n\n")[0].split()) if doc else ""
 
     @classmethod
     def statistical_judgements(cls, profile: Profile) -> dict[str, Any]:

@@ -73,7 +73,7 @@ def certify_instance(check: str | type[Check], instance: dict | None, *, kind: s
 
 
 def certify_result(result) -> dict:
-    """The certificate of a :class:`~verification.registry.CheckResult` (its ``worst_case``; for a conjecture,
+    """The certificate of a :class:`~verification.core.model.CheckResult` (its ``worst_case``; for a conjecture,
     the counterexample it recorded there)."""
     return certify_instance(result.id, result.worst_case, kind=result.kind, status=result.status)
 

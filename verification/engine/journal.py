@@ -30,7 +30,7 @@ Not covered: the processor and ``XLA_FLAGS`` (float64 results can differ in the 
 machine types); resume on the kind of machine that started the run.
 
 Steps: a long check journals its independent steps on their own (:meth:`RunContext.checkpoint
-<verification.registry.RunContext.checkpoint>`, run by :func:`checkpoint`), under its unit's
+<verification.core.model.RunContext.checkpoint>`, run by :func:`checkpoint`), under its unit's
 fingerprint, so that a stopped check loses only the step in flight.
 
 Layout of a journal folder ``DIR`` (default: beside the report, ``REPORT.journal/``)::
@@ -52,7 +52,7 @@ journaled fingerprint equals its current one is reused; the others run, each wit
 changed: seed 0 -> 1`` for an entry left by an earlier run with other arguments, ``not journaled``).
 Results are assembled in the canonical order, reused and recomputed alike, and every unit draws its
 randomness from keys derived from the seed and its own id only, so the final report equals an
-uninterrupted run's, timing fields aside. In a multi-process run (:mod:`verification.distributed`)
+uninterrupted run's, timing fields aside. In a multi-process run (:mod:`verification.engine.distributed`)
 process 0 reads the journal and every process follows its plan (the agreement is also a barrier: no
 process writes an entry before all have planned), then the units left are dealt round robin.
 
@@ -598,7 +598,7 @@ def map_units(items: Sequence[T], compute: Callable[[T], R], *, journal: Journal
               wrap: Callable[[Iterable], Iterable] = lambda items: items, collective: bool = False) -> Iterator[R]:
     """``compute(item)`` for every item, in item order, through the journal (module docstring).
 
-    Without a journal: a plain loop, or :func:`verification.distributed.distributed_map` over several
+    Without a journal: a plain loop, or :func:`verification.engine.distributed.distributed_map` over several
     processes. With one: journaled results are reused (``decode(record)`` turns a record back into a
     result), the rest computed (item ``j`` of what is left by process ``j mod N``) and journaled one by
     one. ``wrap`` wraps the one-process loop (a progress bar). ``collective``: every process takes part
@@ -651,7 +651,7 @@ def _in_flight(journal: Journal, unit: Unit):
 def checkpoint(ctx, name: str, compute: Callable[[], Any]) -> Any:
     """One step of a check in flight, journaled on its own: ``compute()`` as plain JSON-compatible data.
 
-    What :meth:`RunContext.checkpoint <verification.registry.RunContext.checkpoint>` runs. A long check
+    What :meth:`RunContext.checkpoint <verification.core.model.RunContext.checkpoint>` runs. A long check
     (one looping over independent settings, each from its own key) calls it for each step; the steps of
     a unit that did not finish are reused by ``--resume`` under the unit's fingerprint (so only the step
     in flight is lost), and the unit itself is journaled as usual when it finishes. A step is named by

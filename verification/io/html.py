@@ -8,9 +8,11 @@ reference to anything outside the file, so it opens offline and can be attached 
 paper's supplement. Without matplotlib the page is written without plots and says so.
 
 What a page shows comes from the report data only, never from the runner: the dict that the JSON
-report is made from (:func:`verification.report.to_json`: ``profile``, ``seed``, ``versions``,
-``checks``: one :class:`~verification.registry.CheckResult` as a dict each), the self-test's outcomes,
-and the statements document (:func:`statement_text`), so the writers survive changes of the engine.
+report is made from (:func:`verification.io.report.to_json`: ``profile``, ``seed``, ``versions``,
+``checks``: one :class:`~verification.core.model.CheckResult` as a dict each), the self-test's outcomes,
+and the statements document (:func:`statement_text`), so the writers survive changes of the engine. Where the
+document is not at hand (an installed package carries no docs/) or has no section for a check (a plugin), a
+card states what the registered check states of itself (:meth:`~verification.core.model.Check.stated`).
 
 A verify page has a summary banner (counts of each verdict, seed, profile, versions, certificate
 statuses) and one card per check: the statement in words and in maths, verdict, cases, worst value
@@ -19,7 +21,7 @@ certificate with the widths of its balls, the mutants' kills (``--self-test``) a
 measured. The plot is chosen by the figures a check reports, not by its id, so a plugin check that
 reports the same figures gets the same plots:
 
-* ``per_case_quantiles`` ``{"measure", "values", "limit"}`` (:func:`verification.registry.case_quantiles`):
+* ``per_case_quantiles`` ``{"measure", "values", "limit"}`` (:func:`verification.core.model.case_quantiles`):
   the distribution over cases of the judged figure (for a bound, observed/bound), with its limit;
 * ``linear_growth`` (thm-4.1): growth exponents and slope ratios with their 95 % intervals;
 * ``per_kernel`` (conj-4.1): ``c_hat`` per kernel against the refutation threshold;
@@ -47,9 +49,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from verification.core.model import REGISTRY
 from verification.core.outputs import write_atomic
 
-#: the project's statements document: one section per statement, and a table of ids with each statement in maths
+#: the document the cards state the statements from (docs/theorems.md: one section per statement, in words with what
+#: the suite found, and a table of ids with each statement in maths); in a source checkout only
 STATEMENTS_DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "theorems.md"
 
 #: the ``<meta name=...>`` that marks a page written by this module (its content: the page's kind)
@@ -110,9 +114,9 @@ def statement_text(check_id: str, document: str | Path | None = None) -> Stateme
     """The statement of ``check_id`` in ``document`` (default :data:`STATEMENTS_DOCUMENT`), or None.
 
     The section is the first whose heading names the id or the statement (``Theorem 3.1(a)``), else the
-    first whose body names the check's module (``thm_3_1a.py``); the formula is the id's row of the
-    document's table (a ``| `id` | kind | statement | ...`` row). Point ``document`` at another file with the
-    same conventions to read the statements from there.
+    first whose body names the check's folder (``statements/thm_3_1a/``) or module (``thm_3_1a.py``); the
+    formula is the id's row of the document's table (a ``| `id` | kind | statement | ...`` row). Point
+    ``document`` at another file with the same conventions to read the statements from there.
     """
     path = Path(document) if document is not None else STATEMENTS_DOCUMENT
     if not path.is_file():
@@ -120,9 +124,9 @@ def statement_text(check_id: str, document: str | Path | None = None) -> Stateme
     sections, table = _sections(str(path), path.stat().st_mtime)
     patterns = [re.compile(p) for p in _aliases(check_id)]
     found = next(((h, b) for h, b in sections if any(p.search(h) for p in patterns)), None)
-    module = check_id.replace("-", "_").replace(".", "_") + ".py"
+    module = re.escape(check_id.replace("-", "_").replace(".", "_"))
     if found is None:
-        found = next(((h, b) for h, b in sections if re.search(rf"\b{re.escape(module)}\b", b)), None)
+        found = next(((h, b) for h, b in sections if re.search(rf"\b{module}(?:/|\.py\b)", b)), None)
     if found is None and check_id not in table:
         return None
     title, body = found if found is not None else (check_id, "")
@@ -514,7 +518,7 @@ table{border-collapse:collapse;font-size:.82rem;margin:6px 0}
 td,th{border:1px solid var(--line);padding:2px 6px;text-align:left;vertical-align:top}
 th{background:#f0f3f7;font-weight:600}
 td.n{text-align:right;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
-.facts td:first-child{color:var(--muted);white-space:nowrap}
+.facts td:first-child{color:var(--muted);white-space:nowrap}.facts td:last-child{overflow-wrap:anywhere}
 .scroll{overflow-x:auto;max-width:100%}
 figure{margin:8px 0}figure svg{display:block;max-width:100%;height:auto}
 figcaption{color:var(--muted);font-size:.8rem}
@@ -600,11 +604,19 @@ def figures_html(plots: Sequence[tuple[str, Any]], salt: str) -> str:
 
 
 def statement_html(check_id: str, statements: str | Path | None, title: str | None) -> str:
+    """The card's statement: its section of the statements document (a real-model check ``ID@MODEL``: the section
+    of ``ID``), else the sentence the registered check states (:meth:`Check.stated
+    <verification.core.model.Check.stated>`) above its title."""
     statement = statement_text(check_id, statements)
-    if statement is None and check_id.endswith("-real"):  # a real-model check of a statement of the suite
-        statement = statement_text(check_id.removesuffix("-real"), statements)
+    if statement is None and "@" in check_id:  # a statement of the suite on a real model
+        statement = statement_text(check_id.partition("@")[0], statements)
     if statement is None:
-        return f'<div class="statement"><p>{_e(title)}</p></div>' if title else ""
+        check = REGISTRY.get(check_id)
+        stated = check.stated() if check is not None else ""
+        title = title if title is not None or check is None else check.title
+        parts = ([f"<p><strong>{markdown_inline(stated)}</strong></p>"] if stated else []) + \
+            ([f"<p>{_e(title)}</p>"] if title else [])
+        return f'<div class="statement">{"".join(parts)}</div>' if parts else ""
     maths = f'<div class="maths">{markdown_inline(statement.maths)}</div>' if statement.maths else ""
     return (f'<div class="statement"><p><strong>{markdown_inline(statement.title)}</strong></p>{maths}'
             f"{markdown_paragraphs(statement.words)}</div>")

@@ -71,7 +71,7 @@ def _fmt(value: float | None) -> str:
 
 
 HEADER = ("id", "kind", "status", "cases", "worst", "measure", "tightness")
-#: the extra column of a run with ``--certify`` (verification/certificates.py)
+#: the extra column of a run with ``--certify`` (verification/engine/certify.py)
 CERTIFICATE_HEADER = "certificate"
 
 

@@ -35,7 +35,7 @@ INSTALL_HINT = "pip install 'iclkd-jax[certify]'"
 try:
     from flint import acb_mat, arb, arb_mat, ctx, fmpq, fmpq_mat
 except ImportError as err:  # pragma: no cover - exercised only without the extra
-    raise ImportError(f"verification.certify needs python-flint: {INSTALL_HINT}") from err
+    raise ImportError(f"verification.oracles.balls (iclkd verify --certify) needs python-flint: {INSTALL_HINT}") from err
 
 
 # ----------------------------------------------------------------------------------------

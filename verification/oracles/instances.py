@@ -157,7 +157,7 @@ class ShiftBalls:
 
 def bound_difference(s: ShiftBalls) -> Claim:
     """Theorem 4.1 as ``0 <= Σ_ij c_i c_j exp(k_i.k_j) x_i^T (R I - W^V^T W^V) x_j``, in exact rationals grouped by
-    exponent (:func:`verification.certify.exp_sum`), with ``R <= ||W^V||_op^2`` an exact Rayleigh quotient.
+    exponent (:func:`verification.oracles.balls.exp_sum`), with ``R <= ||W^V||_op^2`` an exact Rayleigh quotient.
 
     The sum is ``(R MMD_k^2 - ||ΔW||^2 / (2 eta)^2)`` and ``R MMD_k^2 <= ||W^V||_op^2 MMD_k^2``, so it being
     >= 0 proves ``||ΔW|| <= 2 eta ||W^V||_op MMD_k``. At an attained equality (``W^V^T W^V`` an exact multiple

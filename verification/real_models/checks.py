@@ -59,6 +59,11 @@ class RealModelCheck(Check):
         cls.order = cls.statement.order + 1000  # after every statement, in the statements' order
 
     @classmethod
+    def stated(cls) -> str:
+        """The statement this check instantiates on the model."""
+        return cls.statement.stated()
+
+    @classmethod
     def available(cls) -> str | None:
         """Why the check cannot run in this installation (the model or its extra is missing), or None."""
         try:

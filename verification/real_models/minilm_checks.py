@@ -5,8 +5,8 @@ the hidden states the model itself produces on the prompts (:meth:`MiniLM.layer_
 BERT's encoder in NumPy float64, checked against all-MiniLM-L6-v2's published sentence
 similarities in the tests); what follows describes one layer (layer 0 shown).
 
-Two checks, kind ``theorem``, outside the registry (they need the ``real`` extra
-and the model package; see :mod:`verification.minilm`):
+Two checks, kind ``theorem``, registered by :mod:`verification.real_models.checks` (they need the ``real``
+extra and the model package; see :mod:`verification.real_models.minilm`):
 
 ``thm-3.1a@minilm`` (docs/statements.md#thm-3-1a, Theorem 3.1(a)).
   Inputs: ICL prompts written here (sentiment, medical triage, programming
@@ -37,7 +37,7 @@ and the model package; see :mod:`verification.minilm`):
   Reported per head: ratio ``‖ΔW‖ / (2η‖W^V‖_op MMD)`` (must be <= 1) and
   tightness = its inverse. Both quadratic forms are also recomputed in NumPy.
 
-Mutants (``run(..., mutant=NAME)``) are deliberate bugs each check must catch.
+Mutants (``ctx.mutant``, listed by ``iclkd verify --list``) are deliberate bugs each check must catch.
 """
 
 from __future__ import annotations

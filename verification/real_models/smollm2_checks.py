@@ -17,7 +17,7 @@ logit and ``W^V z_j`` its value, exactly.
 lines, then a query line), tokenised by the model's tokenizer, positions from 0 (no
 BOS). For every layer, head and query position ``t`` of the query line:
 ``kd_decomposition(W, Z[demonstrations], Z[query line up to t], Z[t]).output`` against
-the reference :func:`verification.reference.llama_head_attention` (NumPy float64,
+the reference :func:`verification.oracles.reference.llama_head_attention` (NumPy float64,
 complex rotations, no iclkd_jax) at the same hidden states. Also measured: the
 forward pass's own per-head outputs against the same reference (the "mapping").
 Errors are relative to the head's ``max_j |v_j|``. Tolerance ``64 eps64 (1 + max|q||k|)``
@@ -26,7 +26,7 @@ capped at 1e-10.
 ``thm-4.1@smollm2`` (Theorem 4.1 on empirical measures, position-aware product kernel
 ``k((x,p),(x',p')) = (x.x') exp((R(p)W^K x).(R(p')W^K x'))``). Token samples: the
 hidden states of each layer at ``n`` seeded positions of plain text of three domains
-(movie reviews, medical notes, code; the sentences of :mod:`verification.real_model`).
+(movie reviews, medical notes, code; the sentences of :data:`verification.real_models.common.DOMAINS`).
 For every head ``h`` (teacher ``W^O_h W^V_g``, docs/statements.md#real-models "Multi-head with output
 projection") and pair of domains: ``ΔW`` by :func:`iclkd_jax.distilled_weight_difference`
 (``2 eta = 1``: both sides scale with eta) and ``||ΔW||_HS`` by :func:`iclkd_jax.hs_norm`;

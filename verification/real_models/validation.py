@@ -281,7 +281,7 @@ def validate_minilm(model) -> Validation:
     """MiniLM's tokenizer, per-layer states and sentence embedding against ``golden/minilm.npz`` (module docstring).
 
     Args:
-      model: a :class:`verification.minilm.MiniLM` (its ``encode`` and NumPy float64 encoder are validated).
+      model: a :class:`verification.real_models.minilm.MiniLM` (its ``encode`` and NumPy float64 encoder are validated).
     """
     meta, arrays = load_golden("minilm")
     u = float(np.finfo(np.float64).eps) / 2

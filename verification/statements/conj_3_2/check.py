@@ -13,7 +13,7 @@ with a percentile bootstrap CI (draws resampled within each ``N``). Also the slo
 ``O(log(1/δ)/N)`` term would need at each ``N`` (it grows like ``sqrt(N)``: no fixed constant works).
 
 Status: ``violated`` when the library's exact sup disagrees with the reference's
-(:func:`verification.sup_gap.reference_sup_gaps`) on any draw beyond round-off; ``inconclusive`` if the
+(:func:`verification.cases.sup_gap.reference_sup_gaps`) on any draw beyond round-off; ``inconclusive`` if the
 CI is wider than ``MAX_CI_WIDTH``; ``survives`` if it contains -1 or lies below -0.75 (the data are
 compatible with a deviation decaying about as fast as 1/N); ``refuted`` if it lies above -0.75 and meets
 [-0.65, -0.35] (the deviation decays like N^{-1/2}, which no O(log(1/δ)/N) term bounds

@@ -15,7 +15,7 @@ Cases: batches drawn with ``jax.random`` (:data:`SHAPES`; 𝒟 standard normal, 
 scale family 𝒟 is mirrored about 0 (rows ``x, -x``), so both means are exactly 0 in floating point and the
 linear kernel's MMD^2 is exactly 0, which ``--certify`` proves in rational arithmetic); every
 kernel evaluated on every case under one ``jax.vmap``-ed program per shape; the float64 reference
-(:mod:`verification.reference`, its own median heuristic) on the same cases. Hypothesis then searches
+(:mod:`verification.oracles.reference`, its own median heuristic) on the same cases. Hypothesis then searches
 pairs and shrinks the linear kernel's counterexample to a minimal one.
 
 Per kernel (a sub-verdict each, in ``figures["per_kernel"]``): ``refuted`` when a case has
@@ -26,7 +26,7 @@ the library's ``MMD_{k0}^2`` must equal the reference's on every case within ``6
 sum|terms| + sum_ij |w_ij| r_ij]`` (``r_ij`` the entry's round-off scale, which for the linear and product
 kernels includes the dot product's ``sum_d |x_d y_d|``: see :func:`mmd_agreement_units`), its median heuristic
 within ``64 eps``, its ``||ΔW||^2`` within thm-4.1's budget, and the largest ``c_hat`` is reported from both.
-Also compared with the reference (:mod:`verification.mmd_agreement`):
+Also compared with the reference (:mod:`verification.cases.mmd_agreement`):
 every kernel's Gram matrix (both forms), ``squared_distances`` (both branches), ``mmd``,
 ``mmd2_from_features``, and ``mmd_permutation_test`` (statistic, p-value, size under the null, power).
 
@@ -250,7 +250,7 @@ def mmd_agreement_units(library_value, total: ref.LogSum, worst_log, entry_round
     The first term is the double sum's own round-off, and the exponent's where a tile is shifted by a bound
     ``>= max|log k|`` (``exp(L - shift)`` is off by ``eps |shift|`` relative). ``entry_round_off`` is
     ``sum_ij |w_ij| r_ij / sum|terms|`` with ``r_ij`` the entry's round-off scale
-    (:func:`verification.mmd_agreement.gram_round_off_scale`): a linear or product kernel's entry carries its dot
+    (:func:`verification.cases.mmd_agreement.gram_round_off_scale`): a linear or product kernel's entry carries its dot
     product's ``eps sum_d |x_d y_d|``, which ``|k_ij|`` does not bound when the product cancels."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         diff = np.abs(np.asarray(library_value) * np.exp(-total.log_terms) - total.sign * np.exp(total.log_abs

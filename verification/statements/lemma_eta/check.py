@@ -8,7 +8,7 @@ and entropy ``log(N+M)``; sharp attention (one logit ahead by a gap g) has entro
 Measured: the library's ``log_partition``, ``log_eta``, ``log_eta_context`` and
 ``attention_entropy`` (:func:`iclkd_jax.kd_decomposition`, the compiled program shared with
 thm-3.1a/b), and the standalone :func:`iclkd_jax.log_partition` over all ``N + M`` tokens,
-against :mod:`verification.reference` in extended precision (``np.longdouble``) on the same
+against :mod:`verification.oracles.reference` in extended precision (``np.longdouble``) on the same
 (dtype-rounded) logits, two-sided; ``log eta_Q = -inf`` exactly when M = 0.
 Logits are exact by construction (``W^Q = W^K = [I_2 0; 0 0]``, query tokens ``e_1, e_2``, so a
 logit is one token coordinate). Vectorised: ``CHUNK`` cases per compiled call for each shape of
@@ -24,7 +24,7 @@ of ``eps |l|`` from each shifted logit, plus ``eps log(N+M)`` from the log of th
 the same budget times ``1 + log(N+M)``. A non-finite output where the reference is finite is an
 infinite error.
 
-``worst_case`` (keys of :mod:`verification.certificates`): ``logits (R, N+M)`` (one row per query of
+``worst_case`` (keys of :mod:`verification.statements.lemma_eta.certificate`): ``logits (R, N+M)`` (one row per query of
 the worst case, exact), ``n_demos``, ``n_context``, the library's ``log_partition``, ``log_eta``,
 ``log_eta_context`` (``-inf`` recorded as ``-inf``) and ``entropy`` (R,), and ``eps`` (the unit
 round-off of the dtype the library ran in); plus the attention inputs ``wq, wk, wv, demos, context,

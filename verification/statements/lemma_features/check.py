@@ -293,7 +293,7 @@ def _maps_program(key, u, z, *, dtype):
 
 
 def feature_maps_vs_reference(key, u, z) -> tuple[float, dict]:
-    """Every map's features and kernel against :mod:`verification.reference` on the same draw, both dtypes.
+    """Every map's features and kernel against :mod:`verification.oracles.reference` on the same draw, both dtypes.
 
     Tolerance per entry (``u`` = unit round-off of the dtype, inputs already rounded to it): positive
     features ``4 rho phi`` with ``rho = (d_k + 6) u (1 + max|Omega||u| + |u|^2)`` (the exponent's absolute

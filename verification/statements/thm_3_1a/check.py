@@ -4,7 +4,7 @@ Statement: ``Attn(x') = W_0 phi(q) + ΔW phi(q)`` with
 ``W_0 = (1/D') sum_{i<=N} v_i ⊗ phi(k_i)`` and ``ΔW = (1/D') sum_{j<=M} v'_j ⊗ phi(k'_j)``,
 ``D'`` the partition function over all N + M keys.
 
-Measured, per case and query row, each against :mod:`verification.reference` (float64 NumPy) on
+Measured, per case and query row, each against :mod:`verification.oracles.reference` (float64 NumPy) on
 the same (dtype-rounded) inputs, two-sided (``|library - reference| <= tolerance``):
 
 * the full attention :func:`iclkd_jax.softmax_attention` over ``[X_D; X_Q]`` against the reference
@@ -21,7 +21,7 @@ and d > d_k, N = 1, M = 0) in float64 and float32, weights ``N(0, s^2/d)`` with 
 [0.1, 6] (logits up to a few hundred), every draw from ``RunContext.key``; then Hypothesis
 cases (same shapes) through the same compiled programs, shrunk to a minimal case on failure.
 
-Tolerance: the round-off budget of :mod:`verification.attention_batch`, per dtype,
+Tolerance: the round-off budget of :mod:`verification.cases.attention_batch`, per dtype,
 derived from the sums of absolute terms of the logits and values (about 1e-13 relative in
 float64 for logits of a few hundred, 1e-4 in float32).
 
@@ -31,7 +31,7 @@ float64 (float32 cases converted exactly), and ``dtype_bits`` (64 or 32: the dty
 the library's outputs at that query, ``w0_out``, ``dw_out`` (from kd_decomposition) and ``op_out``
 (``W_0`` from attention_operators applied to ``phi(q)``), each ``(1, d_v)``; ``tolerance``: the
 check's budget for this case relative to ``max_j |v_j|`` (the keys of
-:mod:`verification.certificates`).
+:mod:`verification.statements.thm_3_1a.certificate`).
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class Theorem31a(Check):
             ctx, status=status, cases=result.cases, worst=result.worst, worst_label="max error/tolerance",
             tolerance=1.0,
             tolerance_reason="|library - reference| within the round-off budget of the logits and values per dtype "
-                             "(verification/attention_batch.py), two-sided, for softmax_attention, the split, the "
+                             "(verification/cases/attention_batch.py), two-sided, for softmax_attention, the split, the "
                              "operators and log ||W_0||_HS^2",
             figures=figures, counterexample=result.counterexample, worst_case=result.worst_case,
             summary=(f"{result.cases} cases: softmax_attention = W_0 phi(q) + "

@@ -4,7 +4,7 @@ Statement: ``W_0 = 0 − eta grad L_D(0)`` with ``eta = N/(2D')`` and
 ``grad L_D(0) = −(2/N) sum_i v_i ⊗ phi(k_i)``; likewise ``ΔW`` with ``eta_Q = M/(2D')``
 on the query context's loss.
 
-Measured, every quantity against :mod:`verification.reference` on the same inputs, two-sided:
+Measured, every quantity against :mod:`verification.oracles.reference` on the same inputs, two-sided:
 
 1. Kernel form (exact, vectorised: ``CHUNK`` cases per compiled call, 4 shapes x 2 dtypes, the
    program shared with thm-3.1a): ``log eta`` and ``log eta_Q`` of :func:`iclkd_jax.kd_decomposition`
@@ -12,7 +12,7 @@ Measured, every quantity against :mod:`verification.reference` on the same input
    ``distilled_weights(weights, X_D, log_eta=log eta)`` applied to ``phi(q)`` against the reference
    ``W_0 phi(q)`` (and the context's step with ``log eta_Q`` against ``ΔW phi(q)``); the teacher
    ``f_T(x_i) = W^V x_i`` (:func:`iclkd_jax.teacher`). Tolerance: the round-off budget of
-   :mod:`verification.attention_batch`.
+   :mod:`verification.cases.attention_batch`.
 2. Explicit features (vectorised too): for the Taylor map (order 8 at d_k = 2, 5 at d_k = 4), positive
    random features and trigonometric random features (m = 64, a fresh draw ``Omega, b`` per case,
    passed to the reference as arrays), in float64 and float32:
@@ -34,7 +34,7 @@ Measured, every quantity against :mod:`verification.reference` on the same input
 ``wv (d_v, d)``, ``demos (N, d)``, ``context (M, d)``, ``query (d,)``, ``dtype_bits``; the library's
 steps at that query ``w0_out`` (``−eta grad L_D(0)`` applied to ``phi(q)``) and ``dw_out`` (the
 context's), each ``(1, d_v)``; ``log_eta`` (the library's ``log eta`` at that query) and ``tolerance``
-relative to ``max_j |v_j|`` (the keys of :mod:`verification.certificates`).
+relative to ``max_j |v_j|`` (the keys of :mod:`verification.statements.thm_3_1b.certificate`).
 """
 
 from __future__ import annotations
@@ -360,7 +360,7 @@ class Theorem31b(Check):
         return self.result(
             ctx, status=status, cases=result.cases + explicit_cases, worst=max(result.worst, explicit_worst),
             worst_label="max error/tolerance", tolerance=1.0,
-            tolerance_reason="kernel form: round-off budget of the logits and values (verification/attention_batch.py); "
+            tolerance_reason="kernel form: round-off budget of the logits and values (verification/cases/attention_batch.py); "
                              "explicit maps: 4 (rho + (N + d + 4) u) times the sum of absolute terms, rho the "
                              "feature's relative round-off; Taylor step: Lagrange remainder + round-off",
             tightness=tightness if np.isfinite(tightness) else None, figures=figures, counterexample=counterexample,

@@ -88,7 +88,7 @@ DENSE_DRAWS = 4
 
 
 def mutated_bound(b, c, t, n, mutant=None):
-    """:func:`verification.sup_gap.theorem_bound` with this check's mutants of the bound applied."""
+    """:func:`verification.cases.sup_gap.theorem_bound` with this check's mutants of the bound applied."""
     s = t + b * c
     if mutant == "no-deviation-0.4":
         return 0.4 * b * c * s / np.sqrt(n)
@@ -167,7 +167,7 @@ def law_moment_z(setting: Setting, pop) -> float:
 
 def dense_agreement(tokens, setting: Setting, wk, wv, pop_ref) -> float:
     """``ik.max_quadratic_on_ball`` on the dense Kronecker problem of a few draws (built by the reference), and on
-    hard-case variants of them, against :func:`verification.reference.ball_maximum`, in units of
+    hard-case variants of them, against :func:`verification.oracles.reference.ball_maximum`, in units of
     ``64 eps (1 + R^2 ||a|| + 2 R ||b||)``."""
     demos = np.asarray(tokens, np.float64)[:, :setting.n]
     wk, wv = np.asarray(wk, np.float64), np.asarray(wv, np.float64)

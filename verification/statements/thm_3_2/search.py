@@ -153,7 +153,7 @@ def targets(atoms=ATOMS, n=N_DEMOS, draws=SEARCH_DRAWS) -> list[SearchTarget]:
                 "weights": pi.tolist(),
                 "reference_max_relative_difference": float(np.max(np.abs(gaps[:REFERENCE_DRAWS] - ref_gaps) / scale)),
                 "solver_guard_ok": bool(np.all(res.probe <= gaps + 64 * np.finfo(np.float64).eps * (1 + res.scale))),
-                "measured_by": "verification.sup_gap.sup_gaps on fresh draws (first draws against reference.sup_gap)"}
+                "measured_by": "verification.cases.sup_gap.sup_gaps on fresh draws (first draws against reference.sup_gap)"}
 
     def describe(p):
         out = as_lists(p)

@@ -8,10 +8,10 @@ with the biased (V-statistic) MMD; exact for empirical measures, with equality w
 ``W^V^T W^V = ||W^V||_op^2 I`` on the span of the tokens.
 
 Cases: batches of one shape drawn with ``jax.random`` from ``ctx.key``
-(:func:`verification.shift_cases.draw_shift_batches`: logits ``||W^K x||^2`` up to a few hundred,
+(:func:`verification.cases.shift_cases.draw_shift_batches`: logits ``||W^K x||^2`` up to a few hundred,
 ``log eta`` in [-5, 5]), each with its attained counterpart (isometric W^V on the tokens' span);
 the library evaluated under ``jax.vmap`` (one compiled program per shape), the float64 reference
-(:mod:`verification.reference`) batched in NumPy. Then Hypothesis over the same construction
+(:mod:`verification.oracles.reference`) batched in NumPy. Then Hypothesis over the same construction
 (edge cases, shrinking to a minimal failing case).
 
 Judged per case (each a violation of this check):
@@ -42,11 +42,11 @@ exponents are reported with 95 % t-intervals over the draws (descriptive: not ju
 
 Tolerance: ``||ΔW||^2`` and ``MMD^2`` are double sums of at most 169 terms whose logits carry a relative
 error of a few eps each: library and reference must agree within
-``64 eps (1 + max logit) sum|terms|`` (:func:`verification.shift_cases.agreement`); the ratio within
+``64 eps (1 + max logit) sum|terms|`` (:func:`verification.cases.shift_cases.agreement`); the ratio within
 ``64 eps (cond_HS + cond_MMD + 1)(1 + max logit)`` with the reference's conditions; ``||W^V||_op``
 within ``64 eps ||W^V||_op`` (SVD is backward stable). The ratio tolerance is a first-order bound, rigorous
 while ``u cond <= 1/2`` for both sums (``u = 64 eps (1 + max logit)``;
-:func:`verification.shift_cases.resolved_intervals` derives it). Past that the sum is below its round-off
+:func:`verification.cases.shift_cases.resolved_intervals` derives it). Past that the sum is below its round-off
 resolution (the library's ``MMD^2`` may be <= 0 at round-off, and a bound of exactly 0 would make a true case look
 violated): the case is judged instead on the absolute intervals ``lib +- u sum|terms|``, the smallest ``||ΔW||``
 over the largest bound they allow (times ``1 + u``) <= 1, one-sided and true at any conditioning; its ``ratio`` is

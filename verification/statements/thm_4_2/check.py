@@ -16,11 +16,11 @@ support (the smallest constants the statement allows: the strongest test); B is 
 library HS norms.
 
 Cases: (a) random heads on independent samples: batches of the shapes of thm-4.1 drawn with
-``jax.random`` (:func:`verification.shift_cases.draw_shift_batches`), ``m`` fresh standard normal queries;
+``jax.random`` (:func:`verification.cases.shift_cases.draw_shift_batches`), ``m`` fresh standard normal queries;
 (b) the attained configuration (``d = 4``, ``W^K = [A, 0]``, ``W^V = [0, s O]``, 𝒟 = {(a, 0)}, 𝒬 = {(a, -rho u)},
 query = reference = {(a, u)}, ``eta = exp(-||A a||^2)/2``), drawn in batches too: (i) is an equality there
 (both inequalities) and (ii) has ratio exactly ``(2 + rho)/(2 + 2 rho)``. The library runs under ``jax.vmap``
-(:func:`verification.shift_cases.library_shift`, the program thm-4.1 compiles, shared), the float64
+(:func:`verification.cases.shift_cases.library_shift`, the program thm-4.1 compiles, shared), the float64
 reference batched in NumPy. Hypothesis adds edge cases of (a) with shrinking.
 
 Judged per case (each a violation): the library equals the reference (prediction shifts, both KD risks,
@@ -33,13 +33,13 @@ Tolerance: the prediction difference is a difference of two kernel sums, each wi
 tolerance of ``||ΔW||`` and MMD (thm-4.1), and for the risk the relative error ``u cond_B`` of ``B`` (its one-step
 norms are double sums too; ``u = 64 eps (1 + max logit)``). Library and reference agree within the same absolute
 budgets. These relative tolerances are first-order bounds, rigorous while every ``u cond <= 1/2``
-(:func:`verification.shift_cases.resolved_intervals` derives it); past that a double sum is below its round-off
+(:func:`verification.cases.shift_cases.resolved_intervals` derives it); past that a double sum is below its round-off
 resolution (its library value may even be <= 0, and a bound of exactly 0 would make a true inequality look
 failed), so the case is judged on absolute intervals instead, one-sided and with no tolerance:
 ``max(observed - its budget, 0)`` over the bound from ``lib + u sum|terms|`` of ``||ΔW||^2``, ``MMD^2`` and ``B^2``
 (times ``1 + u`` for ``||W^V||_op``, ``eta`` and ``phi``). That holds for every true case at any conditioning;
 ``figures["cases_below_round_off_resolution"]`` counts such cases. Norms of predictions are taken in log space or
-scaled by their largest entry (:func:`verification.reference.vector_norm`): a shift of ``3e165`` is in range, its
+scaled by their largest entry (:func:`verification.oracles.reference.vector_norm`): a shift of ``3e165`` is in range, its
 squared entries are not. Cases that the float64 library cannot represent (a KD risk or a query's prediction beyond
 float64, :func:`outside_float64_range`) are rejected by the generator, counted in ``figures["rejected_cases"]``.
 
@@ -135,11 +135,11 @@ def outside_float64_range(cases: Cases42) -> dict[str, np.ndarray]:
 
     The library's ``L(W̄(P)) = mean_r ||t_r - f_S(x_r)||^2`` (``t_r = W^V x_r``) sums ``R`` squared residuals before
     dividing by ``R``; each residual is at most ``T + A`` with ``T = max_r ||t_r||`` and ``A`` the largest
-    :func:`~verification.shift_cases.reference_prediction_scale` over the risk's sample (``>= ||f_S||``), so every
+    :func:`~verification.cases.shift_cases.reference_prediction_scale` over the risk's sample (``>= ||f_S||``), so every
     intermediate is at most ``R (T + A + B)^2`` (``B`` the same for the other sample; the risk tolerance is
     ``64 eps (1 + logit)`` times that, far less). A case with ``2 R (T + A + B)^2`` beyond float64 (the factor 2
     for round-off) is outside what the float64 library can represent. The logits are capped at 500
-    (:data:`~verification.shift_cases.MAX_LOGIT`) but ``eta`` up to ``e^5`` and the square take the risk to ``e^1000``.
+    (:data:`~verification.cases.shift_cases.MAX_LOGIT`) but ``eta`` up to ``e^5`` and the square take the risk to ``e^1000``.
 
     The predictions at the queries, ``f_S(x; W̄(𝒬))`` and ``f_S(x; W̄(𝒟))``, are returned as vectors too: their
     entries and their difference are at most ``A_x + B_x`` (the same scales at the query ``x``), so a case with

@@ -13,7 +13,7 @@ Statements:
    ``W_init`` is random (never 0): from 0 the query's y-part is 0 and a key that
    wrongly includes y could not be told apart.
 
-Measured, two-sided against :mod:`verification.reference` (float64 NumPy: the dual form, the
+Measured, two-sided against :mod:`verification.oracles.reference` (float64 NumPy: the dual form, the
 gradient, the GD step and the LSA layer built block by block from the construction): the library's
 ``linear_attention``, ``(W_0 + ΔW) q`` from ``linear_dual_weights``, ``W_0`` and ``−(N/2) grad L_D(0)``;
 ``lsa_layer`` (with ``von_oswald_weights``, ``lsa_tokens``, ``lsa_query_tokens``, ``lsa_prediction``),
@@ -28,7 +28,7 @@ max(|W^V||x_j|) (|W^K||x_j|).(|W^Q||x'|)`` entrywise absolute, resp. ``max(|W_in
 sum_i (|W_init||x_i| + |y_i|) |x_i|.|x_q|)``), so errors are measured relative to ``S`` and judged
 against ``8 (n + d) eps``: no conditioning enters, because it is already in ``S``.
 
-``worst_case`` (keys of :mod:`verification.certificates`): ``wq, wk, wv, demos, context, queries``,
+``worst_case`` (keys of :mod:`verification.statements.thm_linear.certificate`): ``wq, wk, wv, demos, context, queries``,
 the library's ``attention_out`` and ``dual_out (Q, d_v)``; ``xs (N, d_x), ys (N, d_y), xq (Q, d_x),
 w_init (d_y, d_x), learning_rate``, the library's ``prediction`` (LSA) and ``gd (Q, d_y)``; ``eps``
 and ``dtype_bits``.
