@@ -1,43 +1,16 @@
 """Coverage of the library by the verdicts: the smoke profile of ``iclkd verify``, run under a call
 tracer in a fresh process (no jit cache can hide a call), calls every public function of ``iclkd_jax`` that computes
-a quantity of a statement; the others are listed, with a reason, in tests/verification/_coverage.py."""
+a quantity of a statement; the others are listed, with a reason, in tests/verification/_coverage.py. The run
+(tests/verification/_smoke_run.py) also writes the reports that tests/verification/test_reports.py reads."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import _coverage as coverage
-
-REPO = Path(__file__).resolve().parents[2]
-
-_PROBE = r"""
-import json, sys
-import jax
-if sys.argv[1] != "off":
-    jax.config.update("jax_compilation_cache_dir", sys.argv[1])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
-import verification
-import _coverage as coverage
-verification.enable_x64()
-with coverage.trace_calls() as calls:  # before the checks are imported: their import-time calls count too
-    from verification.engine import runner
-    from verification.engine.plugins import all_checks
-    import verification.statements  # noqa: F401
-    results = runner.run_checks(list(all_checks()), profile="smoke")
-print(json.dumps({"calls": dict(calls), "statuses": {r.id: r.status for r in results}}))
-"""
+from _smoke_run import smoke_run
 
 
-def test_every_public_function_is_exercised_or_listed():
-    cache = os.environ.get("ICLKD_CACHE_DIR", str(REPO / ".jax_cache"))
-    proc = subprocess.run([sys.executable, "-c", _PROBE, cache], cwd=REPO, capture_output=True, text=True,
-                          timeout=900, env={**os.environ, "PYTHONPATH": os.pathsep.join((str(REPO), str(Path(__file__).parent)))})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run = json.loads(proc.stdout.strip().splitlines()[-1])
+def test_every_public_function_is_exercised_or_listed(tmp_path_factory):
+    _, run = smoke_run(tmp_path_factory)
     assert "error" not in run["statuses"].values(), run["statuses"]
     public = set(coverage.public_functions())
     called = set(run["calls"])

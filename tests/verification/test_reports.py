@@ -1,7 +1,8 @@
 """The HTML report and the JUnit XML (verification/io/html.py, verification/io/junit.py), looked at as a reader
 and a CI system would.
 
-One smoke-profile ``iclkd verify --html --junit-xml --json`` run feeds the module: its page is opened in
+One smoke-profile ``iclkd verify --html --junit-xml --json`` run feeds the module (the one that
+tests/verification/test_coverage.py traces, made once per pytest run by tests/verification/_smoke_run.py): its page is opened in
 real headless Chromium (the Debian package ``chromium``, installed by .ci/run) through the DevTools
 protocol, at 1280 px and at phone width: it must render with no console error and no network request,
 show every check's card, give every plot a non-zero size, not overflow a phone's width, and its
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pytest
 from _chromium import Chromium, file_url, find_chromium
+from _smoke_run import smoke_run
 
 from verification import cli
 from verification.io import html, junit
@@ -36,14 +38,11 @@ SCHEMA = os.environ.get("ICLKD_JUNIT_XSD", "")
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    """``iclkd verify --profile smoke`` with every report: ``(folder, report dict)``."""
-    out = tmp_path_factory.mktemp("smoke-report")
-    (out / "tightness.html").write_text(html.figures_page(kind="tightness", title="iclkd bench tightness", meta="",
-                                                          sections=[], plots=False))
-    status = cli.main(["verify", "--profile", "smoke", "--no-progress", "--json", str(out / "r.json"),
-                       "--html", str(out / "r.html"), "--junit-xml", str(out / "r.xml")])
-    assert status == 0
-    return out, json.loads((out / "r.json").read_text())
+    """``iclkd verify --profile smoke`` with every report: ``(folder, report dict)`` (the run the coverage test traces,
+    tests/verification/_smoke_run.py; the folder also holds a sibling page, ``tightness.html``)."""
+    folder, run = smoke_run(tmp_path_factory)
+    assert run["status"] == 0
+    return folder, json.loads((folder / "r.json").read_text())
 
 
 def _validate(path: Path) -> None:
