@@ -214,16 +214,24 @@ COMPONENTS = {
 }
 
 
-def _assert_no_false_alarm(profile: str, seed_list: list[int]) -> None:
+def _sweep_checks() -> tuple[list[str], list[str]]:
+    """The registered checks split into the statements' own checks and the real-model ones."""
     from verification.engine.plugins import all_checks
 
-    ids = list(all_checks())
+    checks = all_checks()
+    real = [cid for cid, check in checks.items() if protocol.offers(check, "real_model")]
+    return [cid for cid in checks if cid not in real], real
+
+
+def _assert_no_false_alarm(profile: str, seed_list: list[int], ids: list[str]) -> None:
+    from verification.engine.plugins import all_checks
+
     report = fa.build_report(fa.sweep(seed_list, ids, profile), profile=profile, seeds=seed_list, ids=ids,
                              commit="test", elapsed_s=0.0)
     assert report["violated"] == 0 and report["error"] == 0, fa.table(report)
     # every built-in check has its own margin, read from every figure it is made of, at every seed it judged
     offering = {cid for cid in ids if protocol.offers(all_checks()[cid], "false_alarm_margin")}
-    assert set(COMPONENTS) == offering
+    assert offering == set(COMPONENTS) & set(ids)
     for seed_run in report["seed_runs"]:
         for run in seed_run["runs"]:
             if run["id"] in COMPONENTS and run["status"] != "inconclusive":
@@ -233,11 +241,17 @@ def _assert_no_false_alarm(profile: str, seed_list: list[int]) -> None:
 # The issue's CI sweep: a proven statement is never violated and no check raises, at seeds other than the
 # README's 0. All the seeds run in this process, so the programs compiled at the first are reused
 # (quick: ~3 s a seed once compiled). Before the fixes of thm-4.1 (growth tolerance) and thm-4.2
-# (reference overflow) it failed at quick seeds 4 and 5.
+# (reference overflow) it failed at quick seeds 4 and 5. The real-model checks cost several times a statement
+# check per seed (thousands of per-head calls) and take from the seed only the order of their demonstrations and
+# their token samples, so they sweep two of the six seeds; `iclkd bench false-alarms` sweeps them at every seed.
 def test_small_sweep_of_the_quick_profile_has_no_false_alarm():
-    _assert_no_false_alarm("quick", list(range(1, 7)))
+    statements, real = _sweep_checks()
+    assert set(COMPONENTS) <= set(statements)
+    _assert_no_false_alarm("quick", list(range(1, 7)), statements)
+    _assert_no_false_alarm("quick", [1, 2], real)
 
 
 @pytest.mark.slow  # the default profile: ~30 s a seed once compiled, ~60 s for the first
 def test_small_sweep_of_the_default_profile_has_no_false_alarm():
-    _assert_no_false_alarm("default", [1, 2])
+    statements, real = _sweep_checks()
+    _assert_no_false_alarm("default", [1, 2], statements + real)
