@@ -159,10 +159,14 @@ def machine_rates(*, matmul_size: int = 1536, exp_count: int = 1 << 24, stream_b
       the exp), or of an in-cache ``(512, 512)`` tile; and in-place ``exp`` of an in-cache
       tile in NumPy and PyTorch;
     * ``read_bytes_per_s``: bytes per second of ``sum`` over a large float32 array
-      (memory-bound work, e.g. the linear-time MMD from features).
+      (memory-bound work, e.g. the linear-time MMD from features), and ``read_rates``:
+      ``{working set in bytes: bytes per second}`` of sums over arrays of several sizes
+      (:data:`READ_SIZES`, in the caches, and the large one), the highest of JAX and NumPy,
+      for :func:`read_rate`: a 5 MB input that sits in the last-level cache is read faster
+      than DRAM allows, so a DRAM rate is no floor for it.
 
     The names of the winning formulations are kept under ``"how"``. ``light``: only the in-cache
-    tile formulations (the ones that win on this machine), for the measurements between rows;
+    formulations (the ones that win on this machine), for the measurements between rows;
     its ``read_bytes_per_s`` is 0 (not measured: the highest over the run comes from a full one).
     """
     from benchmarks._perf_peers import cpu_threads
@@ -205,17 +209,68 @@ def machine_rates(*, matmul_size: int = 1536, exp_count: int = 1 << 24, stream_b
                                    "in-cache tile (jax)": lambda: rate(in_cache, block, float(repeats * side * side)),
                                    **{f"in-cache tile ({name})": (lambda r=r: r[1]) for name, r in peer.items()}})
         rates[dtype] = {"matmul_flops": flops, "exp_per_s": exps, "how": {"matmul": flops_how, "exp": exps_how}}
+    read = _read_rates([size for size in READ_SIZES if size < stream_bytes], light)
     if light:
         for dtype in rates:
             rates[dtype]["read_bytes_per_s"] = 0.0
+            rates[dtype]["read_rates"] = dict(read)
         return rates
     big = jnp.ones((stream_bytes // 4,), jnp.float32)
     total = jax.jit(jnp.sum)
     jax.block_until_ready(total(big))
     t_read = best_time(lambda: total(big), repeats=3, budget_s=3.0)
+    read[stream_bytes] = max(read.get(stream_bytes, 0.0), stream_bytes / t_read)
     for dtype in rates:
         rates[dtype]["read_bytes_per_s"] = stream_bytes / t_read
+        rates[dtype]["read_rates"] = dict(read)
     return rates
+
+
+#: working sets (bytes) of the in-cache read rates: one core's L2 and a part of the last-level cache
+READ_SIZES = (1 << 18, 1 << 22)
+
+
+def _read_rates(sizes, light: bool) -> dict[int, float]:
+    """``{bytes: bytes per second}``: a float32 array of each size summed ``repeats`` times in cache, by JAX and by NumPy.
+
+    JAX: a ``fori_loop`` of sums, each of the array times a loop-dependent factor (so that XLA
+    cannot hoist the sum out of the loop), on every core; NumPy: ``np.sum`` in a loop, one core.
+    The highest of the two.
+    """
+    import numpy as np
+    out = {}
+    for size in sizes:
+        count = size // 4
+        repeats = max((1 << 26) // size, 1)
+        array = jnp.ones((count,), jnp.float32)
+        summed = _reused(("read", size, repeats), lambda repeats=repeats: jax.jit(lambda a: jax.lax.fori_loop(
+            0, repeats, lambda i, acc: acc + jnp.sum(a * (1.0 + i * 1e-7)), jnp.zeros((), jnp.float32))))
+        jax.block_until_ready(summed(array))
+        host = np.ones(count, np.float32)
+
+        def numpy_sums(host=host, repeats=repeats):
+            for _ in range(repeats):
+                host.sum()
+        work = float(size) * repeats
+        timing = {"repeats": 3 if light else 5, "budget_s": 1.0 if light else 2.0}
+        out[size] = max(work / best_time(lambda summed=summed, array=array: summed(array), **timing),
+                        work / best_time(numpy_sums, **timing))
+    return out
+
+
+def read_rate(rates: dict, dtype: str, bytes_read: float) -> float:
+    """The read rate of a working set of ``bytes_read`` bytes: the rate measured for the largest working set not larger.
+
+    Reading gets slower as the working set leaves each cache, so the rate measured at the next
+    smaller size is at least the rate at this one: a floor. Below the smallest size measured,
+    that size's rate; rates without ``read_rates`` (older reports): ``read_bytes_per_s``.
+    """
+    r = rates[dtype]
+    measured = sorted((int(size), rate) for size, rate in r.get("read_rates", {}).items() if rate > 0)
+    if not measured:
+        return r["read_bytes_per_s"]
+    below = [rate for size, rate in measured if size <= bytes_read]
+    return below[-1] if below else measured[0][1]
 
 
 def fastest_rates(*measured: dict) -> dict:
@@ -232,10 +287,16 @@ def fastest_rates(*measured: dict) -> dict:
             out[dtype][quantity] = best[dtype][quantity]
             if how:
                 out[dtype]["how"][how] = best[dtype]["how"][how]
+        read: dict[int, float] = {}
+        for r in measured:
+            for size, rate in r[dtype].get("read_rates", {}).items():
+                read[int(size)] = max(read.get(int(size), 0.0), rate)
+        out[dtype]["read_rates"] = read
     return out
 
 
 def limit_seconds(rates: dict, dtype: str, *, flops: float = 0.0, exps: float = 0.0, bytes_read: float = 0.0) -> float:
-    """The machine-limit time: ``flops / F + exps / E + bytes / BW`` at the measured rates."""
+    """The machine-limit time: ``flops / F + exps / E + bytes / BW`` at the measured rates (``BW`` by :func:`read_rate`)."""
     r = rates[dtype]
-    return flops / r["matmul_flops"] + exps / r["exp_per_s"] + bytes_read / r["read_bytes_per_s"]
+    return (flops / r["matmul_flops"] + exps / r["exp_per_s"]
+            + (bytes_read / read_rate(rates, dtype, bytes_read) if bytes_read else 0.0))
