@@ -259,18 +259,21 @@ def _read_rates(sizes, light: bool) -> dict[int, float]:
 
 
 def read_rate(rates: dict, dtype: str, bytes_read: float) -> float:
-    """The read rate of a working set of ``bytes_read`` bytes: the rate measured for the largest working set not larger.
+    """The read rate of a working set of ``bytes_read`` bytes, at least as fast as any measurement allows.
 
-    Reading gets slower as the working set leaves each cache, so the rate measured at the next
-    smaller size is at least the rate at this one: a floor. Below the smallest size measured,
-    that size's rate; rates without ``read_rates`` (older reports): ``read_bytes_per_s``.
+    Reading gets slower as the working set leaves each cache, so a smaller working set is read at
+    least as fast as any larger one: each measured size gets the highest rate measured at it or
+    above (a measurement taken in a busy moment cannot make a smaller set look slower), and a
+    working set gets the rate of the largest measured size not larger than itself (below the
+    smallest, that one's). Rates without ``read_rates`` (older reports): ``read_bytes_per_s``.
     """
     r = rates[dtype]
     measured = sorted((int(size), rate) for size, rate in r.get("read_rates", {}).items() if rate > 0)
     if not measured:
         return r["read_bytes_per_s"]
-    below = [rate for size, rate in measured if size <= bytes_read]
-    return below[-1] if below else measured[0][1]
+    below = [i for i, (size, _) in enumerate(measured) if size <= bytes_read]
+    start = below[-1] if below else 0
+    return max(rate for _, rate in measured[start:])
 
 
 def fastest_rates(*measured: dict) -> dict:

@@ -176,3 +176,15 @@ def test_memory_child_reports_linear_memory_for_ours():
     assert run["inputs_bytes"] == 2 * 3_000 * 64 * 4 and run["allowed_bytes"] == 1.5 * run["inputs_bytes"] + TILE_BUDGET_BYTES
     assert run["rss_before_inputs"] < run["rss_after_inputs"] <= run["rss_before_call"] <= run["peak_rss_bytes"]
     assert run["linear"] and math.isfinite(run["value"])
+
+
+def test_read_rate_of_a_working_set_is_a_floor():
+    """The rate of the largest measured working set not larger than the row's, raised to any faster larger one."""
+    from benchmarks._timing import limit_seconds, read_rate
+    rates = {"float32": {"matmul_flops": 1.0, "exp_per_s": 1.0, "read_bytes_per_s": 10.0,
+                         "read_rates": {1 << 18: 30.0, 1 << 22: 40.0, 1 << 28: 10.0}}}
+    assert read_rate(rates, "float32", 1e3) == 40.0          # below the smallest: its rate, raised by the 4 MiB one
+    assert read_rate(rates, "float32", 5e6) == 40.0          # in the last-level cache
+    assert read_rate(rates, "float32", 1e9) == 10.0          # DRAM
+    assert limit_seconds(rates, "float32", bytes_read=8e6) == pytest.approx(8e6 / 40.0)
+    assert read_rate({"float32": {"read_bytes_per_s": 10.0}}, "float32", 5e6) == 10.0
