@@ -147,8 +147,10 @@ def _tile(kernel: Kernel, ra: tuple[jax.Array, ...], rb: tuple[jax.Array, ...], 
         sa, sb = _scaled(kernel, ra[0], centre), _scaled(kernel, rb[0], centre)
         qa, qb = jnp.sum(sa * sa, axis=-1), jnp.sum(sb * sb, axis=-1)
     if kind == "rbf":
-        # the clip at 0 is the clip of negative squared distances from round-off
-        return jnp.exp(jnp.minimum(sa @ sb.T - 0.5 * qa[:, None] - 0.5 * qb[None, :], 0.0)), None
+        # No clip of the exponent at 0: the expansion's round-off, ~eps (|s_a|^2 + |s_b|^2), moves each
+        # entry by that relative amount whichever its sign (a clip bounds the positive side at 1 but
+        # gains no accuracy), and dropping it made the tile 4-5 % faster (docs/performance.md).
+        return jnp.exp(sa @ sb.T - 0.5 * qa[:, None] - 0.5 * qb[None, :]), None
     if kind == "laplace":
         if sa.shape[0] * sb.shape[0] * sa.shape[1] <= _LAPLACE_DIRECT_MAX:
             # explicit differences (exact 0 for equal points): the sqrt turns the expansion's
@@ -310,7 +312,9 @@ def _blocked_sum(kernel: Kernel, ra, rb, centre, block_size: int, symmetric: boo
     once). Only tiles that hold padding rows or diagonal entries compute a mask (``lax.switch``
     per tile). For the exponential kernels each tile is shifted by its Cauchy-Schwarz bound,
     or by its exact maximum when the bound is too loose (see the comment above ``_exponent_range``),
-    and the running total is rescaled whenever the running shift grows. The running total
+    and the running total is rescaled whenever the running shift grows. Whether any tile can be too
+    loose is decided once, from the samples' largest row norms: when none can, the loop runs
+    without the per-tile choice (one ``lax.cond`` around two loops; 5 % faster at n = 10^3). The running total
     is Kahan-compensated (float32 sums over ~10^6 tiles stay at rounding level).
     """
     n_a, n_b = ra[0].shape[0], rb[0].shape[0]
@@ -325,7 +329,7 @@ def _blocked_sum(kernel: Kernel, ra, rb, centre, block_size: int, symmetric: boo
     diagonal_mask = symmetric and (exclude_diagonal or kernel.kind == "laplace")
     loose = 0.5 * _exponent_range(dtype)
 
-    def tile(carry, _):
+    def tile(exact_path: bool, carry):
         t, total, comp, shift = carry
         i, j, weight = indices(t)
         # the last tile ends at row n (dynamic_slice clamps its start): rows below i * tile_a belong to tile i - 1
@@ -363,13 +367,13 @@ def _blocked_sum(kernel: Kernel, ra, rb, centre, block_size: int, symmetric: boo
         if diagonal_mask:
             needs_mask = needs_mask | (i == j)
         branches = [branch(False, False)] + ([branch(True, False)] if overlap or diagonal_mask else [])
-        if exponential:  # the same again with the exact maximum as the shift
+        if exact_path:  # the same again with the exact maximum as the shift
             branches += [branch(False, True)] + ([branch(True, True)] if overlap or diagonal_mask else [])
         if len(branches) == 1:
             contribution, tile_shift = branches[0]()
         else:
             index = jnp.asarray(needs_mask, jnp.int32)
-            if exponential:
+            if exact_path:
                 index = index + (len(branches) // 2) * (bound > loose).astype(jnp.int32)
             contribution, tile_shift = jax.lax.switch(index, branches)
         if exponential:
@@ -388,8 +392,19 @@ def _blocked_sum(kernel: Kernel, ra, rb, centre, block_size: int, symmetric: boo
 
     init_shift = jnp.asarray(-jnp.inf if exponential else 0.0, dtype)
     zero = jnp.zeros((), dtype)
-    (_, total, _, shift), _ = jax.lax.scan(tile, (jnp.zeros((), jnp.int32), zero, zero, init_shift), None,
-                                           length=length)
+
+    def scan(exact_path: bool):
+        (_, total, _, shift), _ = jax.lax.scan(lambda carry, _: tile(exact_path, carry),
+                                               (jnp.zeros((), jnp.int32), zero, zero, init_shift), None, length=length)
+        return total, shift
+
+    if exponential:
+        # The largest bound of any tile, from the largest row norms of the two samples (O((n + m) d)):
+        # when it is within range no tile needs its exact maximum, and the loop has no per-tile branch.
+        widest = _exponent_norm(kernel, ra) * _exponent_norm(kernel, rb)
+        total, shift = jax.lax.cond(widest > loose, lambda: scan(True), lambda: scan(False))
+    else:
+        total, shift = scan(False)
     return total, _finite_or_zero(shift)
 
 
