@@ -29,7 +29,7 @@ def best_time(fn: Callable[[], Any], *, repeats: int = 3, budget_s: float = 2.0)
 
 
 def interleaved_best(fns: dict[str, Callable[[], Any]], *, rounds: int = 3, budget_s: float = 10.0,
-                     more_rounds_s: float = 2.0, max_rounds: int = 30) -> dict[str, float]:
+                     more_rounds_s: float = 2.0, max_rounds: int = 30, settle_s: float = 0.005) -> dict[str, float]:
     """Minimum wall time of each ``fn`` over interleaved rounds (each round calls every ``fn`` once).
 
     Interleaving gives every implementation the same moments of a shared machine's load. At least
@@ -37,22 +37,27 @@ def interleaved_best(fns: dict[str, Callable[[], Any]], *, rounds: int = 3, budg
     ``more_rounds_s``, so that quick calls get many chances at a quiet moment. A function that has
     already spent ``budget_s`` in total sits out the remaining rounds.
 
-    Each round starts one function further along (round ``r`` calls them from the ``r``-th on, cyclically):
-    a call right after a PyTorch one runs ~10-15 % slower on this 2-core machine (PyTorch's OpenMP threads
-    keep spinning for a while after each parallel region), so a fixed order would always hand that
-    penalty to the same function.
+    A call right after a PyTorch one ran 10-15 % slower on this 2-core machine (PyTorch's OpenMP
+    threads, like OpenBLAS's, keep spinning for a while after each parallel region), so a fixed order
+    would hand that penalty to whichever function follows: each round calls the functions in its own
+    order (a seeded shuffle: the same run gives the same orders), and each call starts ``settle_s``
+    after the previous one ended, once those threads have gone to sleep.
     """
+    import random
     best = {name: float("inf") for name in fns}
     spent = dict.fromkeys(fns, 0.0)
     names = list(fns)
+    orders = random.Random(0)
     started = time.perf_counter()
     round_index = 0
     while round_index < max(1, rounds) or (round_index < max_rounds and time.perf_counter() - started < more_rounds_s):
-        first = round_index % len(names)
-        for name in names[first:] + names[:first]:
+        if round_index:
+            orders.shuffle(names)
+        for name in names:
             fn = fns[name]
             if round_index and spent[name] > budget_s:
                 continue
+            time.sleep(settle_s)
             start = time.perf_counter()
             jax.block_until_ready(fn())
             elapsed = time.perf_counter() - start

@@ -188,3 +188,16 @@ def test_read_rate_of_a_working_set_is_a_floor():
     assert read_rate(rates, "float32", 1e9) == 10.0          # DRAM
     assert limit_seconds(rates, "float32", bytes_read=8e6) == pytest.approx(8e6 / 40.0)
     assert read_rate({"float32": {"read_bytes_per_s": 10.0}}, "float32", 5e6) == 10.0
+
+
+def test_interleaved_rounds_vary_the_order():
+    """Every function once per round, and not always after the same one (a spinning peer would tax its follower)."""
+    from benchmarks._timing import interleaved_best
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abcd"}
+    best = interleaved_best(fns, rounds=8, more_rounds_s=0.0, settle_s=0.0)
+    assert set(best) == set("abcd") and len(calls) == 32
+    rounds = [calls[i:i + 4] for i in range(0, 32, 4)]
+    assert all(sorted(r) == list("abcd") for r in rounds)
+    before_a = {r[r.index("a") - 1] for r in rounds if r.index("a") > 0}
+    assert len(before_a) > 1
