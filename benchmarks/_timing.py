@@ -29,7 +29,7 @@ def best_time(fn: Callable[[], Any], *, repeats: int = 3, budget_s: float = 2.0)
 
 
 def interleaved_best(fns: dict[str, Callable[[], Any]], *, rounds: int = 3, budget_s: float = 10.0,
-                     more_rounds_s: float = 2.0, max_rounds: int = 30, settle_s: float = 0.005) -> dict[str, float]:
+                     more_rounds_s: float = 2.0, max_rounds: int = 30, settle_s: float = 0.0) -> dict[str, float]:
     """Minimum wall time of each ``fn`` over interleaved rounds (each round calls every ``fn`` once).
 
     Interleaving gives every implementation the same moments of a shared machine's load. At least
@@ -37,11 +37,14 @@ def interleaved_best(fns: dict[str, Callable[[], Any]], *, rounds: int = 3, budg
     ``more_rounds_s``, so that quick calls get many chances at a quiet moment. A function that has
     already spent ``budget_s`` in total sits out the remaining rounds.
 
-    A call right after a PyTorch one ran 10-15 % slower on this 2-core machine (PyTorch's OpenMP
-    threads, like OpenBLAS's, keep spinning for a while after each parallel region), so a fixed order
-    would hand that penalty to whichever function follows: each round calls the functions in its own
-    order (a seeded shuffle: the same run gives the same orders), and each call starts ``settle_s``
-    after the previous one ended, once those threads have gone to sleep.
+    A call right after a PyTorch one ran 10-15 % slower at n = 10^3 on this 2-core machine (PyTorch's
+    OpenMP threads, like OpenBLAS's, keep spinning for a while after each parallel region), so a fixed
+    order would hand that penalty to whichever function follows: each round calls the functions in
+    its own order (a seeded shuffle: the same run gives the same orders), and the minimum over rounds
+    keeps a round where the function did not follow a spinning peer. ``settle_s``: a pause before each
+    call (0 by default: a 5 ms pause lets every pool fall asleep, after which even an empty jitted call
+    took 150 us instead of 12 at load 6, the thread hand-off of a cold pool, which would swamp the
+    sub-millisecond rows).
     """
     import random
     best = {name: float("inf") for name in fns}
@@ -57,7 +60,8 @@ def interleaved_best(fns: dict[str, Callable[[], Any]], *, rounds: int = 3, budg
             fn = fns[name]
             if round_index and spent[name] > budget_s:
                 continue
-            time.sleep(settle_s)
+            if settle_s:
+                time.sleep(settle_s)
             start = time.perf_counter()
             jax.block_until_ready(fn())
             elapsed = time.perf_counter() - start
