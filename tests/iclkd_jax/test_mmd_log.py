@@ -177,3 +177,16 @@ def test_jit_and_vmap(key):
     assert float(jitted.sign) == float(eager.sign)
     batched = jax.vmap(lambda b: log_mmd2(x, b, kernel, block_size=4))(jnp.stack([y, y + 1.0]))
     np.testing.assert_allclose(batched.log_abs[1], log_mmd2(x, y + 1.0, kernel, block_size=4).log_abs, rtol=1e-12)
+
+
+def test_the_finiteness_check_inside_the_program_is_exact_and_keeps_no_copy():
+    """NaN, +inf, -inf in either sample are found; huge finite entries (whose plain sum overflows) are not flagged;
+    the tiled program's temporaries stay those of its tiles (no array of the inputs' size)."""
+    from iclkd_jax.mmd import _inputs_finite, _mmd2_blocked
+    x = jnp.ones((300, 3))
+    for bad in (jnp.nan, jnp.inf, -jnp.inf):
+        assert not bool(_inputs_finite(x.at[5, 1].set(bad), x)) and not bool(_inputs_finite(x, x.at[7, 2].set(bad)))
+    assert bool(_inputs_finite(x * 1e308, -x * 1e308))
+    big = jnp.ones((20_000, 64), jnp.float32)
+    compiled = _mmd2_blocked.lower(big, big, ik.rbf_kernel(bandwidth=3.0), False, 512, False).compile()
+    assert compiled.memory_analysis().temp_size_in_bytes < big.nbytes / 4   # a boolean copy of both is big.nbytes / 2
