@@ -248,15 +248,17 @@ def _finish(total, top, finite, log: bool):
     """MMD^2 or, with ``log``, ``(sign, log|MMD^2|)`` from ``MMD^2 = total * exp(top)`` (``top`` None: 0).
 
     ``finite``: whether every input entry is finite (None: the value shows it itself); where it is
-    False the value (or ``log_abs``) is NaN, so that one host copy of the result tells the caller
-    whether to look at the inputs (:func:`_evaluate`).
+    False the result is NaN, so that one host copy of it tells the caller whether to look at the
+    inputs (:func:`_evaluate`).
     """
+    if finite is not None:
+        total = jnp.where(finite, total, jnp.nan)
     if log:
         log_abs = jnp.log(jnp.abs(total))
-        log_abs = log_abs if top is None else log_abs + top
-        return jnp.sign(total), (log_abs if finite is None else jnp.where(finite, log_abs, jnp.nan))
-    value = total if top is None else _times_exp(total, top)
-    return value if finite is None else jnp.where(finite, value, jnp.nan)
+        return jnp.sign(total), (log_abs if top is None else log_abs + top)
+    if top is None:
+        return total
+    return _times_exp(total, top)
 
 
 def _coefficients(n: int, m: int, unbiased: bool):
@@ -404,8 +406,8 @@ def _blocked_sum(kernel: Kernel, ra, rb, centre, block_size: int, symmetric: boo
 @counted_jit(static_argnames=("unbiased", "block_size", "log"))
 def _mmd2_blocked(x, y, kernel, unbiased, block_size, log=False):
     """MMD^2 (or ``(sign, log|MMD^2|)``) tile by tile; NaN when an input entry is not finite."""
-    if kernel.kind == "linear":
-        return _linear_mmd2(x, y, unbiased, log)
+    if kernel.kind == "linear":  # sum_ij x_i . y_j = (sum_i x_i) . (sum_j y_j): no tiles at all
+        return _finish(_feature_mmd2(x, y, unbiased), None, None, log)
     centre = jnp.mean(y, axis=0)
     rx, ry = _rows(kernel, x), _rows(kernel, y)
     sums = [
@@ -421,25 +423,24 @@ def _column_sums(a: jax.Array) -> jax.Array:
     return (jnp.ones((1, a.shape[0]), a.dtype) @ a)[0]
 
 
-def _linear_mmd2(x, y, unbiased, log):
-    """The linear kernel's MMD^2 in closed form, O((n + m) d): ``sum_ij x_i . y_j = (sum_i x_i) . (sum_j y_j)``.
+def _feature_mmd2(fx, fy, unbiased):
+    """MMD^2 of the kernel ``<f(x), f(y)>`` in closed form, O((n + m) D): ``sum_ij f_i . g_j = (sum_i f_i) . (sum_j g_j)``.
 
-    Biased: ``|sx / n - sy / m|^2`` with ``sx = sum_i x_i``, ``sy = sum_j y_j``. Unbiased: the
-    diagonals ``sum_i |x_i|^2`` removed from the within-sample sums exactly,
-    ``(|sx|^2 - sum_i |x_i|^2) / (n (n - 1)) + (|sy|^2 - sum_j |y_j|^2) / (m (m - 1)) - 2 sx . sy / (n m)``.
-    The value is a polynomial in the entries (sums, differences and products, no division by
-    one): an infinite or NaN entry makes it infinite or NaN, which is all the caller's check of
-    the inputs needs (:func:`_evaluate`), at no extra pass.
+    Biased: ``|sx / n - sy / m|^2`` with ``sx = sum_i f(x_i)``, ``sy = sum_j f(y_j)``. Unbiased: the
+    diagonals ``sum_i |f(x_i)|^2`` removed from the within-sample sums exactly,
+    ``(|sx|^2 - sum_i |f(x_i)|^2) / (n (n - 1)) + (|sy|^2 - sum_j |f(y_j)|^2) / (m (m - 1)) - 2 sx . sy / (n m)``.
+    The linear kernel's MMD^2 is this with ``f`` the identity. The value is a polynomial in the
+    entries (sums, differences and products, no division by one): an infinite or NaN entry makes
+    it infinite or NaN, which is all :func:`mmd2`'s check of its inputs needs, at no extra pass.
     """
-    n, m = x.shape[0], y.shape[0]
-    sum_x, sum_y = _column_sums(x), _column_sums(y)
-    if unbiased:
-        value = ((jnp.sum(sum_x * sum_x) - jnp.sum(x * x)) / (n * (n - 1))
-                 + (jnp.sum(sum_y * sum_y) - jnp.sum(y * y)) / (m * (m - 1)) - 2.0 * jnp.dot(sum_x, sum_y) / (n * m))
-    else:
+    n, m = fx.shape[0], fy.shape[0]
+    sum_x, sum_y = _column_sums(fx), _column_sums(fy)
+    if not unbiased:
         diff = sum_x / n - sum_y / m
-        value = jnp.sum(diff * diff)
-    return _finish(value, None, None, log)
+        return jnp.sum(diff * diff)
+    within_x = (jnp.sum(sum_x * sum_x) - jnp.sum(fx * fx)) / (n * (n - 1))
+    within_y = (jnp.sum(sum_y * sum_y) - jnp.sum(fy * fy)) / (m * (m - 1))
+    return within_x + within_y - 2.0 * jnp.dot(sum_x, sum_y) / (n * m)
 
 
 #: Largest sample (rows) for which the default :func:`mmd2` call sums whole Gram matrices at once.
@@ -593,14 +594,7 @@ def mmd(x: ArrayLike, y: ArrayLike, kernel: Kernel, *, block_size: int | None = 
 
 @counted_jit(static_argnames=("unbiased",))
 def _mmd2_features(fx, fy, unbiased):
-    n, m = fx.shape[0], fy.shape[0]
-    sum_x, sum_y = jnp.sum(fx, axis=0), jnp.sum(fy, axis=0)
-    if not unbiased:
-        diff = sum_x / n - sum_y / m
-        return jnp.sum(diff * diff)
-    within_x = (jnp.sum(sum_x * sum_x) - jnp.sum(fx * fx)) / (n * (n - 1))
-    within_y = (jnp.sum(sum_y * sum_y) - jnp.sum(fy * fy)) / (m * (m - 1))
-    return within_x + within_y - 2.0 * jnp.dot(sum_x, sum_y) / (n * m)
+    return _feature_mmd2(fx, fy, unbiased)
 
 
 def mmd2_from_features(features_x: ArrayLike, features_y: ArrayLike, *, estimator: str = "biased") -> jax.Array:
