@@ -29,22 +29,39 @@ def best_time(fn: Callable[[], Any], *, repeats: int = 3, budget_s: float = 2.0)
 
 
 def interleaved_best(fns: dict[str, Callable[[], Any]], *, rounds: int = 3, budget_s: float = 10.0,
-                     more_rounds_s: float = 2.0, max_rounds: int = 30) -> dict[str, float]:
+                     more_rounds_s: float = 2.0, max_rounds: int = 30, settle_s: float = 0.0) -> dict[str, float]:
     """Minimum wall time of each ``fn`` over interleaved rounds (each round calls every ``fn`` once).
 
     Interleaving gives every implementation the same moments of a shared machine's load. At least
     ``rounds`` rounds; further rounds (up to ``max_rounds``) while the whole run has taken less than
     ``more_rounds_s``, so that quick calls get many chances at a quiet moment. A function that has
     already spent ``budget_s`` in total sits out the remaining rounds.
+
+    A call right after a PyTorch one ran 10-15 % slower at n = 10^3 on this 2-core machine (PyTorch's
+    OpenMP threads, like OpenBLAS's, keep spinning for a while after each parallel region), so a fixed
+    order would hand that penalty to whichever function follows: each round calls the functions in
+    its own order (a seeded shuffle: the same run gives the same orders), and the minimum over rounds
+    keeps a round where the function did not follow a spinning peer. ``settle_s``: a pause before each
+    call (0 by default: a 5 ms pause lets every pool fall asleep, after which even an empty jitted call
+    took 150 us instead of 12 at load 6, the thread hand-off of a cold pool, which would swamp the
+    sub-millisecond rows).
     """
+    import random
     best = {name: float("inf") for name in fns}
     spent = dict.fromkeys(fns, 0.0)
+    names = list(fns)
+    orders = random.Random(0)
     started = time.perf_counter()
     round_index = 0
     while round_index < max(1, rounds) or (round_index < max_rounds and time.perf_counter() - started < more_rounds_s):
-        for name, fn in fns.items():
+        if round_index:
+            orders.shuffle(names)
+        for name in names:
+            fn = fns[name]
             if round_index and spent[name] > budget_s:
                 continue
+            if settle_s:
+                time.sleep(settle_s)
             start = time.perf_counter()
             jax.block_until_ready(fn())
             elapsed = time.perf_counter() - start
@@ -159,10 +176,14 @@ def machine_rates(*, matmul_size: int = 1536, exp_count: int = 1 << 24, stream_b
       the exp), or of an in-cache ``(512, 512)`` tile; and in-place ``exp`` of an in-cache
       tile in NumPy and PyTorch;
     * ``read_bytes_per_s``: bytes per second of ``sum`` over a large float32 array
-      (memory-bound work, e.g. the linear-time MMD from features).
+      (memory-bound work, e.g. the linear-time MMD from features), and ``read_rates``:
+      ``{working set in bytes: bytes per second}`` of sums over arrays of several sizes
+      (:data:`READ_SIZES`, in the caches, and the large one), the highest of JAX and NumPy,
+      for :func:`read_rate`: a 5 MB input that sits in the last-level cache is read faster
+      than DRAM allows, so a DRAM rate is no floor for it.
 
     The names of the winning formulations are kept under ``"how"``. ``light``: only the in-cache
-    tile formulations (the ones that win on this machine), for the measurements between rows;
+    formulations (the ones that win on this machine), for the measurements between rows;
     its ``read_bytes_per_s`` is 0 (not measured: the highest over the run comes from a full one).
     """
     from benchmarks._perf_peers import cpu_threads
@@ -205,17 +226,71 @@ def machine_rates(*, matmul_size: int = 1536, exp_count: int = 1 << 24, stream_b
                                    "in-cache tile (jax)": lambda: rate(in_cache, block, float(repeats * side * side)),
                                    **{f"in-cache tile ({name})": (lambda r=r: r[1]) for name, r in peer.items()}})
         rates[dtype] = {"matmul_flops": flops, "exp_per_s": exps, "how": {"matmul": flops_how, "exp": exps_how}}
+    read = _read_rates([size for size in READ_SIZES if size < stream_bytes], light)
     if light:
         for dtype in rates:
             rates[dtype]["read_bytes_per_s"] = 0.0
+            rates[dtype]["read_rates"] = dict(read)
         return rates
     big = jnp.ones((stream_bytes // 4,), jnp.float32)
     total = jax.jit(jnp.sum)
     jax.block_until_ready(total(big))
     t_read = best_time(lambda: total(big), repeats=3, budget_s=3.0)
+    read[stream_bytes] = max(read.get(stream_bytes, 0.0), stream_bytes / t_read)
     for dtype in rates:
         rates[dtype]["read_bytes_per_s"] = stream_bytes / t_read
+        rates[dtype]["read_rates"] = dict(read)
     return rates
+
+
+#: working sets (bytes) of the in-cache read rates: one core's L2 and a part of the last-level cache
+READ_SIZES = (1 << 18, 1 << 22)
+
+
+def _read_rates(sizes, light: bool) -> dict[int, float]:
+    """``{bytes: bytes per second}``: a float32 array of each size summed ``repeats`` times in cache, by JAX and by NumPy.
+
+    JAX: a ``fori_loop`` of sums, each of the array times a loop-dependent factor (so that XLA
+    cannot hoist the sum out of the loop), on every core; NumPy: ``np.sum`` in a loop, one core.
+    The highest of the two.
+    """
+    import numpy as np
+    out = {}
+    for size in sizes:
+        count = size // 4
+        repeats = max((1 << 26) // size, 1)
+        array = jnp.ones((count,), jnp.float32)
+        summed = _reused(("read", size, repeats), lambda repeats=repeats: jax.jit(lambda a: jax.lax.fori_loop(
+            0, repeats, lambda i, acc: acc + jnp.sum(a * (1.0 + i * 1e-7)), jnp.zeros((), jnp.float32))))
+        jax.block_until_ready(summed(array))
+        host = np.ones(count, np.float32)
+
+        def numpy_sums(host=host, repeats=repeats):
+            for _ in range(repeats):
+                host.sum()
+        work = float(size) * repeats
+        timing = {"repeats": 3 if light else 5, "budget_s": 1.0 if light else 2.0}
+        out[size] = max(work / best_time(lambda summed=summed, array=array: summed(array), **timing),
+                        work / best_time(numpy_sums, **timing))
+    return out
+
+
+def read_rate(rates: dict, dtype: str, bytes_read: float) -> float:
+    """The read rate of a working set of ``bytes_read`` bytes, at least as fast as any measurement allows.
+
+    Reading gets slower as the working set leaves each cache, so a smaller working set is read at
+    least as fast as any larger one: each measured size gets the highest rate measured at it or
+    above (a measurement taken in a busy moment cannot make a smaller set look slower), and a
+    working set gets the rate of the largest measured size not larger than itself (below the
+    smallest, that one's). Rates without ``read_rates`` (older reports): ``read_bytes_per_s``.
+    """
+    r = rates[dtype]
+    measured = sorted((int(size), rate) for size, rate in r.get("read_rates", {}).items() if rate > 0)
+    if not measured:
+        return r["read_bytes_per_s"]
+    below = [i for i, (size, _) in enumerate(measured) if size <= bytes_read]
+    start = below[-1] if below else 0
+    return max(rate for _, rate in measured[start:])
 
 
 def fastest_rates(*measured: dict) -> dict:
@@ -232,10 +307,16 @@ def fastest_rates(*measured: dict) -> dict:
             out[dtype][quantity] = best[dtype][quantity]
             if how:
                 out[dtype]["how"][how] = best[dtype]["how"][how]
+        read: dict[int, float] = {}
+        for r in measured:
+            for size, rate in r[dtype].get("read_rates", {}).items():
+                read[int(size)] = max(read.get(int(size), 0.0), rate)
+        out[dtype]["read_rates"] = read
     return out
 
 
 def limit_seconds(rates: dict, dtype: str, *, flops: float = 0.0, exps: float = 0.0, bytes_read: float = 0.0) -> float:
-    """The machine-limit time: ``flops / F + exps / E + bytes / BW`` at the measured rates."""
+    """The machine-limit time: ``flops / F + exps / E + bytes / BW`` at the measured rates (``BW`` by :func:`read_rate`)."""
     r = rates[dtype]
-    return flops / r["matmul_flops"] + exps / r["exp_per_s"] + bytes_read / r["read_bytes_per_s"]
+    return (flops / r["matmul_flops"] + exps / r["exp_per_s"]
+            + (bytes_read / read_rate(rates, dtype, bytes_read) if bytes_read else 0.0))
