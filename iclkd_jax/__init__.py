@@ -44,8 +44,10 @@ from iclkd_jax.linear import lsa_prediction
 from iclkd_jax.linear import lsa_query_tokens
 from iclkd_jax.linear import lsa_tokens
 from iclkd_jax.linear import von_oswald_weights
+from iclkd_jax.mmd import LogMMD2
 from iclkd_jax.mmd import PermutationTestResult
 from iclkd_jax.mmd import default_block_size
+from iclkd_jax.mmd import log_mmd2
 from iclkd_jax.mmd import mmd
 from iclkd_jax.mmd import mmd2
 from iclkd_jax.mmd import mmd2_from_features
@@ -94,7 +96,9 @@ __all__ = [
     "linear_attention",
     "linear_dual_weights",
     "linear_kernel",
+    "log_mmd2",
     "log_partition",
+    "LogMMD2",
     "lsa_layer",
     "lsa_prediction",
     "lsa_query_tokens",
