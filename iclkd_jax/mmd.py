@@ -89,19 +89,20 @@ def _log_entries(kernel: Kernel, a: jax.Array, b: jax.Array):
 
 # ------------------------------------------------------------------ kernel sums, tile by tile
 #
-# A sum sum_ij k(a_i, b_j) is computed from per-row data prepared once per sample (``_rows``),
-# tile by tile (``_tile``). Each tile is either plain values (rbf, laplace, linear: bounded or
-# non-overflowing entries) or, for the exponential kernels, ``k = factor * exp(exponent)`` with
-# everything that can overflow in the exponent: the exp kernel has factor 1, the product kernel
-# ``(x . x') exp((W^K x) . (W^K x'))`` has the bounded factor ``x . x'``. Only the exponent is
-# shifted (no log of the linear factor, no sign array): one exp and one multiply per entry.
+# A sum sum_ij k(a_i, b_j) is computed from row arrays prepared once per sample (``_rows``) and a
+# few numbers per row (``_row_data``, prepared per tile before the loop), tile by tile (``_tile``).
+# Each tile is either plain values (rbf, laplace, linear: bounded or non-overflowing entries) or,
+# for the exponential kernels, ``k = factor * exp(exponent)`` with everything that can overflow in
+# the exponent: the exp kernel has factor 1, the product kernel ``(x . x') exp((W^K x) . (W^K x'))``
+# has the bounded factor ``x . x'``. Only the exponent is shifted (no log of the linear factor, no
+# sign array): one exp and one multiply per entry.
 #
 # The shift of a tile. Every exponent is an inner product ``e_ij = u_i . v_j`` (``u = W^K x`` for
 # the product kernel, ``u = x`` for the exp kernel), so by Cauchy-Schwarz
 #
 #     -U <= e_ij <= U,   U = max_{i in tile} |u_i| * max_{j in tile} |v_j|,
 #
-# which costs O(n) once (row norms, then one maximum per block of rows). Shifted by U, every
+# which costs O(n) once (row norms, then one maximum per tile of rows, before the loop). Shifted by U, every
 # term ``exp(e_ij - U)`` lies in ``[exp(-2U), 1]``: no overflow, and while ``2U <= R`` with
 # ``R = log(1 / smallest normal) - log(1 / eps)`` (71.4 in float32, 672 in float64) no term comes
 # within a factor 1/eps of the underflow range, so each keeps its full relative precision. Such
@@ -121,21 +122,28 @@ def _scaled(kernel: Kernel, a: jax.Array, centre: jax.Array) -> jax.Array:
 
 
 def _rows(kernel: Kernel, a: jax.Array) -> tuple[jax.Array, ...]:
-    """What a tile needs from the rows of ``a``: ``a`` itself and, for the product kernel, ``W^K a`` (``d_k / d`` of its size).
-
-    Everything else a tile needs (centred and scaled rows, half squared norms, row norms) is
-    computed from the tile's own rows, O(T d) per tile against its O(T^2 d) product: nothing of
-    size ``n x d`` is ever formed besides the inputs.
-    """
+    """The row arrays a tile slices: ``a`` itself and, for the product kernel, ``W^K a`` (``d_k / d`` of its size)."""
     if kernel.kind == "product":
         return a, a @ kernel.params[0].astype(a.dtype).T
     return (a,)
 
 
-def _exponent_norm(kernel: Kernel, rows) -> jax.Array:
-    """The largest ``|u_i|`` of a tile's exponent vectors (``W^K x`` for the product kernel, ``x`` for exp)."""
-    u = rows[-1]
-    return jnp.sqrt(jnp.max(jnp.sum(u * u, axis=-1)))
+def _row_data(kernel: Kernel, rows: tuple[jax.Array, ...], centre: jax.Array) -> tuple[jax.Array, ...]:
+    """The numbers per row a tile needs besides the rows: ``|s_i|^2 / 2`` (rbf), ``|s_i|^2`` (laplace), ``|u_i|`` (exp, product).
+
+    ``s = (x - centre) / h``; ``u = W^K x`` for the product kernel, ``x`` for exp (the row norms give
+    a tile's Cauchy-Schwarz bound). The tile loop prepares them once per tile of the sample before
+    it starts (:func:`_blocked_sum`). Computed inside every step instead, each is a separate small
+    computation in every step of the loop: 16-20 % of the time of a 500-row float64 RBF tile in a
+    micro-benchmark (docs/performance.md).
+    """
+    if kernel.kind in ("rbf", "laplace"):
+        s = _scaled(kernel, rows[0], centre)
+        squared = jnp.sum(s * s, axis=-1)
+        return (0.5 * squared,) if kernel.kind == "rbf" else (squared,)
+    if kernel.exponential:
+        return (jnp.sqrt(jnp.sum(rows[-1] * rows[-1], axis=-1)),)
+    return ()
 
 
 def _tile(kernel: Kernel, ra: tuple[jax.Array, ...], rb: tuple[jax.Array, ...], centre, same=None):
@@ -151,12 +159,12 @@ def _tile(kernel: Kernel, ra: tuple[jax.Array, ...], rb: tuple[jax.Array, ...], 
         # per tile. Centring both samples on one centre (the mean of y) keeps the expansion's
         # cancellation at eps * spread^2 / h^2 (see squared_distances).
         sa, sb = _scaled(kernel, ra[0], centre), _scaled(kernel, rb[0], centre)
-        qa, qb = jnp.sum(sa * sa, axis=-1), jnp.sum(sb * sb, axis=-1)
+        qa, qb = ra[1], rb[1]
     if kind == "rbf":
         # No clip of the exponent at 0: the expansion's round-off, ~eps (|s_a|^2 + |s_b|^2), moves each
         # entry by that relative amount whichever its sign (a clip bounds the positive side at 1 but
         # gains no accuracy), and dropping it made the tile 4-5 % faster (docs/performance.md).
-        return jnp.exp(sa @ sb.T - 0.5 * qa[:, None] - 0.5 * qb[None, :]), None
+        return jnp.exp(sa @ sb.T - qa[:, None] - qb[None, :]), None
     if kind == "laplace":
         if sa.shape[0] * sb.shape[0] * sa.shape[1] <= _LAPLACE_DIRECT_MAX:
             # explicit differences (exact 0 for equal points): the sqrt turns the expansion's
@@ -169,7 +177,7 @@ def _tile(kernel: Kernel, ra: tuple[jax.Array, ...], rb: tuple[jax.Array, ...], 
                 squared = jnp.where(same, 0.0, squared)
         return jnp.exp(-jnp.sqrt(squared)), None
     if kind == "product":
-        (xa, ka), (xb, kb) = ra, rb
+        (xa, ka, _), (xb, kb, _) = ra, rb
         return xa @ xb.T, ka @ kb.T
     if kind == "exp":
         return None, ra[0] @ rb[0].T
@@ -272,6 +280,7 @@ def _mmd2_dense(x, y, kernel, unbiased, log=False):
     """MMD^2 (or ``(sign, log|MMD^2|)``) from three whole Gram matrices; NaN when an input entry is not finite."""
     centre = jnp.mean(y, axis=0)
     rx, ry = _rows(kernel, x), _rows(kernel, y)
+    rx, ry = rx + _row_data(kernel, rx, centre), ry + _row_data(kernel, ry, centre)
     sums = [_dense_sum(kernel, rx, rx, centre, unbiased), _dense_sum(kernel, ry, ry, centre, unbiased),
             _dense_sum(kernel, rx, ry, centre, False)]
     return _finish(*_combine(sums, _coefficients(x.shape[0], y.shape[0], unbiased)), _inputs_finite(x, y), log)
@@ -312,10 +321,25 @@ def _tile_pairs(blocks_a: int, blocks_b: int, symmetric: bool):
     return regular + (blocks_a // 2 if blocks_a % 2 == 0 else 0), indices
 
 
+def _tile_data(kernel: Kernel, rows, centre, blocks: int, tile: int) -> tuple[jax.Array, ...]:
+    """:func:`_row_data` of each of the ``blocks`` tiles of ``rows``, stacked ``(blocks, tile)``: O(n) memory.
+
+    The tiles are those of :func:`_blocked_sum` (the last one moved back to end at row ``n``). One
+    tile at a time, so the centred rows are never formed for the whole sample.
+    """
+    n = rows[0].shape[0]
+
+    def one(start):
+        return _row_data(kernel, tuple(jax.lax.dynamic_slice_in_dim(r, start, tile) for r in rows), centre)
+
+    return jax.lax.map(one, jnp.minimum(jnp.arange(blocks) * tile, n - tile))
+
+
 def _blocked_sum(kernel: Kernel, ra, rb, centre, block_size: int, symmetric: bool, exclude_diagonal: bool):
     """Tile-by-tile sum of k(a_i, b_j) as ``(scaled, log shift)``, with an online shift (flash-attention style).
 
-    ``ra``, ``rb`` are the prepared rows (:func:`_rows`); the tiles are visited as in
+    ``ra``, ``rb`` are the prepared rows (:func:`_rows`), each tile's row data (:func:`_row_data`) is
+    prepared before the loop (:func:`_tile_data`); the tiles are visited as in
     :func:`_tile_pairs` (with ``symmetric``, a is b and each unordered pair of tiles is computed
     once). Only tiles that hold padding rows or diagonal entries compute a mask (``lax.switch``
     per tile). For the exponential kernels each tile is shifted by its Cauchy-Schwarz bound,
@@ -334,16 +358,20 @@ def _blocked_sum(kernel: Kernel, ra, rb, centre, block_size: int, symmetric: boo
     # a diagonal tile needs the mask to drop its diagonal, or (Laplace) to make its distances exactly 0
     diagonal_mask = symmetric and (exclude_diagonal or kernel.kind == "laplace")
     loose = 0.5 * _exponent_range(dtype)
+    data_a = _tile_data(kernel, ra, centre, blocks_a, tile_a)
+    data_b = data_a if symmetric else _tile_data(kernel, rb, centre, blocks_b, tile_b)
+    if exponential:  # the largest row norm of each tile: a tile's Cauchy-Schwarz bound is a product of two
+        norm_a, norm_b = jnp.max(data_a[-1], axis=1), jnp.max(data_b[-1], axis=1)
 
     def tile(carry, _):
         t, total, comp, shift = carry
         i, j, weight = indices(t)
         # the last tile ends at row n (dynamic_slice clamps its start): rows below i * tile_a belong to tile i - 1
         start_a, start_b = jnp.minimum(i * tile_a, n_a - tile_a), jnp.minimum(j * tile_b, n_b - tile_b)
-        a_tile = tuple(jax.lax.dynamic_slice_in_dim(r, start_a, tile_a) for r in ra)
-        b_tile = tuple(jax.lax.dynamic_slice_in_dim(r, start_b, tile_b) for r in rb)
+        a_tile = tuple(jax.lax.dynamic_slice_in_dim(r, start_a, tile_a) for r in ra) + tuple(v[i] for v in data_a)
+        b_tile = tuple(jax.lax.dynamic_slice_in_dim(r, start_b, tile_b) for r in rb) + tuple(v[j] for v in data_b)
         # the Cauchy-Schwarz bound of the exponents: the largest row norms of the two tiles
-        bound = _exponent_norm(kernel, a_tile) * _exponent_norm(kernel, b_tile) if exponential else None
+        bound = norm_a[i] * norm_b[j] if exponential else None
 
         def branch(masked: bool, exact: bool):
             def run():
