@@ -58,9 +58,6 @@ EXERCISED_ELSEWHERE: dict[str, str] = dict.fromkeys(
 
 #: public functions that compute a quantity of a statement but that no check calls yet: ``{name: what is missing}``
 NOT_YET_COVERED: dict[str, str] = {
-    "iclkd_jax.mmd.log_mmd2": "MMD^2 as (sign, log|MMD^2|) for exponential kernels beyond the dtype's range; no "
-                              "statement's check calls it yet (tests/iclkd_jax/test_mmd_log.py judges it against "
-                              "the float64 log-space reference and exact mpmath sums)",
 }
 
 

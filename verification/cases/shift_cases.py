@@ -288,11 +288,16 @@ def agreement(library_value, reference: ref.LogSum, round_off) -> np.ndarray:
     return out
 
 
-def log_agreement(library_log, reference: ref.LogSum, round_off) -> np.ndarray:
-    """:func:`agreement` for a library value given as ``log`` (``-inf`` for 0), e.g. ``hs_norm().log_value``."""
+def log_agreement(library_log, reference: ref.LogSum, round_off, sign=None) -> np.ndarray:
+    """:func:`agreement` for a library value given as ``log`` (``-inf`` for 0), e.g. ``hs_norm().log_value``.
+
+    ``sign``: the value's sign where it can be negative or 0 (``log_mmd2``'s ``sign * exp(log_abs)``); None: positive.
+    """
     library_log = np.asarray(library_log, np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         lib = np.where(np.isfinite(library_log), np.exp(library_log - reference.log_terms), 0.0)
+        if sign is not None:
+            lib = np.asarray(sign, np.float64) * lib
         lib = np.where(np.isnan(library_log), np.nan, lib)
         refv = reference.sign * np.exp(reference.log_abs - reference.log_terms)
         out = np.abs(lib - refv) / round_off
@@ -324,7 +329,8 @@ def map_batches(fn, arrays, chunk: int) -> dict:
 def library_shift(wk, wv, target, prompt, log_eta, queries, reference):
     """The library's quantities of Theorems 4.1 and 4.2 for a batch of cases (vmapped over axis 0).
 
-    Per case: ``log ||ΔW||_HS^2`` (``distilled_weight_difference`` + ``hs_norm``), ``MMD_k^2`` (``mmd2`` dense biased),
+    Per case: ``log ||ΔW||_HS^2`` (``distilled_weight_difference`` + ``hs_norm``), ``MMD_k^2`` (``mmd2`` dense biased)
+    and its ``log_mmd2`` (``log_mmd2``, ``log_mmd2_sign``),
     the unbiased ``MMD_k^2``, the prediction shifts ``f_S(x; W̄(𝒬)) - f_S(x; W̄(𝒟))`` at ``queries (Q, d)``, the KD
     risks ``L(W̄(𝒬))``, ``L(W̄(𝒟))`` on ``reference (R, d)`` and ``log ||W̄(𝒬)||^2``, ``log ||W̄(𝒟)||^2``.
     """
@@ -333,9 +339,10 @@ def library_shift(wk, wv, target, prompt, log_eta, queries, reference):
         hs = ik.hs_norm(ik.distilled_weight_difference(weights, target, prompt, log_eta=log_eta))
         kernel = ik.product_kernel(wk)
         mmd2 = ik.mmd2(target, prompt, kernel)
+        log_mmd2 = ik.log_mmd2(target, prompt, kernel)
         w_q = ik.distilled_weights(weights, prompt, log_eta=log_eta)
         w_d = ik.distilled_weights(weights, target, log_eta=log_eta)
-        return {"log_dw2": hs.log_value, "mmd2": mmd2,
+        return {"log_dw2": hs.log_value, "mmd2": mmd2, "log_mmd2": log_mmd2.log_abs, "log_mmd2_sign": log_mmd2.sign,
                 "mmd2_unbiased": ik.mmd2(target, prompt, kernel, estimator="unbiased"),
                 "prediction_shift": ik.student(w_q, weights, queries) - ik.student(w_d, weights, queries),
                 "risk_q": ik.kd_risk(w_q, weights, reference), "risk_d": ik.kd_risk(w_d, weights, reference),

@@ -18,7 +18,8 @@ Judged per case (each a violation of this check):
 
 1. the library agrees with the reference: ``||ΔW||^2`` (``distilled_weight_difference`` + ``hs_norm``
    against the explicit double sum), ``MMD_k^2`` by ``mmd2`` dense, blocked (``block_size=3``, on a few cases) and
-   unbiased (against the reference U-statistic), ``ik.operator_norm`` against the reference SVD (on
+   unbiased (against the reference U-statistic), ``(sign, log MMD_k^2)`` by ``log_mmd2`` (its value
+   ``sign exp(log)`` against the reference, in the same units as ``mmd2``), ``ik.operator_norm`` against the reference SVD (on
    the first 64 cases of each batch: it is host-side; the bounds use the reference's ``||W^V||_op``);
 2. the bound, from the library's values: ``ratio = ||ΔW|| / (2 eta ||W^V||_op MMD_k) <= 1``;
 3. attained, two-sided: ``|ratio - 1|`` within tolerance for the isometric W^V (a ΔW at half its size
@@ -163,6 +164,7 @@ def judge(batch: ShiftBatch, mutant: str | None, *, attained: bool, chunk: int) 
     agree = {
         "hs_norm": log_agreement(lib["log_dw2"], refs.dw, unit),
         "mmd2": agreement(lib["mmd2"], refs.mmd2, unit),
+        "log_mmd2": log_agreement(lib["log_mmd2"], refs.mmd2, unit, sign=lib["log_mmd2_sign"]),
         "mmd2_unbiased": agreement(lib["mmd2_unbiased"], refs.mmd2_unbiased, unit),
     }
     intervals = resolved_intervals(lib["log_dw2"], lib["mmd2"], refs)
