@@ -225,7 +225,7 @@ def bench_mmd(b: Bench, sizes, key, *, numpy_max=10_000, sklearn_max=10_000, flo
                 else:
                     flops, exps = mmd_work(n, n, d, key_dim=key_dim)
                     work = {"flops": flops, "exps": exps}
-                block = default_block_size(n, n)
+                block = default_block_size(n, n, kern)
                 b.add(f"mmd2/{kind}/{estimator}/default", n, d, dtype, (compile_s, times["ours"]),
                       others.get("numpy-chunked", {}).get("s"), others.get("sklearn", {}).get("s"), work,
                       m=n, value=values["ours"], key_dim=key_dim,

@@ -473,28 +473,37 @@ def _feature_mmd2(fx, fy, unbiased):
 
 #: Largest sample (rows) for which the default :func:`mmd2` call sums whole Gram matrices at once.
 DENSE_MAX_ROWS = 256
-#: The tile rows of the default call above :data:`DENSE_MAX_ROWS`.
-DEFAULT_BLOCK_SIZE = 512
+#: The tile rows of the default call above :data:`DENSE_MAX_ROWS` for the kernels of one product per tile.
+DEFAULT_BLOCK_SIZE = 1024
+#: The tile rows of the default call above :data:`DENSE_MAX_ROWS` for the product kernel (two products per tile).
+PRODUCT_KERNEL_BLOCK_SIZE = 512
 
 
-def default_block_size(n: int, m: int) -> int | None:
+def default_block_size(n: int, m: int, kernel: Kernel | None = None) -> int | None:
     """The ``block_size`` that :func:`mmd2` uses when none is given: ``None`` (dense) or a tile size.
 
     Dense (three whole Gram matrices, one fused XLA reduction each) when both samples have at
-    most :data:`DENSE_MAX_ROWS` = 256 rows; tiles of at most :data:`DEFAULT_BLOCK_SIZE` = 512
-    rows above (balanced: n = 10^4 is 20 tiles of 500, no overlap to mask). Measured on the
-    project's 2-core x86 CPU at d = 64, RBF and product kernels, float32 and float64
-    (docs/performance.md): up to 256 rows dense and tiled take the same time; above, tiling
-    is faster and keeps memory O((n + m) d). Each tile is one fused XLA computation (the
-    matmul, the exp and the sum); at n = m = 10^4 RBF, 500-row tiles took 1/1.3-1/1.4 of the
-    time of 371-row ones (27 tiles, the last overlapping) at load 4, 1/1.45-1/1.6 on the quiet
-    machine. 1000-row tiles were 5-15 % faster than 500-row ones in a tile micro-benchmark
-    (load 2-3) but slower for the product kernel under load: not consistently better, and a
-    500-row tile is 1 MiB in float32 (one core's L2), 2 MiB in float64.
+    most :data:`DENSE_MAX_ROWS` = 256 rows. Above, tiles of at most :data:`DEFAULT_BLOCK_SIZE` =
+    1024 rows (rbf, laplace, exp, linear, and ``kernel=None``) or :data:`PRODUCT_KERNEL_BLOCK_SIZE`
+    = 512 rows (the product kernel), balanced: n = 10^4 is 10 tiles of 1000 or 20 of 500, no
+    overlap to mask. Measured on the project's 2-core x86 CPU at d = 64 (docs/performance.md):
+
+    * up to 256 rows dense and tiled take the same time; above, tiling is faster and keeps
+      memory O((n + m) d). Each tile is one fused XLA computation (the matmul, the exp and the sum);
+    * at n = m = 10^4, on the quiet machine, 1000-row tiles against 500-row ones: RBF float64
+      4-6 % faster (biased and unbiased), float32 7 %, Laplace float64 6 %, exp float64 7 %; the
+      product kernel, whose tile computes two products (``x . x'`` and the keys'), 3 % slower in
+      float64 and 9 % in float32. Tiles of 2000 rows made the product kernel 3.5x slower (at load 7);
+    * 500-row tiles took 1/1.45-1/1.6 of the time of 371-row ones (27 tiles, the last overlapping).
+
+    The tile is never stored whole: XLA fuses its product, exp and sum (the tiled program's
+    temporaries are the per-tile row data, O(n + m)).
     """
     n = V.positive_int(n, "n")
     m = V.positive_int(m, "m")
-    return None if max(n, m) <= DENSE_MAX_ROWS else DEFAULT_BLOCK_SIZE
+    if max(n, m) <= DENSE_MAX_ROWS:
+        return None
+    return PRODUCT_KERNEL_BLOCK_SIZE if kernel is not None and kernel.kind == "product" else DEFAULT_BLOCK_SIZE
 
 
 def _evaluate(x, y, kernel: Kernel, estimator: str, block_size: int | None, log: bool):
@@ -508,7 +517,7 @@ def _evaluate(x, y, kernel: Kernel, estimator: str, block_size: int | None, log:
     x, y = _validate_samples(x, y, kernel, estimator, check_finite=False)
     unbiased = estimator == "unbiased"
     if block_size is None:
-        block_size = default_block_size(x.shape[0], y.shape[0])
+        block_size = default_block_size(x.shape[0], y.shape[0], kernel)
     if block_size is None:
         return x, y, _mmd2_dense(x, y, kernel, unbiased, log)
     return x, y, _mmd2_blocked(x, y, kernel, unbiased, V.positive_int(block_size, "block_size"), log)
@@ -524,8 +533,9 @@ def mmd2(x: ArrayLike, y: ArrayLike, kernel: Kernel, *, estimator: str = "biased
          block_size: int | None = None) -> jax.Array:
     """Squared MMD between the samples ``x (n, d)`` and ``y (m, d)`` under ``kernel``.
 
-    Without ``block_size`` the path is chosen by size (:func:`default_block_size`): dense
-    for samples of at most 256 rows, blocked with tiles of at most 512 rows above, so the default call
+    Without ``block_size`` the path is chosen by size and kernel (:func:`default_block_size`): dense
+    for samples of at most 256 rows, blocked with tiles of at most 1024 rows above (512 for the
+    product kernel), so the default call
     is the fast one and its memory is O((n + m) d) at any size.
 
     Args:

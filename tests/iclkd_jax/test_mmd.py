@@ -179,14 +179,19 @@ def _primitives(jaxpr):
                     yield from _primitives(getattr(inner, "jaxpr", inner))
 
 
-def test_default_path_is_chosen_by_size():
-    """Dense up to DENSE_MAX_ROWS rows per sample, DEFAULT_BLOCK_SIZE tiles above (the measured crossover)."""
+def test_default_path_is_chosen_by_size_and_kernel():
+    """Dense up to DENSE_MAX_ROWS rows per sample; above, DEFAULT_BLOCK_SIZE tiles, PRODUCT_KERNEL_BLOCK_SIZE for
+    the product kernel (the measured choices, docs/performance.md)."""
     mmd_module = importlib.import_module("iclkd_jax.mmd")  # ik.mmd is the function
-    assert mmd_module.DENSE_MAX_ROWS == 256 and mmd_module.DEFAULT_BLOCK_SIZE == 512
-    assert ik.default_block_size(1, 1) is None
-    assert ik.default_block_size(256, 256) is None
-    assert ik.default_block_size(257, 3) == 512
-    assert ik.default_block_size(3, 10_000) == 512
+    assert mmd_module.DENSE_MAX_ROWS == 256
+    assert mmd_module.DEFAULT_BLOCK_SIZE == 1024 and mmd_module.PRODUCT_KERNEL_BLOCK_SIZE == 512
+    product = ik.product_kernel(jnp.ones((2, 3)))
+    for kernel in (None, ik.rbf_kernel(bandwidth=1.0), ik.exp_kernel(), product):
+        assert ik.default_block_size(1, 1, kernel) is None
+        assert ik.default_block_size(256, 256, kernel) is None
+        tile = 512 if kernel is product else 1024
+        assert ik.default_block_size(257, 3, kernel) == tile
+        assert ik.default_block_size(3, 10_000, kernel) == tile
     for bad in (0, -1, 2.5):
         with pytest.raises(ValueError, match="n"):
             ik.default_block_size(bad, 4)
@@ -205,19 +210,20 @@ def test_default_call_dispatches_and_matches_the_explicit_path(key):
     default = ik.mmd2(*big, kernel)
     after_big = ik.trace_counts()
     assert after_big.get(blocked, 0) == after_small.get(blocked, 0) + 1 and after_big[dense] == after_small[dense]
-    assert float(default) == float(ik.mmd2(*big, kernel, block_size=512))       # the same compiled program
+    assert float(default) == float(ik.mmd2(*big, kernel, block_size=ik.default_block_size(258, 258, kernel)))  # same program
     assert ik.trace_counts()[blocked] == after_big[blocked]
     want, scale = reference("rbf", *big, "biased")
     assert abs(float(default) - want) <= (263**2 + 8) * EPS64 * scale
 
 
 def test_default_call_memory_is_bounded_above_the_crossover(key):
-    """Above DENSE_MAX_ROWS the default call holds no n x m Gram matrix (memory O((n + m) d))."""
-    n = m = 600
+    """Above a tile's rows the default call holds no n x m Gram matrix, only tiles (memory O((n + m) d))."""
+    n = m = 2100  # 3 tiles of 700 rows (traced only)
     x, y = samples(key, n, m)
-    jaxpr = jax.make_jaxpr(lambda a, b: ik.mmd2(a, b, ik.rbf_kernel(bandwidth=1.0)))(x, y)
-
-    assert max(_intermediate_sizes(jaxpr.jaxpr)) <= 512 * 512 < n * m
+    for kernel in (ik.rbf_kernel(bandwidth=1.0), ik.product_kernel(WK)):
+        jaxpr = jax.make_jaxpr(lambda a, b, kernel=kernel: ik.mmd2(a, b, kernel))(x, y)
+        tile = ik.default_block_size(n, m, kernel)
+        assert max(_intermediate_sizes(jaxpr.jaxpr)) <= tile * tile < n * m
 
 
 @pytest.mark.parametrize("block", [None, 4])
