@@ -473,27 +473,34 @@ def _feature_mmd2(fx, fy, unbiased):
 
 #: Largest sample (rows) for which the default :func:`mmd2` call sums whole Gram matrices at once.
 DENSE_MAX_ROWS = 256
-#: The tile rows of the default call above :data:`DENSE_MAX_ROWS` for the kernels of one product per tile.
-DEFAULT_BLOCK_SIZE = 1024
-#: The tile rows of the default call above :data:`DENSE_MAX_ROWS` for the product kernel (two products per tile).
-PRODUCT_KERNEL_BLOCK_SIZE = 512
+#: The tile rows of the default call above :data:`DENSE_MAX_ROWS` (see :data:`LARGE_BLOCK_SIZE`).
+DEFAULT_BLOCK_SIZE = 512
+#: The tile rows of the default call for the kernels of one product per tile (all but the product kernel) when
+#: the larger sample has more than :data:`LARGE_TILES_ABOVE` rows.
+LARGE_BLOCK_SIZE = 1024
+LARGE_TILES_ABOVE = 4096
 
 
 def default_block_size(n: int, m: int, kernel: Kernel | None = None) -> int | None:
     """The ``block_size`` that :func:`mmd2` uses when none is given: ``None`` (dense) or a tile size.
 
     Dense (three whole Gram matrices, one fused XLA reduction each) when both samples have at
-    most :data:`DENSE_MAX_ROWS` = 256 rows. Above, tiles of at most :data:`DEFAULT_BLOCK_SIZE` =
-    1024 rows (rbf, laplace, exp, linear, and ``kernel=None``) or :data:`PRODUCT_KERNEL_BLOCK_SIZE`
-    = 512 rows (the product kernel), balanced: n = 10^4 is 10 tiles of 1000 or 20 of 500, no
-    overlap to mask. Measured on the project's 2-core x86 CPU at d = 64 (docs/performance.md):
+    most :data:`DENSE_MAX_ROWS` = 256 rows. Above, balanced tiles (n = 10^4 is 20 tiles of 500
+    or 10 of 1000, no overlap to mask) of at most :data:`DEFAULT_BLOCK_SIZE` = 512 rows, or
+    :data:`LARGE_BLOCK_SIZE` = 1024 rows when the larger sample has more than
+    :data:`LARGE_TILES_ABOVE` = 4096 rows and the kernel is not the product kernel (``kernel=None``
+    counts as such). Measured on the project's 2-core x86 CPU at d = 64 (docs/performance.md),
+    interleaved minima on the quiet machine:
 
     * up to 256 rows dense and tiled take the same time; above, tiling is faster and keeps
       memory O((n + m) d). Each tile is one fused XLA computation (the matmul, the exp and the sum);
-    * at n = m = 10^4, on the quiet machine, 1000-row tiles against 500-row ones: RBF float64
-      4-6 % faster (biased and unbiased), float32 7 %, Laplace float64 6 %, exp float64 7 %; the
-      product kernel, whose tile computes two products (``x . x'`` and the keys'), 3 % slower in
-      float64 and 9 % in float32. Tiles of 2000 rows made the product kernel 3.5x slower (at load 7);
+    * at n = m = 10^4, 1000-row tiles against 500-row ones: RBF float64 2-6 % faster (biased and
+      unbiased), float32 7 %, Laplace float64 6 %, exp float64 7 %; the product kernel, whose tile
+      computes two products (``x . x'`` and the keys'), 3-5 % slower in float64 and 9 % in float32;
+    * at n = m = 1000-4000 the 1000-row tiles are never faster: a diagonal tile of a within-sample
+      sum masks its diagonal (the unbiased estimator; the Laplace kernel's exact zero distances),
+      which costs about twice an unmasked tile, and with few tiles most are diagonal. At 1000 rows
+      (one tile) Laplace float64 took 0.021 s against 0.012 s in two 500-row tiles;
     * 500-row tiles took 1/1.45-1/1.6 of the time of 371-row ones (27 tiles, the last overlapping).
 
     The tile is never stored whole: XLA fuses its product, exp and sum (the tiled program's
@@ -503,7 +510,9 @@ def default_block_size(n: int, m: int, kernel: Kernel | None = None) -> int | No
     m = V.positive_int(m, "m")
     if max(n, m) <= DENSE_MAX_ROWS:
         return None
-    return PRODUCT_KERNEL_BLOCK_SIZE if kernel is not None and kernel.kind == "product" else DEFAULT_BLOCK_SIZE
+    if max(n, m) > LARGE_TILES_ABOVE and (kernel is None or kernel.kind != "product"):
+        return LARGE_BLOCK_SIZE
+    return DEFAULT_BLOCK_SIZE
 
 
 def _evaluate(x, y, kernel: Kernel, estimator: str, block_size: int | None, log: bool):
@@ -534,8 +543,8 @@ def mmd2(x: ArrayLike, y: ArrayLike, kernel: Kernel, *, estimator: str = "biased
     """Squared MMD between the samples ``x (n, d)`` and ``y (m, d)`` under ``kernel``.
 
     Without ``block_size`` the path is chosen by size and kernel (:func:`default_block_size`): dense
-    for samples of at most 256 rows, blocked with tiles of at most 1024 rows above (512 for the
-    product kernel), so the default call
+    for samples of at most 256 rows, blocked with tiles of at most 512 rows above (1024 above 4096
+    rows, except for the product kernel), so the default call
     is the fast one and its memory is O((n + m) d) at any size.
 
     Args:

@@ -180,18 +180,18 @@ def _primitives(jaxpr):
 
 
 def test_default_path_is_chosen_by_size_and_kernel():
-    """Dense up to DENSE_MAX_ROWS rows per sample; above, DEFAULT_BLOCK_SIZE tiles, PRODUCT_KERNEL_BLOCK_SIZE for
-    the product kernel (the measured choices, docs/performance.md)."""
+    """Dense up to DENSE_MAX_ROWS rows per sample; above, DEFAULT_BLOCK_SIZE tiles, LARGE_BLOCK_SIZE above
+    LARGE_TILES_ABOVE rows except for the product kernel (the measured choices, docs/performance.md)."""
     mmd_module = importlib.import_module("iclkd_jax.mmd")  # ik.mmd is the function
-    assert mmd_module.DENSE_MAX_ROWS == 256
-    assert mmd_module.DEFAULT_BLOCK_SIZE == 1024 and mmd_module.PRODUCT_KERNEL_BLOCK_SIZE == 512
+    assert mmd_module.DENSE_MAX_ROWS == 256 and mmd_module.DEFAULT_BLOCK_SIZE == 512
+    assert mmd_module.LARGE_BLOCK_SIZE == 1024 and mmd_module.LARGE_TILES_ABOVE == 4096
     product = ik.product_kernel(jnp.ones((2, 3)))
     for kernel in (None, ik.rbf_kernel(bandwidth=1.0), ik.exp_kernel(), product):
         assert ik.default_block_size(1, 1, kernel) is None
         assert ik.default_block_size(256, 256, kernel) is None
-        tile = 512 if kernel is product else 1024
-        assert ik.default_block_size(257, 3, kernel) == tile
-        assert ik.default_block_size(3, 10_000, kernel) == tile
+        assert ik.default_block_size(257, 3, kernel) == 512
+        assert ik.default_block_size(4096, 4096, kernel) == 512
+        assert ik.default_block_size(3, 4097, kernel) == (512 if kernel is product else 1024)
     for bad in (0, -1, 2.5):
         with pytest.raises(ValueError, match="n"):
             ik.default_block_size(bad, 4)
@@ -218,7 +218,7 @@ def test_default_call_dispatches_and_matches_the_explicit_path(key):
 
 def test_default_call_memory_is_bounded_above_the_crossover(key):
     """Above a tile's rows the default call holds no n x m Gram matrix, only tiles (memory O((n + m) d))."""
-    n = m = 2100  # 3 tiles of 700 rows (traced only)
+    n = m = 1400  # 3 tiles of 467 rows (traced only)
     x, y = samples(key, n, m)
     for kernel in (ik.rbf_kernel(bandwidth=1.0), ik.product_kernel(WK)):
         jaxpr = jax.make_jaxpr(lambda a, b, kernel=kernel: ik.mmd2(a, b, kernel))(x, y)
