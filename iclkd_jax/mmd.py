@@ -503,11 +503,17 @@ def default_block_size(n: int, m: int, kernel: Kernel | None = None) -> int | No
       (one tile) Laplace float64 took 0.021 s against 0.012 s in two 500-row tiles;
     * 500-row tiles took 1/1.45-1/1.6 of the time of 371-row ones (27 tiles, the last overlapping).
 
-    The tile is never stored whole: XLA fuses its product, exp and sum (the tiled program's
-    temporaries are the per-tile row data, O(n + m)).
+    Memory above the crossover: the inputs, the per-tile row data (O(n + m)) and one tile's
+    temporaries at most, whatever n (XLA fuses an unmasked tile's product, exp and sum).
+
+    Raises:
+      ValueError: ``n`` or ``m`` not a positive integer, or ``kernel`` neither None nor a Kernel.
     """
     n = V.positive_int(n, "n")
     m = V.positive_int(m, "m")
+    if kernel is not None and not isinstance(kernel, Kernel):
+        raise ValueError(f"kernel must be None or an iclkd_jax Kernel (e.g. rbf_kernel(bandwidth=1.0)), "
+                         f"got {type(kernel).__name__}")
     if max(n, m) <= DENSE_MAX_ROWS:
         return None
     if max(n, m) > LARGE_TILES_ABOVE and (kernel is None or kernel.kind != "product"):

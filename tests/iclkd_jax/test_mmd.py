@@ -195,6 +195,8 @@ def test_default_path_is_chosen_by_size_and_kernel():
     for bad in (0, -1, 2.5):
         with pytest.raises(ValueError, match="n"):
             ik.default_block_size(bad, 4)
+    with pytest.raises(ValueError, match="kernel must be None or an iclkd_jax Kernel"):
+        ik.default_block_size(300, 300, "rbf")
 
 
 def test_default_call_dispatches_and_matches_the_explicit_path(key):
