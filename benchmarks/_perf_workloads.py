@@ -27,15 +27,17 @@ BLOCK = 512
 class Bench:
     """Rows of one run: timings (minimum over repeats), speed-ups and limit fractions."""
 
-    def __init__(self, rates, repeats, budget_s, *, quiet=False, measure_rates=None):
+    def __init__(self, rates, repeats, budget_s, *, quiet=False, measure_rates=None, more_rounds_s=2.0):
         """``measure_rates``: if given, called after every row; the machine rates are the highest seen so far.
+        ``more_rounds_s``: the MMD rows' interleaved rounds go on (up to 30) while a row has taken less than this
+        (:func:`benchmarks._timing.interleaved_best`); 0 keeps exactly ``repeats`` rounds.
 
         On a shared machine the load changes from second to second: rates measured only once,
         in a busy moment, would be beaten by a workload timed in a quiet one. Measuring them
         between rows gives both the same chances, and the highest rate is the tightest limit.
         """
         self.rates, self.repeats, self.budget_s, self.rows, self.quiet = rates, repeats, budget_s, [], quiet
-        self.rate_samples, self.measure_rates = [rates], measure_rates
+        self.rate_samples, self.measure_rates, self.more_rounds_s = [rates], measure_rates, more_rounds_s
         self.skipped_peers: dict[str, str] = {}
 
     def ours(self, fn):
@@ -209,7 +211,7 @@ def bench_mmd(b: Bench, sizes, key, *, numpy_max=10_000, sklearn_max=10_000, flo
                     impls["sklearn"] = lambda: ref.sklearn_mmd2(xn, yn, h, unb)
                 compile_s, _ = jax_time(impls["ours"], repeats=1, budget_s=0.0)
                 values = {name: float(fn()) for name, fn in impls.items()}
-                times = interleaved_best(impls, rounds=b.repeats, budget_s=4 * b.budget_s)
+                times = interleaved_best(impls, rounds=b.repeats, budget_s=4 * b.budget_s, more_rounds_s=b.more_rounds_s)
 
                 def errors(value):
                     if truth is None:
