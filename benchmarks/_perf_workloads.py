@@ -35,15 +35,17 @@ BLOCK = 512
 class Bench:
     """Rows of one run: timings (minimum over repeats), speed-ups and limit fractions."""
 
-    def __init__(self, rates, repeats, budget_s, *, quiet=False, measure_rates=None):
+    def __init__(self, rates, repeats, budget_s, *, quiet=False, measure_rates=None, more_rounds_s=2.0):
         """``measure_rates``: if given, called after every row; the machine rates are the highest seen so far.
+        ``more_rounds_s``: the MMD rows' interleaved rounds go on (up to 30) while a row has taken less than this
+        (:func:`benchmarks._timing.interleaved_best`); 0 keeps exactly ``repeats`` rounds.
 
         On a shared machine the load changes from second to second: rates measured only once,
         in a busy moment, would be beaten by a workload timed in a quiet one. Measuring them
         between rows gives both the same chances, and the highest rate is the tightest limit.
         """
         self.rates, self.repeats, self.budget_s, self.rows, self.quiet = rates, repeats, budget_s, [], quiet
-        self.rate_samples, self.measure_rates = [rates], measure_rates
+        self.rate_samples, self.measure_rates, self.more_rounds_s = [rates], measure_rates, more_rounds_s
         self.skipped_peers: dict[str, str] = {}
 
     def ours(self, fn):
@@ -224,7 +226,8 @@ def bench_mmd(b: Bench, sizes, key, *, numpy_max=10_000, sklearn_max=10_000, flo
                 # a pause before each call of the rows whose calls take >= SETTLE_ABOVE_S: OpenBLAS's and PyTorch's
                 # threads spin on for ~0.1-0.3 s after each call, on the cores the next implementation needs
                 settle = SETTLE_S if b.repeats > 1 and ours_s >= SETTLE_ABOVE_S else 0.0
-                times = interleaved_best(impls, rounds=rounds, budget_s=4 * b.budget_s, settle_s=settle)
+                times = interleaved_best(impls, rounds=rounds, budget_s=4 * b.budget_s, settle_s=settle,
+                                         more_rounds_s=b.more_rounds_s)
 
                 def errors(value):
                     if truth is None:

@@ -43,6 +43,10 @@ figures name the layer, head and position of the worst case instead).
 
 from __future__ import annotations
 
+import functools
+import weakref
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -79,35 +83,44 @@ MUTANTS_41 = {
 
 
 def _rotate(x, positions, base, mutant=None):
-    """``R(p) x`` by the library's rotary map (or a mutant layout)."""
+    """``R(p) x`` for rows ``x (..., n, d_head)`` by the library's rotary map (or a mutant layout), one call for
+    every leading index (every layer and head at once)."""
     if mutant == "half-split-rope":
         half = x.shape[-1] // 2
         perm = np.stack([np.arange(half), np.arange(half) + half], axis=1).reshape(-1)   # (0,32,1,33,...)
         inverse = np.argsort(perm)
-        return np.asarray(apply_rope(jnp.asarray(x[:, perm]), jnp.asarray(positions), base))[:, inverse]
+        return np.asarray(apply_rope(jnp.asarray(x[..., perm]), jnp.asarray(positions), base))[..., inverse]
     if mutant == "keys-unrotated":
         return np.asarray(x)
     return np.asarray(apply_rope(jnp.asarray(x), jnp.asarray(positions), base))
 
 
-def _lifted(x, positions, wq_h, wk_g, wv_g, base, head_dim, mutant=None):
-    """Lifted tokens ``[x ; R(p) W^K x / sqrt(d_head) ; R(p) W^Q x]`` and the selection maps (module docstring)."""
-    d = x.shape[1]
-    scale = 1.0 if mutant == "scale-not-folded" else 1.0 / np.sqrt(head_dim)
-    keys = _rotate(x @ wk_g.T, positions, base, mutant) * scale
-    queries = _rotate(x @ wq_h.T, positions, base, None if mutant == "keys-unrotated" else mutant)
-    z = np.concatenate([x, keys, queries], axis=1)
+def _selection_maps(d, head_dim):
+    """``W^Q = [0 0 I]``, ``W^K = [0 I 0]`` on lifted tokens ``[x ; key ; query]``, and the zero blocks of ``W^V``."""
     eye, zero_x, zero_k = np.eye(head_dim), np.zeros((head_dim, d)), np.zeros((head_dim, head_dim))
-    weights = ik.AttentionWeights(jnp.asarray(np.concatenate([zero_x, zero_k, eye], axis=1)),
-                                  jnp.asarray(np.concatenate([zero_x, eye, zero_k], axis=1)),
-                                  jnp.asarray(np.concatenate([wv_g, zero_k, zero_k], axis=1)))
-    return z, weights
+    return np.concatenate([zero_x, zero_k, eye], axis=1), np.concatenate([zero_x, eye, zero_k], axis=1), zero_k
 
 
-def _heads(model, layer):
-    a, c = model.arrays, model.config
-    f64 = {k: np.asarray(a[k][layer], np.float64) for k in ("wq", "wk", "wv", "wo")}
-    return f64, c.head_dim, c.heads // c.kv_heads
+def _kd_every_head(wq, wk, wv, demos, context, queries):
+    """:func:`iclkd_jax.kd_decomposition` of every (layer, key/value group, query head of the group) at once.
+
+    ``wq, wk (d_head, D)`` are shared, ``wv (L, G_kv, d_head, D)`` is one per group, the tokens are
+    ``(L, G_kv, heads per group, rows, D)``: the library's function under ``jax.vmap`` (one compiled call per
+    query position instead of one per head and position).
+    """
+    def one(wv, demos, context, queries):
+        return ik.kd_decomposition(ik.AttentionWeights(wq, wk, wv), demos, context, queries)
+
+    per_group = jax.vmap(one, in_axes=(None, 0, 0, 0))      # the heads of a group read the same W^V
+    return jax.vmap(jax.vmap(per_group))(wv, demos, context, queries)
+
+
+_kd_every_head = jax.jit(_kd_every_head)
+
+
+def _layer_weights(model, chosen):
+    """The chosen layers' ``wq, wk, wv`` in float64, ``(L, rows, d)`` each."""
+    return {k: np.asarray(model.arrays[k][np.asarray(chosen)], np.float64) for k in ("wq", "wk", "wv")}
 
 
 def _layer_list(model, layers):
@@ -118,12 +131,48 @@ def _layer_list(model, layers):
     return chosen
 
 
+def _model_cache(model) -> dict:
+    """A dict kept per model object for this process: hidden states and teachers, which the checks of one process
+    meet again (a self-test's mutants, a sweep's seeds, the domain texts at every seed). Keyed by the object itself,
+    so a modified copy of a model (tests/verification/_planted_models.py) gets its own."""
+    entry = _MODEL_CACHES.get(id(model))
+    if entry is None or entry[0]() is not model:
+        entry = _MODEL_CACHES[id(model)] = (weakref.ref(model), {})
+    return entry[1]
+
+
+_MODEL_CACHES: dict = {}
+_PROMPTS_KEPT = 8
+
+
+def _prompt_states(model, ids):
+    """``(attn_inputs (layers, n, d), head_outputs (layers, heads, n, d_head))`` of the float64 forward pass on
+    ``ids`` (the last few prompts kept per model and process)."""
+    kept = _model_cache(model).setdefault("prompts", {})
+    key = np.asarray(ids, np.int64).tobytes()
+    if key not in kept:
+        if len(kept) >= _PROMPTS_KEPT:
+            kept.pop(next(iter(kept)))
+        out = model.forward(ids, "float64")
+        kept[key] = (np.asarray(out.attn_inputs), np.asarray(out.head_outputs))
+    return kept[key]
+
+
 def check_31a(model: smollm2.SmolLM2, ctx: RunContext, *, layers=None) -> CheckResult:
     n_prompts, mutant, seed = ctx.profile.real_prompts, ctx.mutant, ctx.seed
     c = model.config
     rng = numpy_rng(ctx.key)
     chosen = _layer_list(model, layers)
-    layers, heads = len(chosen), c.heads
+    layers, heads, head_dim, group, d = len(chosen), c.heads, c.head_dim, c.heads // c.kv_heads, c.hidden
+    w = _layer_weights(model, chosen)
+    # the key/value group each query head reads (a mutant reads the wrong one), and the heads reading each group
+    kv_of_head = np.array([h % c.kv_heads if mutant == "wrong-kv-group" else h // group for h in range(heads)])
+    heads_of_group = np.array([np.flatnonzero(kv_of_head == g) for g in range(c.kv_heads)])    # (G_kv, group)
+    rows = [slice(i * head_dim, (i + 1) * head_dim) for i in range(heads)]
+    scale = 1.0 if mutant == "scale-not-folded" else 1.0 / np.sqrt(head_dim)
+    wq_select, wk_select, zero_k = _selection_maps(d, head_dim)
+    wv_lifted = jnp.asarray(np.stack([np.stack([np.concatenate([w["wv"][i][rows[g]], zero_k, zero_k], axis=1)
+                                                for g in range(c.kv_heads)]) for i in range(layers)]))
     err = np.zeros((layers, heads))
     mapping = np.zeros((layers, heads))
     logit_bound = np.zeros((layers, heads))
@@ -139,34 +188,42 @@ def check_31a(model: smollm2.SmolLM2, ctx: RunContext, *, layers=None) -> CheckR
         query_idx = np.flatnonzero(segment == len(demos))
         sizes.append({"task": name, "tokens": int(n), "N_demo_tokens": int(demo_idx.size),
                       "query_positions": int(query_idx.size)})
-        out = model.forward(ids, "float64")
-        xs, outs = np.asarray(out.attn_inputs), np.asarray(out.head_outputs)
+        xs, outs = (states[chosen] for states in _prompt_states(model, ids))
         positions = np.arange(n)
-        for layer, model_layer in enumerate(chosen):
-            w, head_dim, group = _heads(model, model_layer)
-            x = xs[model_layer]
-            ref = reference.llama_head_attention(x, w["wq"], w["wk"], w["wv"], heads=heads, kv_heads=c.kv_heads,
-                                                 base=c.rope_base)
+        ref = np.stack([reference.llama_head_attention(xs[i], w["wq"][i], w["wk"][i], w["wv"][i], heads=heads,
+                                                       kv_heads=c.kv_heads, base=c.rope_base) for i in range(layers)])
+        queries = np.empty((layers, heads, n, head_dim))
+        keys = np.empty((layers, c.kv_heads, n, head_dim))
+        value_scale = np.empty((layers, heads))
+        for i in range(layers):
+            x = xs[i]
+            for g in range(c.kv_heads):
+                keys[i, g] = x @ w["wk"][i][rows[g]].T
             for h in range(heads):
-                g = h % c.kv_heads if mutant == "wrong-kv-group" else h // group
-                rows_q, rows_kv = slice(h * head_dim, (h + 1) * head_dim), slice(g * head_dim, (g + 1) * head_dim)
-                true_rows = slice((h // group) * head_dim, (h // group + 1) * head_dim)
-                value_scale = np.abs(x @ w["wv"][true_rows].T).max()
-                mapping[layer, h] = max(mapping[layer, h], np.abs(outs[model_layer, h] - ref[h]).max() / value_scale)
-                q_norm = np.linalg.norm(x @ w["wq"][rows_q].T, axis=1).max()
-                k_norm = np.linalg.norm(x @ w["wk"][true_rows].T, axis=1).max() / np.sqrt(head_dim)
-                logit_bound[layer, h] = max(logit_bound[layer, h], q_norm * k_norm)
-                z, weights = _lifted(x, positions, w["wq"][rows_q], w["wk"][rows_kv], w["wv"][rows_kv], c.rope_base,
-                                     head_dim, mutant)
-                zd = jnp.asarray(z[demo_idx])
-                for t in query_idx:
-                    context = z[query_idx[0]:t + 1]
-                    dec = ik.kd_decomposition(weights, zd, jnp.asarray(context), jnp.asarray(z[t:t + 1]))
-                    got = np.asarray(dec.w0_out if mutant == "drop-context" else dec.output)[0]
-                    e = np.abs(got - ref[h, t]).max() / value_scale
-                    if e >= err[layer, h]:
-                        err[layer, h], worst_position[layer, h] = e, t
-                    log_eta[layer, h] += float(dec.log_eta[0]) / (query_idx.size * n_prompts)
+                true_rows = rows[h // group]
+                value_scale[i, h] = np.abs(x @ w["wv"][i][true_rows].T).max()
+                mapping[i, h] = max(mapping[i, h], np.abs(outs[i, h] - ref[i, h]).max() / value_scale[i, h])
+                queries[i, h] = x @ w["wq"][i][rows[h]].T
+                q_norm = np.linalg.norm(queries[i, h], axis=1).max()
+                k_norm = np.linalg.norm(x @ w["wk"][i][true_rows].T, axis=1).max() / np.sqrt(head_dim)
+                logit_bound[i, h] = max(logit_bound[i, h], q_norm * k_norm)
+        # lifted tokens [x ; R(p) W^K_g x / sqrt(d_head) ; R(p) W^Q_h x] of every head, grouped by the group it reads
+        keys = _rotate(keys, positions, c.rope_base, mutant) * scale
+        queries = _rotate(queries, positions, c.rope_base, None if mutant == "keys-unrotated" else mutant)
+        shape = (layers, c.kv_heads, group, n)
+        z = np.concatenate([np.broadcast_to(xs[:, None, None], (*shape, d)),
+                            np.broadcast_to(keys[:, :, None], (*shape, head_dim)), queries[:, heads_of_group]], axis=-1)
+        zd = jnp.asarray(z[..., demo_idx, :])
+        for t in query_idx:
+            dec = _kd_every_head(wq_select, wk_select, wv_lifted, zd, z[..., query_idx[0]:t + 1, :], z[..., t:t + 1, :])
+            got = np.empty((layers, heads, head_dim))
+            got[:, heads_of_group] = np.asarray(dec.w0_out if mutant == "drop-context" else dec.output)[..., 0, :]
+            e = np.abs(got - ref[:, :, t]).max(axis=-1) / value_scale
+            worse = e >= err
+            err[worse], worst_position[worse] = e[worse], t
+            step = np.empty((layers, heads))
+            step[:, heads_of_group] = np.asarray(dec.log_eta)[..., 0]
+            log_eta += step / (query_idx.size * n_prompts)
     tolerance = real_attention_tolerance(logit_bound.max())
     both = np.maximum(err, mapping)
     worst_layer, worst_head = np.unravel_index(np.argmax(both), both.shape)
@@ -196,16 +253,12 @@ def check_31a(model: smollm2.SmolLM2, ctx: RunContext, *, layers=None) -> CheckR
                  f"tolerance {tolerance:.1e}"))
 
 
-_DOMAIN_STATES: dict = {}
-
-
 def _domain_states(model, name, text):
     """The float64 hidden states of one domain's text (computed once per model and process)."""
-    key = (id(model), name)
-    if key not in _DOMAIN_STATES:
-        ids = model.encode(text)
-        _DOMAIN_STATES[key] = np.asarray(model.forward(ids, "float64").attn_inputs)
-    return _DOMAIN_STATES[key]
+    kept = _model_cache(model).setdefault("domains", {})
+    if name not in kept:
+        kept[name] = np.asarray(model.forward(model.encode(text), "float64").attn_inputs)
+    return kept[name]
 
 
 def domain_samples(model: smollm2.SmolLM2, n_tokens: int, rng: np.random.Generator):
@@ -219,6 +272,43 @@ def domain_samples(model: smollm2.SmolLM2, n_tokens: int, rng: np.random.Generat
     return samples
 
 
+def _teachers(model, layer):
+    """``(teachers (heads, d_head, d), ||teacher||_op (heads,))`` of one layer (kept per model and process).
+
+    ``||W^O_h W^V_g x|| = ||R_h W^V_g x||`` with ``W^O_h = Q_h R_h`` (orthonormal ``Q_h``): the teacher of head
+    ``h`` is the ``(d_head, d)`` map ``R_h W^V_g``, ``g`` the group it reads.
+    """
+    kept = _model_cache(model).setdefault("teachers", {})
+    if layer not in kept:
+        c = model.config
+        head_dim, group = c.head_dim, c.heads // c.kv_heads
+        wo, wv = (np.asarray(model.arrays[k][layer], np.float64) for k in ("wo", "wv"))
+        teachers = np.empty((c.heads, head_dim, c.hidden))
+        for h in range(c.heads):
+            r = np.linalg.qr(wo[:, h * head_dim:(h + 1) * head_dim], mode="r")
+            teachers[h] = r @ wv[(h // group) * head_dim:(h // group + 1) * head_dim]
+        kept[layer] = teachers, np.array([np.linalg.norm(t, 2) for t in teachers])
+    return kept[layer]
+
+
+def _embedding_norm2(select, values_map, tokens, n):
+    """``||ΔW||_HS^2`` and its condition for ``ΔW = W̄(tokens[n:]) - W̄(tokens[:n])`` with ``W^K = select``,
+    ``W^V = values_map`` and ``2 eta = 1`` (:func:`iclkd_jax.distilled_weight_difference`, :func:`iclkd_jax.hs_norm`)."""
+    weights = ik.AttentionWeights(select, select, values_map)
+    hs = ik.hs_norm(ik.distilled_weight_difference(weights, tokens[:n], tokens[n:], eta=0.5))
+    return hs.value, hs.condition
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _norms_every_group(select, values_maps, tokens, n):
+    """:func:`_embedding_norm2` for every key/value group, map of the group and domain pair of one layer at once
+    (the library's functions under ``jax.vmap``): ``values_maps (G_kv, maps, rows, D)``, ``tokens (G_kv, pairs,
+    2n, D)``; returns values and conditions ``(G_kv, maps, pairs)``."""
+    per_pair = jax.vmap(_embedding_norm2, in_axes=(None, None, 0, None))
+    per_map = jax.vmap(per_pair, in_axes=(None, 0, None, None))
+    return jax.vmap(per_map, in_axes=(None, 0, 0, None))(select, values_maps, tokens, n)
+
+
 def check_41(model: smollm2.SmolLM2, ctx: RunContext, *, layers=None) -> CheckResult:
     n_tokens, mutant, seed = ctx.profile.real_tokens, ctx.mutant, ctx.seed
     c = model.config
@@ -227,67 +317,60 @@ def check_41(model: smollm2.SmolLM2, ctx: RunContext, *, layers=None) -> CheckRe
     samples = domain_samples(model, n_tokens, rng)
     names = list(samples)
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
-    layers, heads, d = len(chosen), c.heads, c.hidden
+    layers, heads, d, head_dim, group = len(chosen), c.heads, c.hidden, c.head_dim, c.heads // c.kv_heads
     observed, bounds = np.zeros((layers, heads, len(pairs))), np.zeros((layers, heads, len(pairs)))
     crosscheck = np.zeros((layers, heads, len(pairs)))
     cond = np.zeros((layers, heads, len(pairs)))
     max_log_kernel = 0.0
+    n = next(iter(samples.values()))[0].shape[1]
+    select = jnp.asarray(np.concatenate([np.zeros((head_dim, d)), np.eye(head_dim)], axis=1))
+    identity_maps = jnp.asarray(np.broadcast_to(np.concatenate([np.eye(d), np.zeros((d, head_dim))], axis=1),
+                                                (c.kv_heads, 1, d, d + head_dim)))    # W^V = [I 0], one per group
+    coef = np.concatenate([-np.full(n, 1.0 / n), np.full(n, 1.0 / n)])
+    positions = [np.concatenate([samples[a][1], samples[b][1]]) for a, b in pairs]
     for layer, model_layer in enumerate(chosen):
-        w, head_dim, group = _heads(model, model_layer)
-        for g in range(c.kv_heads):
-            rows = slice(g * head_dim, (g + 1) * head_dim)
-            wk = w["wk"][rows] / np.sqrt(head_dim)
-            kernel_rows = slice(((g + 1) % c.kv_heads) * head_dim, ((g + 1) % c.kv_heads + 1) * head_dim)
-            wk_kernel = w["wk"][kernel_rows] / np.sqrt(head_dim) if mutant == "wrong-kv-group-kernel" else wk
-            # ||W^O_h W^V_g x|| = ||R_h W^V_g x|| with W^O_h = Q_h R_h (orthonormal Q_h): (d_head, d) teachers
-            teachers, op_norms = {}, {}
-            for h in range(g * group, (g + 1) * group):
-                r = np.linalg.qr(w["wo"][:, h * head_dim:(h + 1) * head_dim], mode="r")
-                teachers[h] = r @ w["wv"][rows]
-                op_norms[h] = np.linalg.norm(teachers[h], 2)
+        wk = np.asarray(model.arrays["wk"][model_layer], np.float64)
+        wk = [wk[g * head_dim:(g + 1) * head_dim] / np.sqrt(head_dim) for g in range(c.kv_heads)]
+        teachers, op_norms = _teachers(model, model_layer)
+        x = [np.concatenate([samples[a][0][model_layer], samples[b][0][model_layer]]) for a, b in pairs]
+        # keys R(p) W^K_g x / sqrt(d_head) of every group and pair: (G_kv, pairs, 2n, d_head), one rotation per pair
+        keys = np.stack([_rotate(np.stack([x[p] @ wk[g].T for g in range(c.kv_heads)]), positions[p], c.rope_base)
+                         for p in range(len(pairs))], axis=1)
+        max_log_kernel = max(max_log_kernel, float(np.max(np.sum(keys * keys, axis=-1))))
+        tokens = np.concatenate([np.broadcast_to(np.stack(x), (c.kv_heads, len(pairs), 2 * n, d)), keys], axis=-1)
+        # MMD^2: mean-embedding distance of x ⊗ phi(R(p) W^K x) (W^V = [I 0]), or a mutant's kernel: (G_kv, pairs)
+        if mutant in ("positions-ignored", "rbf-kernel-mmd"):
+            mmd2, mmd_cond = np.empty((c.kv_heads, len(pairs))), np.ones((c.kv_heads, len(pairs)))
             for p, (a, b) in enumerate(pairs):
-                (xa, pa), (xb, pb) = samples[a], samples[b]
-                x = np.concatenate([xa[model_layer], xb[model_layer]])
-                pos = np.concatenate([pa, pb])
-                keys = _rotate(x @ wk.T, pos, c.rope_base)
-                max_log_kernel = max(max_log_kernel, float(np.max(np.sum(keys * keys, axis=1))))
-                z = np.concatenate([x, keys], axis=1)
-                n = xa.shape[1]
-                select = np.concatenate([np.zeros((head_dim, d)), np.eye(head_dim)], axis=1)
-
-                def embedding_norm2(values_map, z=z, select=select, n=n):
-                    weights = ik.AttentionWeights(jnp.asarray(select), jnp.asarray(select), jnp.asarray(values_map))
-                    op = ik.distilled_weight_difference(weights, jnp.asarray(z[:n]), jnp.asarray(z[n:]), eta=0.5)
-                    hs = ik.hs_norm(op)
-                    return float(hs.value), float(hs.condition)
-
-                # MMD^2: mean-embedding distance of x ⊗ phi(R(p) W^K x) (W^V = [I 0]), or a mutant's kernel
-                if mutant == "positions-ignored":
-                    mmd2 = float(ik.mmd2(jnp.asarray(xa[model_layer]), jnp.asarray(xb[model_layer]),
-                                         ik.product_kernel(jnp.asarray(wk))))
-                    mmd_cond = 1.0
-                elif mutant == "rbf-kernel-mmd":
-                    bandwidth = ik.median_bandwidth(xa[model_layer], xb[model_layer])
-                    mmd2 = float(ik.mmd2(jnp.asarray(xa[model_layer]), jnp.asarray(xb[model_layer]),
-                                         ik.rbf_kernel(bandwidth=bandwidth)))
-                    mmd_cond = 1.0
-                elif mutant == "wrong-kv-group-kernel":
-                    kz = np.concatenate([x, _rotate(x @ wk_kernel.T, pos, c.rope_base)], axis=1)
-                    mmd2, mmd_cond = embedding_norm2(np.concatenate([np.eye(d), np.zeros((d, head_dim))], axis=1), z=kz)
-                else:
-                    mmd2, mmd_cond = embedding_norm2(np.concatenate([np.eye(d), np.zeros((d, head_dim))], axis=1))
-                ref_mmd2, _ = reference.position_product_mmd2(xa[model_layer], pa, xb[model_layer], pb, wk, c.rope_base)
-                coef = np.concatenate([-np.full(n, 1.0 / n), np.full(n, 1.0 / n)])
+                xa, xb = jnp.asarray(samples[a][0][model_layer]), jnp.asarray(samples[b][0][model_layer])
+                for g in range(c.kv_heads):
+                    kernel = (ik.product_kernel(jnp.asarray(wk[g])) if mutant == "positions-ignored"
+                              else ik.rbf_kernel(bandwidth=ik.median_bandwidth(samples[a][0][model_layer],
+                                                                               samples[b][0][model_layer])))
+                    mmd2[g, p] = float(ik.mmd2(xa, xb, kernel))
+        else:
+            # the wrong-kv-group-kernel mutant: the keys of group (g + 1) % G_kv in group g's kernel
+            kernel_tokens = np.roll(tokens, -1, axis=0) if mutant == "wrong-kv-group-kernel" else tokens
+            mmd2, mmd_cond = (np.asarray(v)[:, 0] for v in _norms_every_group(
+                select, identity_maps, jnp.asarray(kernel_tokens), n))
+        # ||ΔW||_HS^2 of each head's teacher [R_h W^V_g 0], the heads grouped by the group they read: (G_kv, group, pairs)
+        maps = np.concatenate([teachers, np.zeros((heads, head_dim, head_dim))], axis=-1)
+        hs2, hs_cond = (np.asarray(v).reshape(heads, len(pairs)) for v in _norms_every_group(
+            select, jnp.asarray(maps.reshape(c.kv_heads, group, head_dim, d + head_dim)), jnp.asarray(tokens), n))
+        for p, (a, b) in enumerate(pairs):
+            (xa, pa), (xb, pb) = samples[a], samples[b]
+            for g in range(c.kv_heads):
+                ref_mmd2, _ = reference.position_product_mmd2(xa[model_layer], pa, xb[model_layer], pb, wk[g],
+                                                              c.rope_base)
                 for h in range(g * group, (g + 1) * group):
-                    teacher, op_norm = teachers[h], op_norms[h]
-                    hs2, hs_cond = embedding_norm2(np.concatenate([teacher, np.zeros((head_dim, head_dim))], axis=1))
-                    ref = reference.log_hs_norm2(coef, x @ teacher.T, keys, 0.0)
+                    ref = reference.log_hs_norm2(coef, x[p] @ teachers[h].T, keys[g, p], 0.0)
                     ref_hs2 = float(ref.sign * np.exp(ref.log_abs))
                     # every mutant changes the MMD under test: the reference sees it as well as the inequality
-                    crosscheck[layer, h, p] = max(abs(hs2 - ref_hs2) / ref_hs2, abs(mmd2 - ref_mmd2) / ref_mmd2)
-                    cond[layer, h, p] = hs_cond + mmd_cond
-                    bound = op_norm * np.sqrt(max(mmd2, 0.0))                   # 2 eta = 1
-                    observed[layer, h, p], bounds[layer, h, p] = np.sqrt(max(hs2, 0.0)), bound
+                    crosscheck[layer, h, p] = max(abs(hs2[h, p] - ref_hs2) / ref_hs2,
+                                                  abs(mmd2[g, p] - ref_mmd2) / ref_mmd2)
+                    cond[layer, h, p] = hs_cond[h, p] + mmd_cond[g, p]
+                    bound = op_norms[h] * np.sqrt(max(mmd2[g, p], 0.0))                   # 2 eta = 1
+                    observed[layer, h, p], bounds[layer, h, p] = np.sqrt(max(hs2[h, p], 0.0)), bound
     per_pair_tol = 64 * EPS64 * cond * (1.0 + max_log_kernel)
     status, tolerance, ratio = bound_ratio_status(observed, bounds, crosscheck, per_pair_tol)
     tightness = 1.0 / ratio
