@@ -138,6 +138,8 @@ def _model_cache(model) -> dict:
     entry = _MODEL_CACHES.get(id(model))
     if entry is None or entry[0]() is not model:
         entry = _MODEL_CACHES[id(model)] = (weakref.ref(model), {})
+        # the cached arrays go with the model (its id may then be reused by another object)
+        weakref.finalize(model, _MODEL_CACHES.pop, id(model), None)
     return entry[1]
 
 
