@@ -43,7 +43,10 @@ exponents are reported with 95 % t-intervals over the draws (descriptive: not ju
 
 Tolerance: ``||ΔW||^2`` and ``MMD^2`` are double sums of at most 169 terms whose logits carry a relative
 error of a few eps each: library and reference must agree within
-``64 eps (1 + max logit) sum|terms|`` (:func:`verification.cases.shift_cases.agreement`); the ratio within
+``64 eps (1 + max logit) sum|terms|`` (:func:`verification.cases.shift_cases.agreement`; ``log_mmd2``'s
+``sign exp(log_abs)`` carries the same sums' round-off plus ``~eps |log_abs|`` relative from its log and exp,
+and ``|log MMD^2| <= log sum|terms|`` is far below ``64 (1 + max logit)`` where ``MMD^2`` is not negligible
+against ``sum|terms|``); the ratio within
 ``64 eps (cond_HS + cond_MMD + 1)(1 + max logit)`` with the reference's conditions; ``||W^V||_op``
 within ``64 eps ||W^V||_op`` (SVD is backward stable). The ratio tolerance is a first-order bound, rigorous
 while ``u cond <= 1/2`` for both sums (``u = 64 eps (1 + max logit)``;
